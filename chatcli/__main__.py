@@ -1,0 +1,5 @@
+"""Entry point for `python -m chatcli`."""
+
+from chatcli.cli import main
+
+main()

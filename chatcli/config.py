@@ -1,0 +1,329 @@
+"""Settings and the one merge that makes them.
+
+Order, later wins: built-in defaults < the top level of the config file < the
+selected profile < environment < flags. Reading the file and running
+`api_key_cmd` are the only I/O here, each in a small function of its own;
+`merge` itself is pure and takes the environment as a mapping.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import subprocess
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from chatcli.errors import ConfigError
+from chatcli.schema import KEYS, KEYS_BY_NAME, TOP_LEVEL_ONLY
+
+KEY_FIELDS = ("api_key", "api_key_env", "api_key_cmd")
+ENV_SETTINGS = {"OPENAI_BASE_URL": "base_url", "CHATCLI_MODEL": "model"}
+NO_KEY_NEEDED = "no-key-needed"
+_LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
+
+
+@dataclass(frozen=True)
+class KeySource:
+    """Where the API key comes from. Holds the key only for `api_key` in the file."""
+
+    kind: str  # "env" | "cmd" | "value" | "none"
+    detail: str = ""  # variable name or command
+    origin: str = ""  # which layer named it
+    value: str | None = field(default=None, repr=False)
+
+    def describe(self, env: Mapping[str, str]) -> str:
+        """How `config show` and `doctor` name the source, never the key."""
+        if self.kind == "env":
+            state = "set" if env.get(self.detail) else "NOT SET"
+            return f"environment variable {self.detail} ({state}; from {self.origin})"
+        if self.kind == "cmd":
+            return f"command `{self.detail}` (from {self.origin})"
+        if self.kind == "value":
+            return f"api_key in {self.origin} (hidden)"
+        return "none"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a request needs to know, after the merge. Frozen; replace() to change."""
+
+    base_url: str
+    model: str
+    key_source: KeySource
+    temperature: float | None = None
+    max_tokens: int | None = None
+    context_window: int = 128000
+    max_messages: int = 20
+    system_prompt: str | None = None
+    price_input: float | None = None
+    price_output: float | None = None
+    currency: str = "$"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    timeout: float = 120.0
+    max_retries: int = 2
+    profile: str | None = None
+    config_path: Path | None = None
+
+
+def default_config_path(env: Mapping[str, str]) -> Path:
+    """CHATCLI_CONFIG, or config.toml in the platform's user config directory."""
+    if env.get("CHATCLI_CONFIG"):
+        return Path(env["CHATCLI_CONFIG"]).expanduser()
+    from platformdirs import user_config_path
+
+    return user_config_path("chatcli", appauthor=False) / "config.toml"
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """Parse and validate the file; a missing file is an empty configuration."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc}") from None
+    return parse_config(text, path)
+
+
+def parse_config(text: str, path: Path) -> dict[str, Any]:
+    """Validate TOML text against the schema; errors name file, line and key."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        where = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+        reason = re.sub(r"\s*\(at line.*", "", str(exc))
+        line = f":{where.group(1)}" if where else ""
+        col = f" at column {where.group(2)}" if where else ""
+        raise ConfigError(f"{path}{line}: invalid TOML: {reason}{col}") from None
+    for key, value in data.items():
+        if key == "profile":
+            if not isinstance(value, str):
+                _fail(path, text, (), key, "a string", value)
+        elif key == "profiles":
+            if not isinstance(value, dict):
+                _fail(path, text, (), key, "a table of [profiles.NAME] tables", value)
+            for name, table in value.items():
+                if not isinstance(table, dict):
+                    _fail(path, text, ("profiles",), name, "a [profiles.NAME] table", table)
+                _check_table(path, text, ("profiles", name), table)
+        else:
+            _check_table(path, text, (), {key: value})
+    return data
+
+
+def _check_table(path: Path, text: str, table: tuple[str, ...], data: dict[str, Any]) -> None:
+    for key, value in data.items():
+        spec = KEYS_BY_NAME.get(key)
+        if spec is None:
+            names = [k.name for k in KEYS] + ([] if table else list(TOP_LEVEL_ONLY))
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            line = _locate(text, table, key)
+            raise ConfigError(f"{path}{line}: unknown key {_dotted(table, key)!r}{hint}")
+        if not spec.check(value):
+            _fail(path, text, table, key, spec.kind, value)
+
+
+def _fail(path: Path, text: str, table: tuple[str, ...], key: str, kind: str, value: Any) -> None:
+    shown = "(hidden)" if key == "api_key" else repr(value)
+    line = _locate(text, table, key)
+    raise ConfigError(f"{path}{line}: {_dotted(table, key)}: expected {kind}, got {shown}")
+
+
+def _dotted(table: tuple[str, ...], key: str) -> str:
+    return ".".join((*table, key))
+
+
+def _locate(text: str, table: tuple[str, ...], key: str) -> str:
+    """':N' for the line that sets `key` in `table`, or '' when it cannot be found."""
+    current: tuple[str, ...] = ()
+    header = re.compile(r"^\s*\[+\s*([^\]]+?)\s*\]+")
+    assign = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=")
+    for number, line in enumerate(text.splitlines(), start=1):
+        if match := header.match(line):
+            current = tuple(p.strip().strip("\"'") for p in match.group(1).split("."))
+            if current == (*table, key):
+                return f":{number}"
+        elif current == table and assign.match(line):
+            return f":{number}"
+    return ""
+
+
+def select_profile(data: Mapping[str, Any], env: Mapping[str, str], flag: str | None) -> str | None:
+    """The profile name: the --profile flag, else CHATCLI_PROFILE, else the file's `profile`."""
+    return flag or env.get("CHATCLI_PROFILE") or data.get("profile") or None
+
+
+def merge(
+    data: Mapping[str, Any],
+    env: Mapping[str, str],
+    flags: Mapping[str, Any],
+    *,
+    path: Path | None = None,
+) -> Settings:
+    """Merge defaults < file < profile < environment < flags into Settings. Pure."""
+    profile = select_profile(data, env, flags.get("profile"))
+    profiles = data.get("profiles", {})
+    if profile is not None and profile not in profiles:
+        known = ", ".join(sorted(profiles)) or "none defined"
+        raise ConfigError(
+            f"{path}: profile {profile!r} does not exist (profiles: {known})",
+            hint=f"add a [profiles.{profile}] table, or see `chatcli config init`",
+        )
+    top = {k: v for k, v in data.items() if k not in TOP_LEVEL_ONLY}
+    table = profiles.get(profile, {}) if profile else {}
+    from_env = {name: env[var] for var, name in ENV_SETTINGS.items() if env.get(var)}
+    layers = [
+        ({k.name: k.default for k in KEYS if k.default is not None}, "defaults"),
+        (top, f"{path}"),
+        (table, f"profile {profile}"),
+        (from_env, "environment"),
+        ({k: v for k, v in flags.items() if v is not None and k != "profile"}, "flags"),
+    ]
+    merged: dict[str, Any] = {}
+    for layer, _ in layers:
+        merged.update({k: v for k, v in layer.items() if k not in KEY_FIELDS})
+    return Settings(
+        **merged,
+        key_source=_key_source(top, table, env, path, profile),
+        profile=profile,
+        config_path=path,
+    )
+
+
+def _key_source(
+    top: Mapping[str, Any],
+    table: Mapping[str, Any],
+    env: Mapping[str, str],
+    path: Path | None,
+    profile: str | None,
+) -> KeySource:
+    """The last layer that names a key wins, with one exception for safety.
+
+    OPENAI_API_KEY is not used when the selected profile names its own key
+    source: a profile for DeepSeek must not send an OpenAI key to DeepSeek
+    because the OpenAI key happens to be exported in the shell.
+    """
+    profile_source = _named_source(table, f"profile {profile} in {path}")
+    if profile_source is not None:
+        return profile_source
+    if env.get("OPENAI_API_KEY"):
+        return KeySource("env", "OPENAI_API_KEY", "environment")
+    return _named_source(top, f"{path}") or KeySource("none")
+
+
+def _named_source(layer: Mapping[str, Any], origin: str) -> KeySource | None:
+    if "api_key_cmd" in layer:
+        return KeySource("cmd", layer["api_key_cmd"], origin)
+    if "api_key_env" in layer:
+        return KeySource("env", layer["api_key_env"], origin)
+    if "api_key" in layer:
+        return KeySource("value", "", origin, value=layer["api_key"])
+    return None
+
+
+def is_local(base_url: str) -> bool:
+    """True for a server on this machine (Ollama, llama.cpp), which needs no key."""
+    return (urlsplit(base_url).hostname or "") in _LOCAL_HOSTS
+
+
+def resolve_api_key(settings: Settings, env: Mapping[str, str]) -> str:
+    """The key itself, read from where the settings say; run only when a request is near."""
+    source = settings.key_source
+    key: str | None = None
+    if source.kind == "value":
+        key = source.value
+    elif source.kind == "env":
+        key = env.get(source.detail)
+        if not key and not is_local(settings.base_url):
+            raise ConfigError(
+                f"the API key variable {source.detail} (named by {source.origin}) is not set",
+                hint=f"export {source.detail}=... or change api_key_env",
+            )
+    elif source.kind == "cmd":
+        key = _run_key_command(source)
+    if key and key.strip():
+        return key.strip()
+    if is_local(settings.base_url):
+        return NO_KEY_NEEDED
+    raise ConfigError(
+        "no API key: export OPENAI_API_KEY=..., or set api_key_env (a variable name) "
+        f"or api_key_cmd (a command that prints the key) in {settings.config_path}",
+        hint="`chatcli config init` writes a commented example",
+    )
+
+
+def _run_key_command(source: KeySource) -> str:
+    try:
+        done = subprocess.run(
+            source.detail, shell=True, capture_output=True, text=True, timeout=60, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ConfigError(f"api_key_cmd `{source.detail}` could not run: {exc}") from None
+    if done.returncode != 0 or not done.stdout.strip():
+        reason = (done.stderr.strip().splitlines() or ["it printed nothing"])[-1]
+        raise ConfigError(
+            f"api_key_cmd `{source.detail}` failed (exit {done.returncode}): {reason}",
+            hint=f"run it yourself to check; it is set by {source.origin}",
+        )
+    return done.stdout.strip().splitlines()[0]
+
+
+def load_settings(
+    flags: Mapping[str, Any],
+    *,
+    env: Mapping[str, str] | None = None,
+    config_path: Path | None = None,
+) -> Settings:
+    """Read the file named by --config, CHATCLI_CONFIG or the default place, and merge."""
+    env = os.environ if env is None else env
+    path = config_path or default_config_path(env)
+    return merge(read_config(path), env, flags, path=path)
+
+
+_SECRET_HEADER = re.compile(r"auth|key|token|secret|cookie", re.IGNORECASE)
+
+
+def describe(settings: Settings, env: Mapping[str, str]) -> str:
+    """The settings in effect as TOML, for `config show`. No secret is ever included."""
+    from chatcli.schema import toml_value
+
+    path = settings.config_path
+    state = "exists" if path and path.exists() else "not found, using defaults"
+    lines = [
+        f"# config file: {path} ({state})",
+        f"# profile: {settings.profile or '(none)'}",
+        f"# api key: {settings.key_source.describe(env)}",
+    ]
+    for key in KEYS:
+        if key.name in KEY_FIELDS:
+            continue
+        value = getattr(settings, key.name)
+        if key.name == "headers":
+            value = {k: "(hidden)" if _SECRET_HEADER.search(k) else v for k, v in value.items()}
+        if value is None or value == {}:
+            lines.append(f"# {key.name} is not set")
+        else:
+            lines.append(f"{key.name} = {toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def write_template(path: Path) -> None:
+    """Create the commented config file; an existing file is never touched."""
+    from chatcli.schema import render_template
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with path.open("x", encoding="utf-8") as handle:
+            handle.write(render_template())
+    except FileExistsError:
+        raise ConfigError(f"{path} already exists; it was left as it is",
+                          hint="edit it, or move it away first") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror}") from None

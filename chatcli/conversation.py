@@ -1,0 +1,225 @@
+"""Pure values and policy: messages, token estimates, the rolling window.
+
+Standard library only; no I/O, no clock, no environment. Everything here is a
+plain function over plain values so the rules that decide what is sent can be
+tested exhaustively (tests/test_conversation.py uses hypothesis).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+SYSTEM, USER, ASSISTANT = "system", "user", "assistant"
+
+# Every message costs a few tokens of framing (role, separators) on top of its
+# text, and the reply is primed with a few more. The figures are what OpenAI's
+# chat format uses; other servers are close, and erring high is the point.
+MESSAGE_OVERHEAD = 4
+REPLY_PRIMING = 3
+
+# The API document allows at most 20 history messages in one request.
+DEFAULT_MAX_MESSAGES = 20
+# Room kept free for the reply when the user sets no max_tokens.
+DEFAULT_REPLY_RESERVE = 4096
+
+# Han, kana, Hangul, CJK punctuation and full-width forms: tokenizers spend
+# about one token (often more) on each of these characters.
+_CJK = (
+    "\u1100-\u11ff\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u3100-\u31ff"
+    "\u3200-\u4dbf\u4e00-\u9fff\ua960-\ua97f\uac00-\ud7ff\uf900-\ufaff"
+    "\ufe30-\ufe4f\uff00-\uffef\U00020000-\U0003ffff"
+)
+_PIECES = re.compile(
+    rf"(?P<cjk>[{_CJK}])"
+    r"|(?P<ascii>[A-Za-z]+)"
+    r"|(?P<digits>[0-9]+)"
+    r"|(?P<word>[^\W\d_]+)"
+    r"|(?P<space>\s+)"
+    r"|(?P<other>.)",
+    re.DOTALL,
+)
+
+
+def estimate_tokens(text: str) -> int:
+    """Estimate the tokens `text` costs, erring high, with no tokenizer tables.
+
+    English words cost about one token per four letters, digits one per three,
+    other alphabets one per two letters, each CJK character one, each
+    punctuation mark one and each other symbol (emoji) two. Real tokenizers
+    merge more than this, so the figure is an upper estimate for ordinary text.
+    """
+    total = 0
+    for match in _PIECES.finditer(text):
+        kind = match.lastgroup
+        size = match.end() - match.start()
+        if kind == "cjk":
+            total += 1
+        elif kind == "ascii":
+            total += math.ceil(size / 4)
+        elif kind == "digits":
+            total += math.ceil(size / 3)
+        elif kind == "word":
+            total += math.ceil(size / 2)
+        elif kind == "space":
+            # A single space merges into the next word; runs and newlines do not.
+            total += 0 if match.group() == " " else 1
+        else:
+            total += 1 if match.group().isascii() else 2
+    return total
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message of a conversation. `tokens` is its size including framing.
+
+    Give `tokens` when the server reported it (an assistant reply's
+    completion_tokens); otherwise it is estimated, and `estimated` says so.
+    """
+
+    role: str
+    content: str
+    tokens: int = -1
+    pinned: bool = False
+    finish_reason: str | None = None
+    estimated: bool = field(default=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.tokens < 0:
+            object.__setattr__(self, "tokens", estimate_tokens(self.content) + MESSAGE_OVERHEAD)
+            object.__setattr__(self, "estimated", True)
+
+    def to_api(self) -> dict[str, str]:
+        """The message as the chat-completions API takes it."""
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token usage of one request; `estimated` when the server reported none."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    estimated: bool = False
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def cost(self, price_input: float | None, price_output: float | None) -> float | None:
+        """Cost in the currency the prices are given in, per million tokens."""
+        if price_input is None and price_output is None:
+            return None
+        return (
+            self.prompt_tokens * (price_input or 0.0)
+            + self.completion_tokens * (price_output or 0.0)
+        ) / 1_000_000
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.estimated or other.estimated,
+        )
+
+
+@dataclass(frozen=True)
+class Window:
+    """What one request sends: the system prompt, then the newest turns that fit."""
+
+    messages: tuple[Message, ...]
+    dropped: tuple[Message, ...]
+    tokens: int
+    budget: int
+
+    @property
+    def over_budget(self) -> bool:
+        """True when even the irreducible part (system, pinned, newest turn) does not fit."""
+        return self.tokens > self.budget
+
+    def to_api(self) -> list[dict[str, str]]:
+        return [m.to_api() for m in self.messages]
+
+
+def reply_budget(context_window: int, max_tokens: int | None) -> int:
+    """Tokens the request may use: the context window minus the room kept for the reply."""
+    reserve = max_tokens if max_tokens else min(DEFAULT_REPLY_RESERVE, context_window // 4)
+    return max(context_window - reserve, 0)
+
+
+def turns(history: Sequence[Message]) -> list[range]:
+    """Split history into turns: each starts at a user message and runs to the next.
+
+    Messages before the first user message (a greeting, say) form a turn of their own.
+    """
+    starts = [i for i, m in enumerate(history) if m.role == USER]
+    if not starts or starts[0] != 0:
+        starts.insert(0, 0)
+    ends = [*starts[1:], len(history)]
+    return [range(s, e) for s, e in zip(starts, ends, strict=True) if e > s]
+
+
+def build_window(
+    system: str | None,
+    history: Sequence[Message],
+    *,
+    max_messages: int = DEFAULT_MAX_MESSAGES,
+    budget: int,
+) -> Window:
+    """Choose what to send: the system prompt and the newest turns that fit.
+
+    Whole turns are dropped, oldest first, until the request holds at most
+    `max_messages` messages (system prompt included) and at most `budget`
+    tokens. The newest turn and pinned turns (a turn with any pinned message)
+    are never dropped, so an assistant reply is never sent without its
+    question. If what cannot be dropped is still too big, the window says so
+    (`over_budget`) and the caller decides.
+    """
+    head = (Message(SYSTEM, system),) if system else ()
+    groups = turns(history)
+    count = len(head) + len(history)
+    tokens = sum(m.tokens for m in head) + sum(m.tokens for m in history) + REPLY_PRIMING
+    dropped: list[int] = []
+    for group in groups[:-1]:
+        if count <= max_messages and tokens <= budget:
+            break
+        if any(history[i].pinned for i in group):
+            continue
+        dropped.extend(group)
+        count -= len(group)
+        tokens -= sum(history[i].tokens for i in group)
+    gone = set(dropped)
+    kept = [m for i, m in enumerate(history) if i not in gone]
+    return Window(
+        messages=(*head, *kept),
+        dropped=tuple(history[i] for i in dropped),
+        tokens=tokens,
+        budget=budget,
+    )
+
+
+def compose_user_message(question: str | None, piped: str | None) -> str:
+    """One user message from a question and piped text.
+
+    The piped text comes first, between <stdin> tags, then the question, so
+    "summarise this" reads as an instruction about the text above it.
+    """
+    question = (question or "").strip()
+    if piped is None or not piped.strip():
+        return question
+    if not question:
+        return piped.strip("\n")
+    return f"<stdin>\n{piped.strip(chr(10))}\n</stdin>\n\n{question}"
+
+
+@dataclass
+class Conversation:
+    """A system prompt and the messages so far. The one mutable value here."""
+
+    system: str | None = None
+    messages: list[Message] = field(default_factory=list)
+
+    def window(self, *, max_messages: int, budget: int) -> Window:
+        return build_window(self.system, self.messages, max_messages=max_messages, budget=budget)

@@ -1,0 +1,89 @@
+"""Error types: each failure a user can meet, with its exit code and a one-line message.
+
+Every message says what happened and what to do next, on one line. The exit
+codes are part of the interface (scripts branch on them) and are listed in the
+README; change them only with a note there.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_UNEXPECTED = 1
+EXIT_USAGE = 2
+EXIT_AUTH = 3
+EXIT_RATE_LIMIT = 4
+EXIT_NETWORK = 5
+EXIT_SERVER = 6
+EXIT_REQUEST = 7
+EXIT_INTERRUPTED = 130
+
+
+class ChatcliError(Exception):
+    """A failure with a one-line message and an exit code; never shown as a traceback."""
+
+    exit_code = EXIT_UNEXPECTED
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        # Server messages sometimes span lines; the user gets exactly one.
+        self.message = " ".join(message.split())
+        self.hint = " ".join(hint.split()) if hint else None
+        super().__init__(self.line())
+
+    def line(self) -> str:
+        """The message and, when there is one, what to do next."""
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class UsageError(ChatcliError):
+    """The command line asks for something impossible (no question, bad value)."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(ChatcliError):
+    """The configuration file or environment is broken, or no API key is available."""
+
+    exit_code = EXIT_USAGE
+
+
+class AuthError(ChatcliError):
+    """The server refused the key (401) or the key may not do this (403)."""
+
+    exit_code = EXIT_AUTH
+
+
+class RateLimitError(ChatcliError):
+    """Too many requests (429), or the account is out of quota."""
+
+    exit_code = EXIT_RATE_LIMIT
+
+
+class NetworkError(ChatcliError):
+    """The server could not be reached, the connection dropped, or it timed out."""
+
+    exit_code = EXIT_NETWORK
+
+
+class ServerError(ChatcliError):
+    """The server failed (5xx) or sent something that is not the protocol."""
+
+    exit_code = EXIT_SERVER
+
+
+class RequestError(ChatcliError):
+    """The server rejected the request: bad parameter, unknown model."""
+
+    exit_code = EXIT_REQUEST
+
+
+class ContextTooLongError(RequestError):
+    """The conversation does not fit in the model's context window."""
+
+
+class Interrupted(ChatcliError):
+    """The user pressed Ctrl-C."""
+
+    exit_code = EXIT_INTERRUPTED
+
+    def __init__(self, message: str = "interrupted") -> None:
+        super().__init__(message)

@@ -1,0 +1,212 @@
+"""Everything the user sees: the streamed reply, usage lines, notes and errors.
+
+The only module that imports rich, and only for Markdown on a terminal: plain
+output (pipes, NO_COLOR) is written directly and never pays for importing
+rich. The Markdown renderer costs linear time: a finished block is rendered
+and printed once, into the scrollback; only the open block is live.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TextIO
+
+from chatcli.conversation import Usage
+from chatcli.errors import ChatcliError
+from chatcli.mdblocks import BlockSplitter
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.live import Live
+
+_RESET = "\033[0m"
+_STYLES = {"error": "\033[31m", "warning": "\033[33m", "note": "\033[2m", "usage": "\033[2m"}
+
+
+def wants_color(stream: TextIO, env: Mapping[str, str]) -> bool:
+    """Styled output only for a terminal, and never when NO_COLOR is set."""
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty()) and "NO_COLOR" not in env and env.get("TERM") != "dumb"
+
+
+class Diagnostics:
+    """One-line messages on stderr: errors, warnings, notes, the usage line."""
+
+    def __init__(self, file: TextIO, *, color: bool) -> None:
+        self.file = file
+        self.color = color
+
+    def _line(self, kind: str, text: str, prefix: str) -> None:
+        line = f"{prefix}{text}"
+        if self.color:
+            line = f"{_STYLES[kind]}{line}{_RESET}"
+        try:
+            self.file.write(line + "\n")
+            self.file.flush()
+        except (BrokenPipeError, ValueError):
+            pass  # stderr is gone; nothing else can be told
+
+    def error(self, error: ChatcliError | str) -> None:
+        text = error.line() if isinstance(error, ChatcliError) else error
+        self._line("error", text, "chatcli: error: ")
+
+    def warning(self, text: str) -> None:
+        self._line("warning", text, "chatcli: warning: ")
+
+    def note(self, text: str) -> None:
+        self._line("note", text, "chatcli: ")
+
+    def usage(self, text: str) -> None:
+        self._line("usage", text, "")
+
+    def debug(self, text: str) -> None:
+        self._line("note", text, "debug: ")
+
+
+def format_usage(
+    usage: Usage,
+    *,
+    price_input: float | None = None,
+    price_output: float | None = None,
+    currency: str = "$",
+    session: Usage | None = None,
+) -> str:
+    """The line after a reply: prompt, completion and total tokens, and the cost."""
+    mark = "~" if usage.estimated else ""
+    parts = [
+        f"tokens: {mark}{usage.prompt_tokens} prompt + {mark}{usage.completion_tokens} "
+        f"completion = {mark}{usage.total_tokens}" + (" (estimated)" if usage.estimated else "")
+    ]
+    if session is not None:
+        parts.append(f"session {'~' if session.estimated else ''}{session.total_tokens}")
+    cost = usage.cost(price_input, price_output)
+    if cost is not None:
+        parts.append(f"{mark}{currency}{cost:.6f}".rstrip("0").rstrip(".") if cost else
+                     f"{currency}0")
+    return " · ".join(parts)
+
+
+def dropped_note(count: int) -> str:
+    noun = "message" if count == 1 else "messages"
+    return f"{count} older {noun} left out of this request to fit the context limits"
+
+
+class PlainSink:
+    """Writes the reply as it arrives, unchanged: for pipes and NO_COLOR."""
+
+    def __init__(self, file: TextIO) -> None:
+        self.file = file
+        self._last = "\n"
+
+    def text(self, delta: str) -> None:
+        self.file.write(delta)
+        self.file.flush()
+        self._last = delta[-1:] or self._last
+
+    def end(self) -> None:
+        if self._last != "\n":
+            self.file.write("\n")
+            self._last = "\n"
+        self.file.flush()
+
+
+class MarkdownSink:
+    """Renders the reply as Markdown while it streams, each finished block once."""
+
+    def __init__(
+        self,
+        console: Console | None = None,
+        *,
+        file: TextIO | None = None,
+        refresh: float = 1 / 12,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        from rich.console import Console
+
+        self.console = console or Console(file=file, highlight=False)
+        self._splitter = BlockSplitter()
+        self._live: Live | None = None
+        self._refresh = refresh
+        self._clock = clock
+        self._last_draw = float("-inf")
+        self._printed = 0
+
+    def text(self, delta: str) -> None:
+        for block in self._splitter.feed(delta):
+            self._print_block(block)
+        now = self._clock()
+        if now - self._last_draw >= self._refresh:
+            self._last_draw = now
+            self._draw_open()
+
+    def end(self) -> None:
+        blocks = self._splitter.close()
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+        for block in blocks:
+            self._print_block(block)
+
+    def _print_block(self, block: str) -> None:
+        from rich.markdown import Markdown
+
+        if self._printed:
+            self.console.print()
+        self.console.print(_Trimmed(Markdown(block)))
+        self._printed += 1
+
+    def _draw_open(self) -> None:
+        from rich.live import Live
+        from rich.markdown import Markdown
+
+        text = self._splitter.open_text
+        if not text.strip():
+            return
+        if self._splitter.open_fence:
+            text += "\n" + self._splitter.open_fence  # close the fence so it renders as code
+        view = _Tail(Markdown(text), max(self.console.height - 2, 3))
+        if self._live is None:
+            self._live = Live(view, console=self.console, auto_refresh=False, transient=True,
+                              redirect_stdout=False, redirect_stderr=False)
+            self._live.start()
+        self._live.update(view, refresh=True)
+
+
+class _Trimmed:
+    """A renderable without the blank lines Rich puts around some blocks."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __rich_console__(self, console: Console, options: Any):
+        from rich.segment import Segment
+
+        lines = console.render_lines(self.inner, options, pad=False)
+        blank = [_is_blank(line) for line in lines]
+        first = blank.index(False) if False in blank else len(lines)
+        last = len(lines) - blank[::-1].index(False) if False in blank else first
+        for line in lines[first:last]:
+            yield from line
+            yield Segment.line()
+
+
+class _Tail:
+    """The last `height` lines of a renderable: the live view of a long open block."""
+
+    def __init__(self, inner: Any, height: int) -> None:
+        self.inner = inner
+        self.height = height
+
+    def __rich_console__(self, console: Console, options: Any):
+        from rich.segment import Segment
+
+        lines = console.render_lines(self.inner, options, pad=False)
+        for line in lines[-self.height:]:
+            yield from line
+            yield Segment.line()
+
+
+def _is_blank(line: list[Any]) -> bool:
+    """Blank and unstyled: padding, not the background of a code block."""
+    return all(not s.text.strip() and not (s.style and s.style.bgcolor) for s in line)

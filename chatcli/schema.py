@@ -1,0 +1,165 @@
+"""The configuration keys: their types, limits, defaults and documentation.
+
+One table drives validation, `chatcli config init`, `config.example.toml`
+(a test checks the file is exactly what `render_template()` writes) and
+`config show`, so a key cannot be added in one place and forgotten in another.
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    kind: str  # what the value must be, as the user reads it in an error
+    check: Callable[[Any], bool]
+    help: str
+    example: Any
+    default: Any = None
+    secret: bool = False
+
+
+def _is_str(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _is_url(v: Any) -> bool:
+    return isinstance(v, str) and v.startswith(("http://", "https://"))
+
+
+def _is_number(lo: float, hi: float | None = None) -> Callable[[Any], bool]:
+    def check(v: Any) -> bool:
+        ok = isinstance(v, int | float) and not isinstance(v, bool)
+        return ok and v >= lo and (hi is None or v <= hi)
+
+    return check
+
+
+def _is_int(lo: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= lo
+
+
+def _is_headers(v: Any) -> bool:
+    return isinstance(v, dict) and all(isinstance(x, str) for x in (*v, *v.values()))
+
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_MODEL = "gpt-4o-mini"
+
+# Keys a profile may set; at the top level of the file they apply to every profile.
+KEYS: tuple[Key, ...] = (
+    Key("base_url", "an http:// or https:// URL", _is_url,
+        "Endpoint of the chat-completions API, up to and including /v1. "
+        "Environment: OPENAI_BASE_URL.", DEFAULT_BASE_URL, DEFAULT_BASE_URL),
+    Key("model", "a string", _is_str,
+        "Model to ask for. Environment: CHATCLI_MODEL; flag: --model.",
+        DEFAULT_MODEL, DEFAULT_MODEL),
+    Key("api_key_env", "a string", _is_str,
+        "Name of the environment variable that holds the API key.", "OPENAI_API_KEY"),
+    Key("api_key_cmd", "a string", _is_str,
+        "Command that prints the API key (a password manager), run when a "
+        "request is made.", "pass show openai/api-key"),
+    Key("api_key", "a string", _is_str,
+        "The API key itself. Prefer api_key_env or api_key_cmd: a key in this "
+        "file is readable by anything that can read the file.", "sk-...", secret=True),
+    Key("temperature", "a number from 0 to 2", _is_number(0, 2),
+        "Sampling temperature; unset means the server's default. Flag: --temperature.", 0.7),
+    Key("max_tokens", "a whole number of at least 1", _is_int(1),
+        "Longest reply, in tokens; unset means the server's default. Flag: --max-tokens.", 2048),
+    Key("context_window", "a whole number of at least 256", _is_int(256),
+        "The model's context window in tokens: history is trimmed to fit it, "
+        "less the room kept for the reply (max_tokens, or a quarter of the "
+        "window up to 4096).", 128000, 128000),
+    Key("max_messages", "a whole number of at least 2", _is_int(2),
+        "Most messages in one request, system prompt included (the API "
+        "document allows 20); the oldest turns are dropped first.", 20, 20),
+    Key("system_prompt", "a string", _is_str,
+        "System prompt sent first in every request. Flag: --system.",
+        "You are a concise assistant. Answer in the language of the question."),
+    Key("price_input", "a number of at least 0", _is_number(0),
+        "Price per million prompt tokens, for the cost shown after a reply.", 0.15),
+    Key("price_output", "a number of at least 0", _is_number(0),
+        "Price per million completion tokens.", 0.60),
+    Key("currency", "a string", _is_str,
+        "Symbol shown before costs (prices are in this currency).", "¥", "$"),
+    Key("headers", "a table of strings", _is_headers,
+        "Extra HTTP headers sent with every request.",
+        {"HTTP-Referer": "https://example.com"}, {}),
+    Key("timeout", "a number of seconds above 0", _is_number(0.001),
+        "Seconds to wait for the server: to connect, and between two parts of a reply.",
+        120, 120.0),
+    Key("max_retries", "a whole number of at least 0", _is_int(0),
+        "How often a request that failed with a rate limit (429) or a server "
+        "error (5xx) is retried, with backoff that honours Retry-After.", 2, 2),
+)
+KEYS_BY_NAME = {k.name: k for k in KEYS}
+TOP_LEVEL_ONLY = ("profile", "profiles")
+
+EXAMPLE_PROFILES: dict[str, dict[str, Any]] = {
+    "openai": {"base_url": DEFAULT_BASE_URL, "model": DEFAULT_MODEL,
+               "api_key_env": "OPENAI_API_KEY", "context_window": 128000},
+    "deepseek": {"base_url": "https://api.deepseek.com", "model": "deepseek-chat",
+                 "api_key_env": "DEEPSEEK_API_KEY", "context_window": 65536},
+    "moonshot": {"base_url": "https://api.moonshot.cn/v1", "model": "moonshot-v1-8k",
+                 "api_key_env": "MOONSHOT_API_KEY", "context_window": 8192},
+    "qwen": {"base_url": "https://dashscope.aliyuncs.com/compatible-mode/v1",
+             "model": "qwen-plus", "api_key_env": "DASHSCOPE_API_KEY",
+             "context_window": 131072},
+    "ollama": {"base_url": "http://localhost:11434/v1", "model": "llama3.2",
+               "context_window": 8192},
+    "llamacpp": {"base_url": "http://127.0.0.1:8080/v1", "model": "local",
+                 "context_window": 4096, "max_messages": 12},
+}
+
+
+def toml_value(value: Any) -> str:
+    """A value written as TOML (the subset this file uses)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{toml_value(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _wrap(text: str, width: int = 78) -> list[str]:
+    lines, line = [], "#"
+    for word in text.split():
+        if len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = "#"
+        line += " " + word
+    return [*lines, line]
+
+
+def render_template() -> str:
+    """The commented configuration file that `chatcli config init` writes."""
+    out = [
+        "# chatcli configuration (TOML). Every key is optional.",
+        "#",
+        "# Settings are merged in this order, later wins: built-in defaults < the",
+        "# top level of this file < the selected profile < environment < flags.",
+        "# Uncomment a line to use it.",
+        "",
+        *_wrap("Profile used when neither --profile nor CHATCLI_PROFILE names one."),
+        '# profile = "deepseek"',
+        "",
+    ]
+    for key in KEYS:
+        out += [*_wrap(key.help), f"# {key.name} = {toml_value(key.example)}", ""]
+    out += _wrap(
+        "Profiles: one [profiles.NAME] table each, with any of the keys above. "
+        "Select one with --profile NAME or CHATCLI_PROFILE=NAME. Servers on "
+        "localhost need no key."
+    )
+    for name, table in EXAMPLE_PROFILES.items():
+        out += ["", f"[profiles.{name}]"]
+        out += [f"{k} = {toml_value(v)}" for k, v in table.items()]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,274 @@
+"""A chat-completions server on 127.0.0.1 for tests and benchmarks.
+
+It speaks the protocol the real openai client expects: JSON replies, SSE
+streams (chunked transfer encoding, with or without the usage chunk), error
+bodies {"error": {"message", "type", "param", "code"}} with real status codes
+and Retry-After, and faults (connection dropped mid-stream, malformed chunk,
+an error event inside a stream, a server that never answers, a stream that
+stops without finish_reason). Tests queue `Reply` objects; every request is
+recorded so tests can assert exactly what was sent.
+
+Run it by hand with `python -m tests.fake_server [PORT]`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+CONTEXT_TOO_LONG = {
+    "message": "This model's maximum context length is 4096 tokens. However, your "
+    "messages resulted in 5000 tokens. Please reduce the length of the messages.",
+    "type": "invalid_request_error",
+    "param": "messages",
+    "code": "context_length_exceeded",
+}
+
+
+def error_body(message: str, type_: str, code: str | None = None, param: str | None = None):
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+@dataclass
+class Reply:
+    """What the server does with one request.
+
+    fault: None, "drop" (close the connection mid-stream), "malformed" (send a
+    chunk that is not JSON), "error_event" (an error object inside the stream),
+    "hang" (never answer), "stall" (send part of the reply, then nothing),
+    "no_finish" (end the stream without finish_reason),
+    "reject_stream_options" (400 when stream_options is present, else normal).
+    """
+
+    text: str = "Hello! How can I help?"
+    status: int = 200
+    error: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    finish_reason: str | None = "stop"
+    usage: bool = True  # report usage (in the JSON, and in a stream when asked)
+    chunk_chars: int = 4
+    delay: float = 0.0  # seconds between stream chunks
+    fault: str | None = None
+    prompt_tokens: int = 11
+    completion_tokens: int | None = None
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any] | None
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # clients that hang up mid-request (Ctrl-C, timeouts) are normal here
+
+
+class FakeServer:
+    """Start with `with FakeServer() as server:`; `server.base_url` ends in /v1."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.replies: deque[Reply] = deque()
+        self.default = Reply()
+        self.requests: list[Recorded] = []
+        self.models = ["gpt-4o-mini", "test-model", "deepseek-chat"]
+        self.stopping = threading.Event()
+        self._httpd = _QuietServer(("127.0.0.1", port), _Handler)
+        self._httpd.fake = self  # type: ignore[attr-defined]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def queue(self, *replies: Reply) -> FakeServer:
+        self.replies.extend(replies)
+        return self
+
+    def next_reply(self) -> Reply:
+        return self.replies.popleft() if self.replies else self.default
+
+    @property
+    def chat_requests(self) -> list[dict[str, Any]]:
+        return [r.body for r in self.requests if r.path.endswith("/chat/completions") and r.body]
+
+    def __enter__(self) -> FakeServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:  # keep test output clean
+        pass
+
+    @property
+    def fake(self) -> FakeServer:
+        return self.server.fake  # type: ignore[attr-defined]
+
+    def do_GET(self) -> None:
+        self._record(None)
+        if self.path.rstrip("/").endswith("/models"):
+            data = [{"id": m, "object": "model", "created": 0, "owned_by": "test"}
+                    for m in self.fake.models]
+            self._json(200, {"object": "list", "data": data})
+        else:
+            self._json(404, error_body(f"no route {self.path}", "invalid_request_error"))
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            self._json(400, error_body("body is not JSON", "invalid_request_error"))
+            return
+        self._record(body)
+        reply = self.fake.next_reply()
+        if reply.fault == "hang":
+            self.fake.stopping.wait(60)
+            self.close_connection = True
+            return
+        if reply.fault == "reject_stream_options" and "stream_options" in body:
+            self._json(400, error_body("Unrecognized request argument supplied: stream_options",
+                                       "invalid_request_error", param="stream_options"))
+            return
+        if reply.status != 200 or reply.error is not None:
+            self._json(reply.status, reply.error or error_body("failed", "server_error"),
+                       reply.headers)
+            return
+        if body.get("model") not in self.fake.models:
+            message = f"The model `{body.get('model')}` does not exist or you do not have access to it."
+            self._json(404, error_body(message, "invalid_request_error", "model_not_found"))
+            return
+        if body.get("stream"):
+            self._stream(body, reply)
+        else:
+            self._json(200, completion(body, reply), reply.headers)
+
+    def _record(self, body: dict[str, Any] | None) -> None:
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        self.fake.requests.append(Recorded(self.command, self.path, headers, body))
+
+    def _json(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None):
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _event(self, payload: dict[str, Any] | str) -> None:
+        text = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
+        self._chunk(f"data: {text}\n\n".encode())
+
+    def _stream(self, body: dict[str, Any], reply: Reply) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        for k, v in reply.headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        base = {"id": "chatcmpl-test", "object": "chat.completion.chunk",
+                "created": 1700000000, "model": body["model"]}
+        pieces = [reply.text[i:i + reply.chunk_chars]
+                  for i in range(0, len(reply.text), reply.chunk_chars)] or [""]
+        try:
+            self._event({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                               "finish_reason": None}]})
+            for n, piece in enumerate(pieces):
+                if reply.delay:
+                    time.sleep(reply.delay)
+                if self.fake.stopping.is_set():
+                    return
+                if n == len(pieces) // 2 and self._fault_midway(reply):
+                    return
+                self._event({**base, "choices": [{"index": 0, "delta": {"content": piece},
+                                                   "finish_reason": None}]})
+            if reply.fault == "no_finish":
+                self._end()
+                return
+            self._event({**base, "choices": [{"index": 0, "delta": {},
+                                               "finish_reason": reply.finish_reason}]})
+            if reply.usage and (body.get("stream_options") or {}).get("include_usage"):
+                self._event({**base, "choices": [], "usage": usage(reply)})
+            self._event("[DONE]")
+            self._end()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client went away (Ctrl-C): nothing to clean up
+
+    def _fault_midway(self, reply: Reply) -> bool:
+        """Apply a mid-stream fault; True when the stream must stop here."""
+        if reply.fault == "drop":
+            self.wfile.write(b"ff\r\ndata: {\"trunc")  # a chunk that never completes
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+            return True
+        if reply.fault == "malformed":
+            self._event("{this is not json")
+        elif reply.fault == "error_event":
+            self._event(error_body("The server had an error while processing your request.",
+                                   "server_error"))
+        elif reply.fault == "stall":
+            self.fake.stopping.wait(60)
+            self.close_connection = True
+            return True
+        return False
+
+    def _end(self) -> None:
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+
+def usage(reply: Reply) -> dict[str, int]:
+    completion_tokens = reply.completion_tokens
+    if completion_tokens is None:
+        completion_tokens = max(1, len(reply.text) // 4)
+    return {"prompt_tokens": reply.prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": reply.prompt_tokens + completion_tokens}
+
+
+def completion(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "id": "chatcmpl-test", "object": "chat.completion", "created": 1700000000,
+        "model": body["model"],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text},
+                     "finish_reason": reply.finish_reason}],
+    }
+    if reply.usage:
+        payload["usage"] = usage(reply)
+    return payload
+
+
+if __name__ == "__main__":
+    import sys
+
+    with FakeServer(int(sys.argv[1]) if len(sys.argv) > 1 else 0) as server:
+        print(server.base_url, flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
