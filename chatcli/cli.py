@@ -45,7 +45,7 @@ class _CliGroup(TyperGroup):
 
         kwargs["standalone_mode"] = False
         diag = _diagnostics()
-        debug = "--debug" in sys.argv
+        debug = "--debug" in (kwargs.get("args") or sys.argv[1:])
         try:
             code = super().main(*args, **kwargs)
         except errors.ChatcliError as exc:
@@ -293,9 +293,6 @@ def config_init(config: ConfigOpt = None) -> None:
     _diagnostics().note(f"wrote {path}; edit it, then check with `chatcli config show`")
 
 
-def main() -> None:
-    """Console-script entry point."""
-    if sys.argv[1:] == ["--version"]:  # the fast path: no typer, no imports
-        print(f"chatcli {__version__}")
-        return
+def run() -> None:
+    """Run the command line (the console script enters through chatcli.__main__)."""
     app()

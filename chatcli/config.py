@@ -318,9 +318,11 @@ def write_template(path: Path) -> None:
     """Create the commented config file; an existing file is never touched."""
     from chatcli.schema import render_template
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with path.open("x", encoding="utf-8") as handle:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Created 0600: the file may come to hold a key.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(render_template())
     except FileExistsError:
         raise ConfigError(f"{path} already exists; it was left as it is",

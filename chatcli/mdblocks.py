@@ -62,12 +62,13 @@ class BlockSplitter:
                     return self._flush()
             return []
         if not line.strip():
-            if self._lines:
-                self._lines.append(line)
-                self._after_blank = True
+            if not self._in_list:
+                return self._flush()  # a blank line ends anything but a list
+            self._lines.append(line)
+            self._after_blank = True
             return []
         done: list[str] = []
-        if self._after_blank and not (self._in_list and _continues_list(line)):
+        if self._after_blank and not _continues_list(line):
             done = self._flush()
         self._after_blank = False
         fence = _opens_fence(line)

@@ -201,10 +201,11 @@ class _Tail:
     def __rich_console__(self, console: Console, options: Any):
         from rich.segment import Segment
 
-        lines = console.render_lines(self.inner, options, pad=False)
-        for line in lines[-self.height:]:
+        lines = console.render_lines(self.inner, options, pad=False)[-self.height:]
+        for number, line in enumerate(lines):
             yield from line
-            yield Segment.line()
+            if number < len(lines) - 1:
+                yield Segment.line()
 
 
 def _is_blank(line: list[Any]) -> bool:

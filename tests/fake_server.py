@@ -43,8 +43,7 @@ class Reply:
     fault: None, "drop" (close the connection mid-stream), "malformed" (send a
     chunk that is not JSON), "error_event" (an error object inside the stream),
     "hang" (never answer), "stall" (send part of the reply, then nothing),
-    "no_finish" (end the stream without finish_reason),
-    "reject_stream_options" (400 when stream_options is present, else normal).
+    "no_finish" (end the stream without finish_reason).
     """
 
     text: str = "Hello! How can I help?"
@@ -83,10 +82,11 @@ class FakeServer:
         self.default = Reply()
         self.requests: list[Recorded] = []
         self.models = ["gpt-4o-mini", "test-model", "deepseek-chat"]
+        self.rejects_stream_options = False  # like servers that predate include_usage
         self.stopping = threading.Event()
         self._httpd = _QuietServer(("127.0.0.1", port), _Handler)
         self._httpd.fake = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,), daemon=True)
 
     @property
     def base_url(self) -> str:
@@ -142,14 +142,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(400, error_body("body is not JSON", "invalid_request_error"))
             return
         self._record(body)
+        if self.path.split("?")[0] != "/v1/chat/completions":
+            self._json(404, error_body(f"Invalid URL (POST {self.path})", "invalid_request_error"))
+            return
+        if self.fake.rejects_stream_options and "stream_options" in body:
+            self._json(400, error_body("Unrecognized request argument supplied: stream_options",
+                                       "invalid_request_error", param="stream_options"))
+            return
         reply = self.fake.next_reply()
         if reply.fault == "hang":
             self.fake.stopping.wait(60)
             self.close_connection = True
-            return
-        if reply.fault == "reject_stream_options" and "stream_options" in body:
-            self._json(400, error_body("Unrecognized request argument supplied: stream_options",
-                                       "invalid_request_error", param="stream_options"))
             return
         if reply.status != 200 or reply.error is not None:
             self._json(reply.status, reply.error or error_body("failed", "server_error"),

@@ -1,0 +1,90 @@
+"""The house rules of ARCHITECTURE.md, enforced by reading the imports.
+
+Arrows point down the layer list, never up; each third-party library has one
+home; the expensive ones (openai, rich) are imported lazily, so starting
+chatcli and writing to a pipe never pays for them.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "chatcli"
+
+# Higher layers may import lower ones (later in the list), never the reverse.
+LAYERS = ["cli", "repl", "commands", "chat", "render", "client", "store", "config", "schema",
+          "conversation", "mdblocks", "errors"]
+HOMES = {"openai": {"client"}, "rich": {"render"}, "typer": {"cli"},
+         "prompt_toolkit": {"repl", "keybindings"}, "sqlite3": {"store"}, "click": set()}
+LAZY = {"openai", "rich"}
+STDLIB_ONLY = {"conversation", "errors", "mdblocks", "schema"}
+
+
+def modules() -> dict[str, ast.Module]:
+    return {p.stem: ast.parse(p.read_text(encoding="utf-8")) for p in PACKAGE.glob("*.py")}
+
+
+def imports(tree: ast.Module) -> list[tuple[str, bool]]:
+    """(module name, imported at module level outside TYPE_CHECKING)."""
+    found: list[tuple[str, bool]] = []
+
+    def visit(node: ast.AST, top: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.Import):
+                found.extend((a.name, top) for a in child.names)
+            elif isinstance(child, ast.ImportFrom) and child.module:
+                found.append((child.module, top))
+            elif isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                continue
+            else:
+                nested = isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
+                visit(child, top and not nested)
+
+    visit(tree, True)
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(modules()))
+def test_imports_point_down_the_layers(name):
+    if name in {"__init__", "__main__"}:
+        return
+    assert name in LAYERS, f"add {name} to LAYERS and ARCHITECTURE.md"
+    for module, _ in imports(modules()[name]):
+        if module.startswith("chatcli."):
+            target = module.split(".")[1]
+            assert target != "cli", f"{name} imports cli"
+            assert LAYERS.index(target) > LAYERS.index(name), f"{name} imports {target}, which is above it"
+
+
+@pytest.mark.parametrize("name", sorted(modules()))
+def test_each_library_has_one_home_and_the_heavy_ones_load_lazily(name):
+    for module, top in imports(modules()[name]):
+        root = module.split(".")[0]
+        if root in HOMES:
+            assert name in HOMES[root], f"{name} imports {root}; only {HOMES[root]} may"
+            if root in LAZY:
+                assert not top, f"{name} imports {root} at module level; import it where it is used"
+
+
+@pytest.mark.parametrize("name", sorted(STDLIB_ONLY))
+def test_the_pure_core_uses_the_standard_library_only(name):
+    import sys
+
+    for module, _ in imports(modules()[name]):
+        root = module.split(".")[0]
+        assert root in sys.stdlib_module_names or root in {"__future__", "chatcli"}, (name, module)
+
+
+def test_pure_modules_do_no_io():
+    for name in ("conversation", "mdblocks"):
+        source = (PACKAGE / f"{name}.py").read_text(encoding="utf-8")
+        for word in ("open(", "os.environ", "time.", "print(", "sys."):
+            assert word not in source, f"{name} uses {word}"
+
+
+def test_every_module_says_its_job():
+    for name, tree in modules().items():
+        assert ast.get_docstring(tree), f"{name}.py has no docstring"

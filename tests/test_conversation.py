@@ -1,0 +1,203 @@
+"""The pure core: token estimates, turns, the rolling window, composing a message."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chatcli.conversation import (
+    ASSISTANT,
+    MESSAGE_OVERHEAD,
+    REPLY_PRIMING,
+    SYSTEM,
+    USER,
+    Message,
+    Usage,
+    build_window,
+    compose_user_message,
+    estimate_tokens,
+    reply_budget,
+    turns,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "at_least"),
+    [
+        ("", 0),
+        ("hello", 1),
+        ("Who won the world series in 2020?", 9),  # cl100k: 9 tokens
+        ("你好，世界", 5),  # one per CJK character, the comma included
+        ("機械学習はおもしろい", 10),
+        ("안녕하세요", 5),
+        ("def f(x):\n    return x ** 2\n", 12),
+        ("1234567890", 4),
+        ("Привет, как дела?", 8),
+        ("🙂🙂", 4),
+    ],
+)
+def test_estimate_errs_high(text, at_least):
+    assert estimate_tokens(text) >= at_least
+
+
+def test_estimate_counts_chinese_about_one_token_per_character():
+    text = "人工智能可以帮助改写文本内容" * 10
+    assert len(text) <= estimate_tokens(text) <= len(text) * 1.2
+
+
+def test_estimate_grows_with_text():
+    assert estimate_tokens("word " * 1000) > estimate_tokens("word " * 100) * 9
+
+
+def test_message_records_whether_its_size_is_estimated():
+    estimated = Message(USER, "hello there")
+    reported = Message(ASSISTANT, "hello there", tokens=7)
+    assert estimated.estimated and estimated.tokens == estimate_tokens("hello there") + MESSAGE_OVERHEAD
+    assert not reported.estimated and reported.tokens == 7
+
+
+def conversation(n_turns: int, *, size: int = 10) -> list[Message]:
+    history = []
+    for i in range(n_turns):
+        history.append(Message(USER, f"question {i}", tokens=size))
+        history.append(Message(ASSISTANT, f"answer {i}", tokens=size))
+    return history
+
+
+def test_turns_start_at_user_messages():
+    history = [Message(ASSISTANT, "greeting"), *conversation(2)]
+    assert [list(r) for r in turns(history)] == [[0], [1, 2], [3, 4]]
+
+
+def test_window_keeps_everything_that_fits():
+    history = [*conversation(3), Message(USER, "now", tokens=10)]
+    window = build_window("be brief", history, max_messages=20, budget=10_000)
+    assert window.messages[0] == Message(SYSTEM, "be brief")
+    assert window.messages[1:] == tuple(history)
+    assert window.dropped == ()
+
+
+def test_window_obeys_the_twenty_message_limit_of_the_api():
+    history = [*conversation(15), Message(USER, "latest", tokens=10)]
+    window = build_window("sys", history, max_messages=20, budget=10**9)
+    assert len(window.messages) <= 20
+    assert window.messages[0].role == SYSTEM
+    assert window.messages[-1].content == "latest"
+    # whole turns went: the oldest kept message is a question
+    assert window.messages[1].role == USER
+    assert [m.content for m in window.dropped][:2] == ["question 0", "answer 0"]
+
+
+def test_window_obeys_the_token_budget():
+    history = [*conversation(10, size=100), Message(USER, "latest", tokens=100)]
+    window = build_window(None, history, max_messages=100, budget=550)
+    assert window.tokens <= 550
+    assert window.tokens == sum(m.tokens for m in window.messages) + REPLY_PRIMING
+    assert window.messages[-1].content == "latest"
+
+
+def test_window_reports_when_even_the_newest_message_does_not_fit():
+    history = [*conversation(2), Message(USER, "huge", tokens=5000)]
+    window = build_window(None, history, max_messages=20, budget=1000)
+    assert window.over_budget
+    assert window.messages == (history[-1],)
+    assert len(window.dropped) == 4
+
+
+def test_pinned_turns_survive_trimming():
+    history = conversation(12)
+    history[2] = Message(USER, "question 1", tokens=10, pinned=True)
+    history.append(Message(USER, "latest", tokens=10))
+    window = build_window(None, history, max_messages=10, budget=10**9)
+    kept = [m.content for m in window.messages]
+    assert "question 1" in kept and "answer 1" in kept
+    assert len(window.messages) <= 10
+
+
+def test_reply_budget_keeps_room_for_the_reply():
+    assert reply_budget(8192, 1000) == 7192
+    assert reply_budget(128000, None) == 128000 - 4096
+    assert reply_budget(4096, None) == 4096 - 1024
+
+
+def test_compose_puts_piped_text_first_between_tags_then_the_question():
+    assert compose_user_message("summarise this", "line 1\nline 2\n") == (
+        "<stdin>\nline 1\nline 2\n</stdin>\n\nsummarise this"
+    )
+    assert compose_user_message(None, "just text\n") == "just text"
+    assert compose_user_message("  question  ", None) == "question"
+    assert compose_user_message("question", "   \n") == "question"
+
+
+def test_usage_cost_and_sum():
+    usage = Usage(1_000_000, 500_000)
+    assert usage.total_tokens == 1_500_000
+    assert usage.cost(0.15, 0.60) == pytest.approx(0.45)
+    assert usage.cost(None, None) is None
+    assert (Usage(1, 2) + Usage(3, 4, estimated=True)) == Usage(4, 6, estimated=True)
+
+
+# --- the trimming invariants, over arbitrary conversations -------------------
+
+messages = st.builds(
+    Message,
+    role=st.sampled_from([USER, ASSISTANT]),
+    content=st.text(max_size=20),
+    tokens=st.integers(min_value=1, max_value=400),
+    pinned=st.sampled_from([False] * 6 + [True]),  # pins are rare
+)
+
+
+@st.composite
+def histories(draw):
+    history = draw(st.lists(messages, max_size=40))
+    history.append(draw(st.builds(Message, role=st.just(USER), content=st.text(max_size=20),
+                                  tokens=st.integers(1, 400))))
+    return history
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    history=histories(),
+    system=st.none() | st.text(min_size=1, max_size=30),
+    max_messages=st.integers(min_value=2, max_value=25),
+    budget=st.integers(min_value=0, max_value=6000),
+)
+def test_trimming_invariants(history, system, max_messages, budget):
+    window = build_window(system, history, max_messages=max_messages, budget=budget)
+    sent = list(window.messages)
+    if system:
+        assert sent[0] == Message(SYSTEM, system)
+        sent = sent[1:]
+    # the newest user message is always sent, last
+    assert sent[-1] is history[-1]
+    # kept and dropped partition the history, each in the original order
+    ids = {id(m): i for i, m in enumerate(history)}
+    kept_idx = [ids[id(m)] for m in sent]
+    dropped_idx = [ids[id(m)] for m in window.dropped]
+    assert kept_idx == sorted(kept_idx) and dropped_idx == sorted(dropped_idx)
+    assert sorted(kept_idx + dropped_idx) == list(range(len(history)))
+    # pinned messages are never dropped
+    assert not any(m.pinned for m in window.dropped)
+    # whole turns only: an assistant reply is never sent without its question
+    groups = turns(history)
+    for group in groups:
+        inside = {i in kept_idx for i in group}
+        assert len(inside) == 1, "a turn was split"
+    # the reported size is what is sent
+    assert window.tokens == sum(m.tokens for m in window.messages) + REPLY_PRIMING
+    # limits hold unless only what may not be dropped is left
+    droppable = [g for g in groups[:-1] if not any(history[i].pinned for i in g)]
+    if any(g[0] in kept_idx for g in droppable):
+        assert len(window.messages) <= max_messages
+        assert window.tokens <= budget
+    # minimal: the oldest turns go first, and no more than needed
+    if window.dropped:
+        last_dropped = max(dropped_idx)
+        later_droppable = [g for g in droppable if g[0] > last_dropped]
+        assert all(g[0] in kept_idx for g in later_droppable)
+        newest_dropped = next(g for g in reversed(droppable) if g[0] in dropped_idx)
+        restored_count = len(window.messages) + len(newest_dropped)
+        restored_tokens = window.tokens + sum(history[i].tokens for i in newest_dropped)
+        assert restored_count > max_messages or restored_tokens > budget

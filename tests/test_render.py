@@ -1,0 +1,187 @@
+"""What the user sees: the streamed Markdown renderer, plain output, usage and error lines."""
+
+from __future__ import annotations
+
+import io
+import itertools
+
+import pyte
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rich.console import Console
+
+from chatcli.conversation import Usage
+from chatcli.errors import NetworkError
+from chatcli.mdblocks import BlockSplitter
+from chatcli.render import Diagnostics, MarkdownSink, PlainSink, format_usage
+
+DOC = """# Alpha heading
+
+Bravo paragraph with **bold** text
+that wraps over two source lines.
+
+- charlie item
+- delta item
+
+  echo continuation here
+
+```python
+def foxtrot():
+
+    return "golf"
+```
+
+| hotel | india |
+|-------|-------|
+| 1     | 2     |
+
+中文段落：你好，世界。朱丽叶
+
+Kilo closing words."""
+
+MARKERS = ["Alpha", "Bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
+           "朱丽叶", "Kilo"]
+
+
+def chunks(text: str, size: int):
+    return [text[i:i + size] for i in range(0, len(text), size)]
+
+
+def render_offline(parts, width=80) -> str:
+    """Stream into a non-terminal console: only what is committed to the scrollback is written."""
+    out = io.StringIO()
+    sink = MarkdownSink(Console(file=out, width=width, force_terminal=False, color_system=None))
+    for part in parts:
+        sink.text(part)
+    sink.end()
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("size", [1, 2, 5, 13, 10_000])
+def test_each_block_is_printed_once_in_order_whatever_the_chunking(size):
+    output = render_offline(chunks(DOC, size))
+    for marker in MARKERS:
+        assert output.count(marker) == 1, marker
+    positions = [output.index(m) for m in MARKERS]
+    assert positions == sorted(positions)
+    assert output == render_offline([DOC])
+
+
+def test_rendering_is_markdown_not_source():
+    output = render_offline([DOC])
+    assert "**bold**" not in output and "bold" in output
+    assert "```" not in output
+    assert "──" in output and "| hotel" not in output  # the table is drawn
+    assert "# Alpha" not in output
+
+
+def test_code_block_split_across_chunks_stays_intact():
+    parts = ["Here:\n\n``", "`py", "thon\nprint('a", "')\nprint('b')\n`", "``\n\nAfter."]
+    output = render_offline(parts)
+    assert "print('a')" in output and "print('b')" in output
+    assert "`" not in output
+    assert output.index("print('b')") < output.index("After.")
+
+
+def test_live_view_shows_the_open_block_then_leaves_each_line_once_in_the_scrollback():
+    """Drive a real terminal emulator: what a person sees after a long streamed answer."""
+    doc = "\n\n".join(f"Paragraph number {i} says something useful." for i in range(60))
+    out = io.StringIO()
+    console = Console(file=out, width=60, height=12, force_terminal=True, color_system="standard")
+    ticks = itertools.count()
+    sink = MarkdownSink(console, clock=lambda: next(ticks), refresh=0)  # redraw on every chunk
+    for part in chunks(doc, 7):
+        sink.text(part)
+    sink.end()
+    screen = pyte.HistoryScreen(60, 12, history=1000)
+    pyte.Stream(screen).feed(out.getvalue())
+    history = ["".join(ch.data for ch in line.values()).rstrip() for line in screen.history.top]
+    lines = [line for line in history + [row.rstrip() for row in screen.display] if line]
+    expected = [f"Paragraph number {i} says something useful." for i in range(60)]
+    assert lines == expected
+
+
+def test_chinese_text_wraps_by_display_width():
+    text = "你好世界" * 30  # 120 CJK characters, 240 columns
+    output = render_offline([text], width=40)
+    rows = [r for r in output.splitlines() if r.strip()]
+    from rich.cells import cell_len
+
+    assert all(cell_len(r.rstrip()) <= 40 for r in rows)
+    assert "".join(r.strip() for r in rows) == text
+
+
+def test_plain_sink_writes_text_unchanged_and_ends_the_line():
+    out = io.StringIO()
+    sink = PlainSink(out)
+    for part in ["# Hi", "\n\n**x**"]:
+        sink.text(part)
+    sink.end()
+    assert out.getvalue() == "# Hi\n\n**x**\n"
+
+
+def test_usage_line():
+    assert format_usage(Usage(56, 31)) == "tokens: 56 prompt + 31 completion = 87"
+    assert format_usage(Usage(56, 31, estimated=True)) == (
+        "tokens: ~56 prompt + ~31 completion = ~87 (estimated)")
+    line = format_usage(Usage(1000, 1000), price_input=0.15, price_output=0.6, session=Usage(5000, 0))
+    assert line == "tokens: 1000 prompt + 1000 completion = 2000 · session 5000 · $0.00075"
+
+
+def test_diagnostics_are_one_line_and_coloured_only_when_asked():
+    out = io.StringIO()
+    Diagnostics(out, color=False).error(NetworkError("cannot reach x", hint="check y"))
+    assert out.getvalue() == "chatcli: error: cannot reach x (check y)\n"
+    coloured = io.StringIO()
+    Diagnostics(coloured, color=True).warning("careful")
+    assert coloured.getvalue().startswith("\x1b[33m") and "careful" in coloured.getvalue()
+
+
+# --- the block splitter ---------------------------------------------------------
+
+
+def split_all(parts):
+    splitter = BlockSplitter()
+    blocks = [b for p in parts for b in splitter.feed(p)]
+    return blocks + splitter.close()
+
+
+def test_splitter_blocks():
+    assert split_all([DOC]) == [
+        "# Alpha heading",
+        "Bravo paragraph with **bold** text\nthat wraps over two source lines.",
+        "- charlie item\n- delta item\n\n  echo continuation here",
+        '```python\ndef foxtrot():\n\n    return "golf"\n```',
+        "| hotel | india |\n|-------|-------|\n| 1     | 2     |",
+        "中文段落：你好，世界。朱丽叶",
+        "Kilo closing words.",
+    ]
+
+
+def test_a_fence_inside_a_list_does_not_end_the_list():
+    doc = "1. Run:\n\n   ```sh\n   make\n\n   make test\n   ```\n\n2. Done\n\nAfter"
+    assert split_all([doc]) == [doc.removesuffix("\n\nAfter"), "After"]
+
+
+def test_an_unclosed_fence_is_closed_by_the_end_of_the_reply():
+    assert split_all(["```py\nx = 1\n"]) == ["```py\nx = 1"]
+
+
+markdownish = st.lists(
+    st.sampled_from(["# h", "para", "- item", "  indented", "```", "~~~", "| a |", "", "", "1. one",
+                     "text ``` inline", "中文"]),
+    max_size=30,
+).map("\n".join)
+
+
+@settings(max_examples=200, deadline=None)
+@given(doc=markdownish, cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=12))
+def test_splitting_does_not_depend_on_chunking_and_loses_nothing(doc, cuts):
+    points = sorted({c % (len(doc) + 1) for c in cuts})
+    parts = [doc[a:b] for a, b in itertools.pairwise([0, *points, len(doc)])]
+    blocks = split_all(parts)
+    assert blocks == split_all([doc])
+    # nothing is lost: the non-blank lines come out in order
+    assert [line for b in blocks for line in b.split("\n") if line.strip()] == [
+        line for line in doc.split("\n") if line.strip()]

@@ -1,0 +1,95 @@
+"""The installed `chatcli` as a separate process, the way a shell runs it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEST_KEY
+from tests.fake_server import Reply, error_body
+
+BIN = Path(sys.executable).with_name("chatcli")
+
+
+def chatcli(*args: str, input: bytes = b"", env: dict[str, str] | None = None, module=False):
+    command = [sys.executable, "-m", "chatcli", *args] if module else [str(BIN), *args]
+    return subprocess.run(command, input=input, capture_output=True, timeout=60,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(autouse=True)
+def installed():
+    if not BIN.exists():
+        pytest.fail(f"{BIN} is missing: install the project (see README) before running the tests")
+
+
+def test_pipe_in_pipe_out(endpoint):
+    done = chatcli(input="translate to English: 你好\n".encode())
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b"Hello! How can I help?\n"
+    assert done.stderr == b""
+    assert endpoint.chat_requests[0]["messages"][0]["content"] == "translate to English: 你好"
+
+
+def test_ask_with_piped_text_and_usage_line(endpoint):
+    endpoint.queue(Reply(text="A short summary.", prompt_tokens=40, completion_tokens=4))
+    done = chatcli("ask", "--usage", "summarise this", input=b"some notes\n")
+    assert done.returncode == 0
+    assert done.stdout == b"A short summary.\n"
+    assert done.stderr == b"tokens: 40 prompt + 4 completion = 44\n"
+
+
+def test_python_dash_m_and_version():
+    done = chatcli("--version", module=True)
+    assert done.returncode == 0 and done.stdout.startswith(b"chatcli ")
+
+
+def test_errors_are_one_line_with_their_exit_code_and_no_traceback(endpoint, tmp_path):
+    (tmp_path / "c.toml").write_text("max_retries = 0\n")
+    endpoint.queue(Reply(status=401, error=error_body(f"Incorrect API key provided: {TEST_KEY}",
+                                                      "invalid_request_error", "invalid_api_key")))
+    done = chatcli("ask", "--config", str(tmp_path / "c.toml"), "hi")
+    assert done.returncode == 3
+    assert done.stdout == b""
+    assert done.stderr.count(b"\n") == 1 and b"Traceback" not in done.stderr
+    assert TEST_KEY.encode() not in done.stderr
+
+
+def test_broken_config_file(endpoint, tmp_path):
+    (tmp_path / "c.toml").write_text("model = [unclosed\n")
+    done = chatcli("ask", "--config", str(tmp_path / "c.toml"), "hi")
+    assert done.returncode == 2
+    assert done.stderr.decode().startswith(f"chatcli: error: {tmp_path / 'c.toml'}:1: invalid TOML")
+
+
+def test_a_closed_pipe_on_stdout_ends_quietly(endpoint):
+    endpoint.queue(Reply(text="line\n" * 2000, chunk_chars=50))
+    head = shutil.which("head")
+    command = f"'{BIN}' ask hi | '{head}' -n 1"
+    done = subprocess.run(["sh", "-c", command], capture_output=True, timeout=60, env=os.environ.copy(),
+                          stdin=subprocess.DEVNULL)
+    assert done.stdout == b"line\n"
+    assert b"Traceback" not in done.stderr and b"Error" not in done.stderr
+
+
+def test_answering_into_a_pipe_never_imports_rich(endpoint):
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "chatcli", "ask", "hi"],
+                          capture_output=True, timeout=60, env=os.environ.copy(), stdin=subprocess.DEVNULL)
+    assert done.returncode == 0
+    imported = {line.split("|")[-1].strip() for line in done.stderr.decode().splitlines()
+                if line.startswith("import time:")}
+    assert "openai" in imported
+    assert not any(name.split(".")[0] == "rich" for name in imported)
+
+
+def test_version_imports_neither_typer_nor_openai():
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "chatcli", "--version"],
+                          capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in done.stderr.decode().splitlines()
+                if line.startswith("import time:")}
+    assert not imported & {"typer", "openai", "rich", "prompt_toolkit"}
