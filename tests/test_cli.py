@@ -147,9 +147,11 @@ def test_no_api_key_tells_the_three_ways(run, monkeypatch):
 @pytest.mark.parametrize(
     ("reply", "code", "words"),
     [
-        (Reply(status=401, error=error_body(f"Incorrect API key provided: {TEST_KEY}", "invalid_request_error",
-                                            "invalid_api_key")), 3, "rejected the API key"),
-        (Reply(status=429, error=error_body("quota", "insufficient_quota", "insufficient_quota")), 4, "quota"),
+        (Reply(status=401, error=error_body(f"Incorrect API key provided: {TEST_KEY}",
+                                            "invalid_request_error", "invalid_api_key")),
+         3, "rejected the API key"),
+        (Reply(status=429, error=error_body("quota", "insufficient_quota", "insufficient_quota")),
+         4, "quota"),
         (Reply(status=500, error=error_body("boom", "server_error")), 6, "server failed"),
         (Reply(status=400, error={"error": CONTEXT_TOO_LONG}), 7, "too long"),
         (Reply(fault="drop"), 5, "broke during the reply"),

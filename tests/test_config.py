@@ -111,7 +111,7 @@ def test_no_key_anywhere_names_the_three_ways():
 
 def test_named_variable_that_is_unset_says_so():
     s = merge({"api_key_env": "MY_KEY"}, {}, {}, path=P)
-    with pytest.raises(ConfigError, match="MY_KEY.*is not set"):
+    with pytest.raises(ConfigError, match=r"MY_KEY.*is not set"):
         resolve_api_key(s, {})
 
 
@@ -128,9 +128,12 @@ def test_local_servers_need_no_key():
          r"^/cfg/config.toml:3: temperature: expected a number from 0 to 2, got 'hot'$"),
         ('[profiles.x]\nmodel = "m"\nmax_tokens = -5\n',
          r"^/cfg/config.toml:3: profiles.x.max_tokens: expected a whole number of at least 1, got -5$"),
-        ('temprature = 0.5\n', r"^/cfg/config.toml:1: unknown key 'temprature' \(did you mean 'temperature'\?\)$"),
-        ('[profiles.x]\nmodle = "m"\n', r"^/cfg/config.toml:2: unknown key 'profiles.x.modle' \(did you mean 'model'\?\)$"),
-        ('base_url = "api.deepseek.com"\n', r"^/cfg/config.toml:1: base_url: expected an http:// or https:// URL"),
+        ('temprature = 0.5\n',
+         r"^/cfg/config.toml:1: unknown key 'temprature' \(did you mean 'temperature'\?\)$"),
+        ('[profiles.x]\nmodle = "m"\n',
+         r"^/cfg/config.toml:2: unknown key 'profiles.x.modle' \(did you mean 'model'\?\)$"),
+        ('base_url = "api.deepseek.com"\n',
+         r"^/cfg/config.toml:1: base_url: expected an http:// or https:// URL"),
         ('profiles = 3\n', r"^/cfg/config.toml:1: profiles: expected a table"),
         ('[headers]\nX-Id = 3\n', r"^/cfg/config.toml:1: headers: expected a table of strings"),
     ],
