@@ -111,7 +111,7 @@ def _streamed(conversation, request, window, client, settings, sink) -> TurnResu
                 finish = event.finish_reason
     except KeyboardInterrupt:
         _keep_partial(conversation, parts, INTERRUPTED)
-        raise errors.Interrupted("reply interrupted; the partial reply is kept") from None
+        raise errors.Interrupted("reply interrupted") from None
     except errors.ChatcliError:
         _keep_partial(conversation, parts, ERROR)
         raise

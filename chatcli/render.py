@@ -8,8 +8,11 @@ and printed once, into the scrollback; only the open block is live.
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
 
 from chatcli.conversation import Usage
@@ -133,20 +136,25 @@ class MarkdownSink:
         self._printed = 0
 
     def text(self, delta: str) -> None:
-        for block in self._splitter.feed(delta):
-            self._print_block(block)
-        now = self._clock()
-        if now - self._last_draw >= self._refresh:
-            self._last_draw = now
-            self._draw_open()
+        with _uninterrupted():
+            blocks = self._splitter.feed(delta)
+            if blocks and self._live is not None:
+                self._live.update("", refresh=True)  # the old view must not reappear below
+            for block in blocks:
+                self._print_block(block)
+            now = self._clock()
+            if blocks or now - self._last_draw >= self._refresh:
+                self._last_draw = now
+                self._draw_open()
 
     def end(self) -> None:
-        blocks = self._splitter.close()
-        if self._live is not None:
-            self._live.stop()
-            self._live = None
-        for block in blocks:
-            self._print_block(block)
+        with _uninterrupted():
+            blocks = self._splitter.close()
+            if self._live is not None:
+                self._live.stop()
+                self._live = None
+            for block in blocks:
+                self._print_block(block)
 
     def _print_block(self, block: str) -> None:
         from rich.markdown import Markdown
@@ -162,6 +170,8 @@ class MarkdownSink:
 
         text = self._splitter.open_text
         if not text.strip():
+            if self._live is not None:
+                self._live.update("", refresh=True)
             return
         if self._splitter.open_fence:
             text += "\n" + self._splitter.open_fence  # close the fence so it renders as code
@@ -171,6 +181,26 @@ class MarkdownSink:
                               redirect_stdout=False, redirect_stderr=False)
             self._live.start()
         self._live.update(view, refresh=True)
+
+
+@contextmanager
+def _uninterrupted() -> Iterator[None]:
+    """Hold Ctrl-C until a drawing is complete, then raise it.
+
+    A KeyboardInterrupt in the middle of a live redraw leaves half a frame on
+    the screen; the reply stops a few milliseconds later instead, cleanly.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if pending:
+            raise KeyboardInterrupt
 
 
 class _Trimmed:
@@ -187,7 +217,7 @@ class _Trimmed:
         first = blank.index(False) if False in blank else len(lines)
         last = len(lines) - blank[::-1].index(False) if False in blank else first
         for line in lines[first:last]:
-            yield from line
+            yield from _rstrip(line)
             yield Segment.line()
 
 
@@ -203,9 +233,31 @@ class _Tail:
 
         lines = console.render_lines(self.inner, options, pad=False)[-self.height:]
         for number, line in enumerate(lines):
-            yield from line
+            yield from _rstrip(line)
             if number < len(lines) - 1:
                 yield Segment.line()
+
+
+def _rstrip(line: list[Any]) -> list[Any]:
+    """A rendered line without its padding: trailing spaces that show no background.
+
+    Lines padded to the full width leave the cursor in the last column, where
+    the terminal's own echo of ^C wraps to a new line and throws off the live
+    redraw; they also rewrap badly when the window is narrowed.
+    """
+    from rich.segment import Segment
+
+    segments = list(line)
+    while segments:
+        last = segments[-1]
+        if last.control or (last.style and last.style.bgcolor):
+            break
+        text = last.text.rstrip(" ")
+        if text:
+            segments[-1] = Segment(text, last.style)
+            break
+        segments.pop()
+    return segments
 
 
 def _is_blank(line: list[Any]) -> bool:

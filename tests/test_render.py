@@ -95,7 +95,7 @@ def test_live_view_shows_the_open_block_then_leaves_each_line_once_in_the_scroll
         sink.text(part)
     sink.end()
     screen = pyte.HistoryScreen(60, 12, history=1000)
-    pyte.Stream(screen).feed(out.getvalue())
+    pyte.Stream(screen).feed(out.getvalue().replace("\n", "\r\n"))  # the tty's onlcr
     history = ["".join(ch.data for ch in line.values()).rstrip() for line in screen.history.top]
     lines = [line for line in history + [row.rstrip() for row in screen.display] if line]
     expected = [f"Paragraph number {i} says something useful." for i in range(60)]
@@ -185,3 +185,14 @@ def test_splitting_does_not_depend_on_chunking_and_loses_nothing(doc, cuts):
     # nothing is lost: the non-blank lines come out in order
     assert [line for b in blocks for line in b.split("\n") if line.strip()] == [
         line for line in doc.split("\n") if line.strip()]
+
+
+def test_terminal_lines_carry_no_padding():
+    """Padding to the full width makes the terminal's ^C echo wrap and breaks the live redraw."""
+    out = io.StringIO()
+    sink = MarkdownSink(Console(file=out, width=70, height=20, force_terminal=True, color_system=None))
+    for part in chunks("Short line.\n\n- item one\n- item two\n\n中文一行。\n", 3):
+        sink.text(part)
+    sink.end()
+    lines = out.getvalue().replace("\x1b[2K", "").split("\n")
+    assert all(line == line.rstrip(" ") for line in lines)

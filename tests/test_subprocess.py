@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -93,3 +94,32 @@ def test_version_imports_neither_typer_nor_openai():
     imported = {line.split("|")[-1].strip().split(".")[0] for line in done.stderr.decode().splitlines()
                 if line.startswith("import time:")}
     assert not imported & {"typer", "openai", "rich", "prompt_toolkit"}
+
+
+def on_a_terminal(*args: str, env: dict[str, str]) -> str:
+    import pexpect
+
+    child = pexpect.spawn(str(BIN), list(args), env={**os.environ, **env}, dimensions=(30, 80),
+                          encoding="utf-8", timeout=30)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    return child.before
+
+
+MARKDOWN = "# Title\n\nSome **bold** text.\n\n```python\nx = 1\n```\n"
+
+
+def test_on_a_terminal_the_answer_is_rendered_markdown(endpoint):
+    endpoint.default = Reply(text=MARKDOWN)
+    shown = on_a_terminal("ask", "hi", env={"TERM": "xterm-256color"})
+    assert "\x1b[" in shown
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown)
+    assert "**bold**" not in text and "```" not in text
+    assert "Title" in text and "Some bold text." in text and "x = 1" in text
+
+
+def test_no_color_gives_plain_text_even_on_a_terminal(endpoint):
+    endpoint.default = Reply(text=MARKDOWN)
+    shown = on_a_terminal("ask", "hi", env={"TERM": "xterm-256color", "NO_COLOR": "1"})
+    assert shown.replace("\r\n", "\n") == MARKDOWN
