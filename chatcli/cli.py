@@ -156,23 +156,29 @@ def root(
     usage: UsageOpt = False,
     no_stream: NoStreamOpt = False,
     json_out: JsonOpt = False,
+    interactive: Annotated[bool, typer.Option(
+        "--interactive", "-i", help="Send piped text as the first message, then stay in the "
+        "interactive session.")] = False,
+    no_markdown: Annotated[bool, typer.Option(
+        "--no-markdown", help="Print replies as plain text, not rendered Markdown.")] = False,
     version: Annotated[bool, typer.Option(
         "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
-    """With piped input, answer it and exit (like `ask`); on a terminal, show this help."""
+    """On a terminal, an interactive session (/help inside lists its commands).
+    With piped input, answer it and exit, like `ask`."""
     flags = Flags(model, system, profile, temperature, max_tokens, config, debug, usage,
                   no_stream, json_out)
     ctx.obj = flags
     if ctx.invoked_subcommand is not None:
         return
     piped = read_stdin(_diagnostics())
-    if piped is None:
-        typer.echo(ctx.get_help())
+    if piped is not None and not interactive:
+        if not piped.strip():
+            raise errors.UsageError("nothing to answer: stdin was empty",
+                                    hint='pipe some text in, or use chatcli ask "question"')
+        answer(None, piped, flags)
         return
-    if not piped.strip():
-        raise errors.UsageError("nothing to answer: stdin was empty",
-                                hint='pipe some text in, or use chatcli ask "question"')
-    answer(None, piped, flags)
+    interact(flags, first=piped if piped and piped.strip() else None, plain=no_markdown)
 
 
 @app.command()
@@ -265,6 +271,46 @@ class _NullSink:
 
     def end(self) -> None:
         pass
+
+
+def interact(flags: Flags, *, first: str | None, plain: bool) -> None:
+    """The interactive session: prompt_toolkit in, Rich out."""
+    from chatcli import client, repl
+    from chatcli.config import data_dir, read_config
+    from chatcli.render import make_console
+    from chatcli.session import Session
+
+    env = os.environ
+    if not sys.stdout.isatty():
+        raise errors.UsageError("the interactive session needs a terminal on stdout",
+                                hint='use chatcli ask "question" in scripts')
+    client.warm_up()
+    settings = build_settings(flags)
+    if settings.key_source.kind in ("none", "env", "value"):
+        resolve_api_key(settings, env)  # a first run without a key learns how to set one up now
+    diag = _diagnostics()
+
+    def make_client(s: Settings) -> client.OpenAIClient:
+        return client.OpenAIClient(s, resolve_api_key(s, env), debug=diag.debug if flags.debug else None)
+
+    def load_profile(name: str | None) -> Settings:
+        return build_settings(Flags(profile=name, config=flags.config))
+
+    profiles = sorted(read_config(settings.config_path).get("profiles", {})) if settings.config_path else []
+    session = Session(settings, client_factory=make_client, load_profile=load_profile, profiles=profiles)
+    color = wants_color(sys.stdout, env)
+    diag.usage(f"chatcli {__version__} · {settings.model} at {settings.base_url} · "
+               "/help for commands, Ctrl-D to leave")
+    loop = repl.Repl(
+        session,
+        console=make_console(sys.stdout, color=color),
+        diag=diag,
+        markdown=color and settings.markdown and not plain,
+        history_path=data_dir(env) / "input_history",
+        vi_mode=settings.vi_mode,
+        input=repl.terminal_input() if first is not None or not sys.stdin.isatty() else None,
+    )
+    raise typer.Exit(loop.run(first_message=first))
 
 
 @config_app.command("path")

@@ -254,9 +254,17 @@ def translate(
     return errors.ChatcliError(f"request failed: {redact(str(exc)) or type(exc).__name__}")
 
 
+def _server_message(exc: Any) -> str:
+    """The server's own words: the error body's message, not the SDK's wrapping of it."""
+    body = exc.body
+    if isinstance(body, dict) and isinstance(body.get("message"), str) and body["message"].strip():
+        return body["message"]
+    return re.sub(r"^Error code: \d+ - ", "", exc.message)
+
+
 def _from_status(exc: Any, settings: Settings, model: str, redact: Callable[[str], str]):
     status = exc.status_code
-    message = redact(exc.message)
+    message = redact(_server_message(exc))
     code, type_ = exc.code, exc.type
     if status == 401:
         return errors.AuthError(f"the server rejected the API key (401): {message}",
@@ -295,3 +303,15 @@ def _context_error(message: str) -> errors.ContextTooLongError:
         hint="set context_window in the config to the model's size, lower max_messages, "
              "or send less text",
     )
+
+
+def warm_up() -> None:
+    """Import openai in the background, so the REPL's prompt need not wait for it."""
+    import contextlib
+    import threading
+
+    def load() -> None:
+        with contextlib.suppress(Exception):  # the first request will report it properly
+            import openai  # noqa: F401
+
+    threading.Thread(target=load, name="import-openai", daemon=True).start()

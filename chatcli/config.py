@@ -67,6 +67,8 @@ class Settings:
     headers: Mapping[str, str] = field(default_factory=dict)
     timeout: float = 120.0
     max_retries: int = 2
+    vi_mode: bool = False
+    markdown: bool = True
     profile: str | None = None
     config_path: Path | None = None
 
@@ -78,6 +80,15 @@ def default_config_path(env: Mapping[str, str]) -> Path:
     from platformdirs import user_config_path
 
     return user_config_path("chatcli", appauthor=False) / "config.toml"
+
+
+def data_dir(env: Mapping[str, str]) -> Path:
+    """Where chatcli keeps what it writes: CHATCLI_DATA_DIR, or the platform's user data dir."""
+    if env.get("CHATCLI_DATA_DIR"):
+        return Path(env["CHATCLI_DATA_DIR"]).expanduser()
+    from platformdirs import user_data_path
+
+    return user_data_path("chatcli", appauthor=False)
 
 
 def read_config(path: Path) -> dict[str, Any]:

@@ -111,3 +111,29 @@ def _closes(line: str, marker: str) -> bool:
 
 def _continues_list(line: str) -> bool:
     return line.startswith((" ", "\t")) or bool(_LIST_ITEM.match(line))
+
+
+def code_blocks(text: str) -> list[str]:
+    """The contents of the fenced code blocks in `text`, in order, without the fences.
+
+    A fence indented inside a list item has that indentation removed from its
+    lines, so the code comes out as it would be typed.
+    """
+    blocks: list[str] = []
+    marker: str | None = None
+    indent = 0
+    lines: list[str] = []
+    for line in text.split("\n"):
+        if marker is None:
+            marker = _opens_fence(line)
+            indent = len(line) - len(line.lstrip(" "))
+            lines = []
+        elif _closes(line, marker):
+            blocks.append("\n".join(lines))
+            marker = None
+        else:
+            cut = min(indent, len(line) - len(line.lstrip(" ")))
+            lines.append(line[cut:])
+    if marker is not None:  # a reply cut off inside a code block still has its code
+        blocks.append("\n".join(lines))
+    return blocks

@@ -92,7 +92,7 @@ def format_usage(
 
 def dropped_note(count: int) -> str:
     noun = "message" if count == 1 else "messages"
-    return f"{count} older {noun} left out of this request to fit the context limits"
+    return f"{count} older {noun} left out to fit (/history)"
 
 
 class PlainSink:
@@ -263,3 +263,40 @@ def _rstrip(line: list[Any]) -> list[Any]:
 def _is_blank(line: list[Any]) -> bool:
     """Blank and unstyled: padding, not the background of a code block."""
     return all(not s.text.strip() and not (s.style and s.style.bgcolor) for s in line)
+
+
+def make_console(file: TextIO, *, color: bool) -> Console:
+    """The Console the REPL draws with (Rich is imported only here and in the sinks)."""
+    from rich.console import Console
+
+    return Console(file=file, highlight=False, no_color=not color, emoji=False)
+
+
+def print_lines(console: Console, lines: tuple[str, ...] | list[str], *, style: str = "") -> None:
+    for line in lines:
+        console.print(line, style=style or None, markup=False, highlight=False)
+
+
+def print_table(console: Console, headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(*headers, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))  # cells are data, never markup
+    console.print(table)
+
+
+def osc52(text: str, env: Mapping[str, str]) -> str:
+    """The escape sequence that asks the terminal to put `text` on the clipboard.
+
+    It travels through SSH and tmux (which forwards it by default); GNU screen
+    needs it wrapped in a passthrough sequence.
+    """
+    import base64
+
+    sequence = f"\033]52;c;{base64.b64encode(text.encode()).decode()}\a"
+    if env.get("STY") and not env.get("TMUX"):
+        sequence = f"\033P{sequence}\033\\"
+    return sequence

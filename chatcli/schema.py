@@ -45,6 +45,10 @@ def _is_int(lo: int) -> Callable[[Any], bool]:
     return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= lo
 
 
+def _is_bool(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
 def _is_headers(v: Any) -> bool:
     return isinstance(v, dict) and all(isinstance(x, str) for x in (*v, *v.values()))
 
@@ -97,6 +101,11 @@ KEYS: tuple[Key, ...] = (
     Key("max_retries", "a whole number of at least 0", _is_int(0),
         "How often a request that failed with a rate limit (429) or a server "
         "error (5xx) is retried, with backoff that honours Retry-After.", 2, 2),
+    Key("vi_mode", "true or false", _is_bool,
+        "Edit the input line with vi keys instead of Emacs keys.", True, False),
+    Key("markdown", "true or false", _is_bool,
+        "Render replies on a terminal as Markdown; false prints the text as it "
+        "comes. Flag: --no-markdown.", False, True),
 )
 KEYS_BY_NAME = {k.name: k for k in KEYS}
 TOP_LEVEL_ONLY = ("profile", "profiles")

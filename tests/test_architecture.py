@@ -15,7 +15,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "chatcli"
 
 # Higher layers may import lower ones (later in the list), never the reverse.
-LAYERS = ["cli", "repl", "commands", "chat", "render", "client", "store", "config", "schema",
+LAYERS = ["cli", "repl", "commands", "session", "chat", "render", "client", "store", "config", "schema",
           "conversation", "mdblocks", "errors"]
 HOMES = {"openai": {"client"}, "rich": {"render"}, "typer": {"cli"},
          "prompt_toolkit": {"repl", "keybindings"}, "sqlite3": {"store"}, "click": set()}

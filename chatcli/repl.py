@@ -1,0 +1,263 @@
+"""The interactive session: read a line, dispatch it, render the result.
+
+The only module that imports prompt_toolkit. The loop is short on purpose:
+`_read` gets a line (Ctrl-C clears it, Ctrl-D leaves), `_dispatch` runs a
+slash command or a chat turn, and everything shown goes through render.py.
+Errors during a turn are one line and the session goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import tempfile
+import termios
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
+from prompt_toolkit.completion import Completer, Completion
+from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+from prompt_toolkit.key_binding import KeyBindings
+
+from chatcli import commands, errors
+from chatcli.chat import Sink, TurnResult
+from chatcli.render import (
+    Diagnostics,
+    MarkdownSink,
+    PlainSink,
+    dropped_note,
+    format_usage,
+    osc52,
+    print_lines,
+    print_table,
+)
+from chatcli.session import Session
+
+PROMPT = "> "
+
+
+class SlashCompleter(Completer):
+    """Completes command names, then a command's argument where it has choices."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get_completions(self, document: Any, complete_event: Any) -> Iterator[Completion]:
+        text = document.text_before_cursor
+        if not commands.is_command(text) or "\n" in text:
+            return
+        name, space, arg = text[1:].partition(" ")
+        if not space:
+            for command in commands.COMMANDS:
+                for candidate in (command.name, *command.aliases):
+                    if candidate.startswith(name.lower()):
+                        yield Completion("/" + candidate, -len(text), display_meta=command.help)
+            return
+        try:
+            command = commands.find(name.lower())
+            choices = command.complete(self.session) if command.complete else []
+        except (errors.ChatcliError, KeyboardInterrupt):
+            return  # no key yet, endpoint down: simply no suggestions
+        for choice in choices:
+            if choice.startswith(arg):
+                yield Completion(choice, -len(arg))
+
+
+def _bindings() -> KeyBindings:
+    keys = KeyBindings()
+
+    @keys.add("escape", "enter")  # Alt-Enter, and Esc then Enter
+    @keys.add("c-j")
+    def _newline(event: Any) -> None:
+        event.current_buffer.insert_text("\n")
+
+    return keys
+
+
+def _history(path: Path | None) -> History:
+    if path is None:
+        return InMemoryHistory()
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.exists():
+        path.touch(mode=0o600)  # what was typed may be private
+    return FileHistory(str(path))
+
+
+class Repl:
+    """The loop, with its collaborators passed in (tests give a pipe and a StringIO console)."""
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        console: Any,
+        diag: Diagnostics,
+        markdown: bool = True,
+        history_path: Path | None = None,
+        vi_mode: bool = False,
+        input: Any = None,
+        output: Any = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.session = session
+        self.console = console
+        self.diag = diag
+        self.markdown = markdown
+        self.env = os.environ if env is None else env
+        self.prompt: PromptSession[str] = PromptSession(
+            PROMPT,
+            history=_history(history_path),
+            auto_suggest=AutoSuggestFromHistory(),
+            completer=SlashCompleter(session),
+            complete_in_thread=True,
+            complete_while_typing=False,
+            key_bindings=_bindings(),
+            enable_open_in_editor=True,
+            vi_mode=vi_mode,
+            prompt_continuation=lambda width, line, soft: "." * (width - 1) + " ",
+            bottom_toolbar=self._toolbar,
+            input=input,
+            output=output,
+        )
+
+    def run(self, first_message: str | None = None) -> int:
+        if first_message:
+            self._turn(lambda sink: self.session.ask(first_message, sink))
+        while (line := self._read()) is not None:
+            if line.strip() and not self._dispatch(line):
+                break
+        return errors.EXIT_OK
+
+    def _read(self) -> str | None:
+        """The next line; '' after Ctrl-C (the line is cleared), None at Ctrl-D."""
+        try:
+            return self.prompt.prompt()
+        except KeyboardInterrupt:
+            return ""
+        except EOFError:
+            return None
+
+    def _dispatch(self, line: str) -> bool:
+        """Run one line; False when the session should end."""
+        if not commands.is_command(line):
+            text = line[1:] if line.startswith("//") else line
+            self._turn(lambda sink: self.session.ask(text, sink))
+            return True
+        try:
+            out = commands.dispatch(self.session, line)
+            print_lines(self.console, out.lines, style="dim")
+            if out.table:
+                print_table(self.console, out.table.headers, out.table.rows)
+            return self._act(out)
+        except errors.ChatcliError as exc:
+            self.diag.error(exc)
+            return True
+
+    def _act(self, out: commands.Output) -> bool:
+        if out.action == "exit":
+            return False
+        if out.action == "retry":
+            self._turn(self.session.retry)
+        elif out.action == "edit":
+            text = edit_text(out.payload, self.env)
+            if text.strip():
+                self._turn(lambda sink: self.session.ask(text, sink))
+            else:
+                self.diag.note("the editor returned nothing; nothing sent")
+        elif out.action == "copy":
+            self.console.file.write(osc52(out.payload, self.env))
+            self.console.file.flush()
+            self.diag.note(f"copied {len(out.payload)} characters with OSC 52 (a terminal that does "
+                           "not allow clipboard writes ignores it)")
+        return True
+
+    def _turn(self, run: Callable[[Sink], TurnResult]) -> None:
+        sink = MarkdownSink(self.console) if self.markdown else PlainSink(self.console.file)
+        try:
+            with typeahead_mode(self.prompt.input):
+                result = run(sink)
+        except errors.Interrupted:
+            self.session.turn_failed()
+            self.diag.note("interrupted; the partial reply is kept (/retry asks again)")
+        except errors.ChatcliError as exc:
+            self.session.turn_failed()
+            self.diag.error(exc)
+            if not isinstance(exc, errors.UsageError):
+                self.diag.note("your message is kept: /retry sends it again")
+        else:
+            self._after(result)
+
+    def _after(self, result: TurnResult) -> None:
+        s = self.session.settings
+        if result.notice:
+            self.diag.warning(result.notice)
+        line = format_usage(result.usage, price_input=s.price_input, price_output=s.price_output,
+                            currency=s.currency, session=self.session.total)
+        if result.window.dropped:
+            line += " · " + dropped_note(len(result.window.dropped))
+        self.console.print(line, style="dim", markup=False, highlight=False)
+
+    def _toolbar(self) -> str:
+        s = self.session.settings
+        window = self.session.window()
+        share = 100 * window.tokens / window.budget if window.budget else 100
+        return f" {s.profile or 'default'} | {s.model} | context {share:.0f}% | /help"
+
+
+@contextmanager
+def typeahead_mode(keyboard: Any) -> Iterator[None]:
+    """While a reply streams: keys typed ahead are not echoed into it, and Enter stays Enter.
+
+    In the terminal's normal mode a typed Enter arrives as Ctrl-J (ICRNL),
+    which the prompt reads as "new line", and every key is echoed into the
+    reply being drawn. Ctrl-C still interrupts (ISIG stays on).
+    """
+    try:
+        fd = keyboard.fileno()
+        saved = termios.tcgetattr(fd)
+    except (AttributeError, OSError, ValueError, termios.error, NotImplementedError):
+        yield
+        return
+    quiet = list(saved)
+    quiet[0] &= ~termios.ICRNL
+    quiet[3] &= ~(termios.ECHO | termios.ICANON)
+    termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSANOW, saved)
+
+
+def edit_text(initial: str, env: Mapping[str, str]) -> str:
+    """Open $VISUAL or $EDITOR (or vi) on `initial`; return what was saved."""
+    editor = env.get("VISUAL") or env.get("EDITOR") or "vi"
+    with tempfile.NamedTemporaryFile("w+", suffix=".md", delete=False, encoding="utf-8") as handle:
+        handle.write(initial)
+        path = handle.name
+    try:
+        done = subprocess.run([*shlex.split(editor), path], check=False)
+        if done.returncode != 0:
+            raise errors.UsageError(f"the editor `{editor}` exited with {done.returncode}; nothing sent")
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise errors.UsageError(f"cannot run the editor `{editor}`: {exc.strerror}",
+                                hint="set EDITOR") from None
+    finally:
+        os.unlink(path)
+
+
+def terminal_input() -> Any:
+    """Keyboard input from the terminal itself, for when stdin was a pipe (`chatcli -i`)."""
+    from prompt_toolkit.input import create_input
+
+    try:
+        tty = open("/dev/tty", encoding="utf-8")  # noqa: SIM115 (lives as long as the session)
+    except OSError:
+        raise errors.UsageError("no terminal to read the keyboard from",
+                                hint="-i needs a terminal; use `chatcli ask` in scripts") from None
+    return create_input(tty)
