@@ -25,6 +25,8 @@ from chatcli.render import Diagnostics, format_usage, wants_color
 
 EPILOG = """\b
 Examples:
+  chatcli                                  an interactive session (/help inside)
+  cat notes.txt | chatcli -i               the notes first, then the session
   chatcli ask "Who won the world series in 2020?"
   cat notes.txt | chatcli ask "summarise this"
   echo "translate to English: 你好" | chatcli

@@ -131,6 +131,17 @@ def test_input_history_persists_across_sessions(repl, server, tmp_path):
     assert again.questions == ["remember me", "remember me"]  # the same server saw both sessions
 
 
+def test_suggestions_from_history_are_taken_with_right_arrow(repl):
+    repl.run("what is the capital of France?" + ENTER + CTRL_D)
+    with create_pipe_input() as keyboard:
+        keyboard.send_text("what is the c")
+        # The suggestion is computed as the person types; Right takes it a moment later.
+        threading.Timer(0.5, keyboard.send_text, args=("\x1b[C" + ENTER + CTRL_D,)).start()
+        Repl(repl.session, console=Console(file=repl.out), diag=Diagnostics(repl.err, color=False),
+             history_path=repl.history, input=keyboard, output=DummyOutput()).run()
+    assert repl.questions[-1] == "what is the capital of France?"
+
+
 def test_ctrl_r_searches_history(repl, server, tmp_path):
     repl.run("alpha question" + ENTER + "beta question" + ENTER + CTRL_D)
     again = Harness(server, tmp_path)

@@ -1,0 +1,152 @@
+"""The installed `chatcli` in a real pseudo-terminal, driven like a person would (pexpect)."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from tests.conftest import TEST_KEY
+from tests.fake_server import Reply
+
+BIN = Path(sys.executable).with_name("chatcli")
+ANSI = re.compile(r"\x1b(\[[0-9;?]*[A-Za-z]|\][^\a]*\a|[()][A-Z0-9]|[=>])")
+
+
+def spawn(endpoint, tmp_path, *args: str, command: str | None = None, **env: str):
+    full_env = {**os.environ, "OPENAI_BASE_URL": endpoint.base_url, "OPENAI_API_KEY": TEST_KEY,
+                "CHATCLI_MODEL": "test-model", "CHATCLI_DATA_DIR": str(tmp_path / "data"),
+                "TERM": "xterm-256color", **env}
+    if command is not None:
+        return pexpect.spawn("/bin/sh", ["-c", command], env=full_env, dimensions=(40, 100),
+                             encoding="utf-8", timeout=20)
+    return pexpect.spawn(str(BIN), list(args), env=full_env, dimensions=(40, 100), encoding="utf-8",
+                         timeout=20)
+
+
+PROMPT = r"context \d+% \| /help"  # the toolbar, drawn with every prompt
+
+
+def expect(child, pattern) -> None:
+    """child.expect, answering the terminal's cursor-position requests as a terminal would."""
+    text = ""
+    while True:
+        index = child.expect([pattern, "\x1b\\[6n"])
+        text += child.before
+        if index == 0:
+            break
+        child.send("\x1b[1;1R")
+    # A request can follow the match; answer it before the test types anything.
+    while child.expect(["\x1b\\[6n", pexpect.TIMEOUT], timeout=0.3) == 0:
+        child.send("\x1b[1;1R")
+    child.before = text
+
+
+def seen(child) -> str:
+    return ANSI.sub("", child.before or "")
+
+
+def test_type_a_question_see_the_answer_interrupt_a_slow_reply_and_leave(endpoint, tmp_path):
+    endpoint.queue(Reply(text="The **Dodgers** won in 2020.", prompt_tokens=20, completion_tokens=9),
+                   Reply(text="slow " * 3000, chunk_chars=5, delay=0.003),
+                   Reply(text="你好！我在。"))
+    child = spawn(endpoint, tmp_path)
+    expect(child, "/help for commands")
+    expect(child, PROMPT)
+    child.send("Who won the world series in 2020?\r")
+    expect(child, r"tokens: 20 prompt \+ 9 completion = 29")
+    assert "Dodgers won in 2020." in seen(child) and "**" not in seen(child)
+    expect(child, PROMPT)
+
+    child.send("Tell me a very long story\r")
+    expect(child, "slow slow")
+    started = time.monotonic()
+    child.sendintr()
+    expect(child, "interrupted; the partial reply is kept")
+    assert time.monotonic() - started < 2
+    expect(child, PROMPT)
+
+    child.send("你好吗？\r")
+    expect(child, "你好！我在。")
+    expect(child, PROMPT)
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    requests = endpoint.chat_requests
+    assert requests[2]["messages"][-1] == {"role": "user", "content": "你好吗？"}
+    assert requests[2]["messages"][-2]["role"] == "assistant"  # the partial reply was kept
+
+
+def test_piped_text_then_the_keyboard(endpoint, tmp_path):
+    endpoint.queue(Reply(text="Summary of the pipe."), Reply(text="Follow-up answer."))
+    child = spawn(endpoint, tmp_path, command=f"printf 'notes from a file' | '{BIN}' -i")
+    expect(child, "Summary of the pipe.")
+    expect(child, PROMPT)
+    child.send("and more?\r")
+    expect(child, "Follow-up answer.")
+    expect(child, PROMPT)
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
+    assert [r["messages"][-1]["content"] for r in endpoint.chat_requests] == [
+        "notes from a file", "and more?"]
+
+
+def test_input_history_survives_a_restart(endpoint, tmp_path):
+    child = spawn(endpoint, tmp_path)
+    expect(child, PROMPT)
+    child.send("a question worth repeating\r")
+    expect(child, "tokens:")
+    expect(child, PROMPT)
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
+    child = spawn(endpoint, tmp_path)
+    expect(child, PROMPT)
+    child.send("\x1b[A\r")  # Up, Enter
+    expect(child, "tokens:")
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
+    assert [r["messages"][-1]["content"] for r in endpoint.chat_requests] == [
+        "a question worth repeating"] * 2
+
+
+def test_first_run_without_a_key_explains_the_setup(endpoint, tmp_path):
+    child = spawn(endpoint, tmp_path, OPENAI_API_KEY="", OPENAI_BASE_URL="https://api.example.com/v1")
+    child.expect(pexpect.EOF)
+    child.close()
+    text = seen(child)
+    assert child.exitstatus == 2
+    assert "OPENAI_API_KEY" in text and "api_key_cmd" in text and "config init" in text
+    assert "Traceback" not in text
+
+
+@pytest.mark.parametrize("keys", ["/exit\r", "\x04"])
+def test_leaving(endpoint, tmp_path, keys):
+    child = spawn(endpoint, tmp_path)
+    expect(child, PROMPT)
+    child.send(keys)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def test_no_markdown_prints_the_reply_as_it_comes(endpoint, tmp_path):
+    endpoint.queue(Reply(text="Some **bold** words."))
+    child = spawn(endpoint, tmp_path, "--no-markdown")
+    expect(child, PROMPT)
+    child.send("hi\r")
+    expect(child, "tokens:")
+    assert "Some **bold** words." in seen(child)
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
+
+
+def test_the_interactive_session_needs_a_terminal_on_stdout(endpoint, tmp_path):
+    child = spawn(endpoint, tmp_path, command=f"'{BIN}' -i | cat")
+    child.expect(pexpect.EOF)
+    assert "needs a terminal on stdout" in seen(child)
