@@ -37,6 +37,29 @@ class ChatClient(Protocol):
     def complete(self, request: ChatRequest) -> dict[str, Any]: ...
 
 
+class Journal(Protocol):
+    """Where the conversation is saved as it happens (store.Recorder), or nowhere."""
+
+    def user(self, message: Message) -> Message: ...
+
+    def reply_progress(self, parts: list[str]) -> None: ...
+
+    def reply_done(self, message: Message) -> Message: ...
+
+
+class NoJournal:
+    """For --no-save: nothing is written."""
+
+    def user(self, message: Message) -> Message:
+        return message
+
+    def reply_progress(self, parts: list[str]) -> None:
+        pass
+
+    def reply_done(self, message: Message) -> Message:
+        return message
+
+
 class Sink(Protocol):
     """Where the reply's text goes as it arrives."""
 
@@ -68,10 +91,14 @@ def run_turn(
     settings: Settings,
     sink: Sink,
     stream: bool = True,
+    journal: Journal | None = None,
 ) -> TurnResult:
-    """Add the user's message, send the window, deliver the reply to `sink`, commit it."""
-    conversation.messages.append(Message(USER, user_text))
-    return send(conversation, client=client, settings=settings, sink=sink, stream=stream)
+    """Add the user's message (saved before anything is sent), send the window,
+    deliver the reply to `sink`, commit it."""
+    journal = journal or NoJournal()
+    conversation.messages.append(journal.user(Message(USER, user_text)))
+    return send(conversation, client=client, settings=settings, sink=sink, stream=stream,
+                journal=journal)
 
 
 def send(
@@ -81,8 +108,10 @@ def send(
     settings: Settings,
     sink: Sink,
     stream: bool = True,
+    journal: Journal | None = None,
 ) -> TurnResult:
     """Send the conversation as it stands (its last message is the user's)."""
+    journal = journal or NoJournal()
     window = window_for(conversation, settings)
     request = ChatRequest(
         model=settings.model,
@@ -91,11 +120,11 @@ def send(
         max_tokens=settings.max_tokens,
     )
     if stream:
-        return _streamed(conversation, request, window, client, settings, sink)
-    return _whole(conversation, request, window, client, settings, sink)
+        return _streamed(conversation, request, window, client, settings, sink, journal)
+    return _whole(conversation, request, window, client, settings, sink, journal)
 
 
-def _streamed(conversation, request, window, client, settings, sink) -> TurnResult:
+def _streamed(conversation, request, window, client, settings, sink, journal) -> TurnResult:
     parts: list[str] = []
     reported: UsageReport | None = None
     finish: str | None = None
@@ -104,24 +133,25 @@ def _streamed(conversation, request, window, client, settings, sink) -> TurnResu
         for event in events:
             if isinstance(event, TextDelta):
                 parts.append(event.text)
+                journal.reply_progress(parts)
                 sink.text(event.text)
             elif isinstance(event, UsageReport):
                 reported = event
             elif isinstance(event, StreamEnd):
                 finish = event.finish_reason
     except KeyboardInterrupt:
-        _keep_partial(conversation, parts, INTERRUPTED)
+        _keep_partial(conversation, parts, INTERRUPTED, journal)
         raise errors.Interrupted("reply interrupted") from None
     except errors.ChatcliError:
-        _keep_partial(conversation, parts, ERROR)
+        _keep_partial(conversation, parts, ERROR, journal)
         raise
     finally:
         events.close()
         sink.end()
-    return _commit(conversation, "".join(parts), finish, reported, window, settings)
+    return _commit(conversation, "".join(parts), finish, reported, window, settings, journal)
 
 
-def _whole(conversation, request, window, client, settings, sink) -> TurnResult:
+def _whole(conversation, request, window, client, settings, sink, journal) -> TurnResult:
     try:
         response = client.complete(request)
     except KeyboardInterrupt:
@@ -134,13 +164,15 @@ def _whole(conversation, request, window, client, settings, sink) -> TurnResult:
     reported = None
     if isinstance(raw, dict) and raw.get("completion_tokens") is not None:
         reported = UsageReport(raw.get("prompt_tokens") or 0, raw["completion_tokens"])
-    result = _commit(conversation, text, choice.get("finish_reason"), reported, window, settings)
+    result = _commit(conversation, text, choice.get("finish_reason"), reported, window, settings,
+                     journal)
     return TurnResult(result.reply, result.usage, window, result.notice, response)
 
 
-def _keep_partial(conversation: Conversation, parts: list[str], status: str) -> None:
+def _keep_partial(conversation: Conversation, parts: list[str], status: str, journal: Journal) -> None:
     if parts:
-        conversation.messages.append(Message(ASSISTANT, "".join(parts), finish_reason=status))
+        partial = Message(ASSISTANT, "".join(parts), finish_reason=status)
+        conversation.messages.append(journal.reply_done(partial))
 
 
 def _commit(
@@ -150,6 +182,7 @@ def _commit(
     reported: UsageReport | None,
     window: Window,
     settings: Settings,
+    journal: Journal,
 ) -> TurnResult:
     if reported is not None:
         usage = Usage(reported.prompt_tokens, reported.completion_tokens)
@@ -158,6 +191,7 @@ def _commit(
     else:
         usage = Usage(window.tokens, estimate_tokens(text), estimated=True)
         reply = Message(ASSISTANT, text, finish_reason=finish)
+    reply = journal.reply_done(reply)
     conversation.messages.append(reply)
     return TurnResult(reply, usage, window, _notice(finish, settings))
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from chatcli import errors
 from chatcli.conversation import Usage
+from chatcli.export import local_time
 from chatcli.mdblocks import code_blocks
 from chatcli.session import Session
 
@@ -63,8 +64,46 @@ def _exit(session: Session, arg: str) -> Output:
 
 
 def _clear(session: Session, arg: str) -> Output:
-    count = session.clear()
-    return Output(lines=(f"forgot {count} messages; the system prompt stays",))
+    previous = session.clear()
+    kept = f" (the previous one is saved: /resume {previous})" if previous else ""
+    return Output(lines=(f"a fresh conversation with the same system prompt{kept}",))
+
+
+def _new(session: Session, arg: str) -> Output:
+    previous = session.new(name=arg or None, system=session.settings.system_prompt)
+    kept = f" (the previous one is saved: /resume {previous})" if previous else ""
+    return Output(lines=(f"a new conversation{kept}",))
+
+
+def _sessions(session: Session, arg: str) -> Output:
+    store = session.stored()
+    rows = [(str(c.id), c.name or "", c.title, str(c.message_count), c.model or "",
+             local_time(c.updated_at)) for c in store.list(limit=20)]
+    if not rows:
+        return Output(lines=("no saved conversations yet",))
+    return Output(lines=("/resume ID or NAME opens one",),
+                  table=Table(("id", "name", "title", "messages", "model", "last used"), rows))
+
+
+def _resume(session: Session, arg: str) -> Output:
+    if not arg:
+        raise errors.UsageError("which one? /resume ID or NAME (/sessions lists them)")
+    info = session.stored().find(arg)
+    if info is None:
+        raise errors.UsageError(f"no conversation {arg!r}", hint="/sessions lists them")
+    session.resume(info)
+    lines = [f"resumed {info.id}: {info.title or '(untitled)'} ({info.message_count} messages)"]
+    if info.model and info.model != session.settings.model:
+        lines.append(f"it used {info.model}; now using {session.settings.model} (/model to switch)")
+    return Output(lines=tuple(lines))
+
+
+def _rename(session: Session, arg: str) -> Output:
+    if not arg:
+        raise errors.UsageError("/rename needs the new title")
+    session.rename(arg)
+    return Output(lines=(f"renamed to: {arg}",))
+
 
 
 def _system(session: Session, arg: str) -> Output:
@@ -209,7 +248,12 @@ def _edit(session: Session, arg: str) -> Output:
 COMMANDS: tuple[Command, ...] = (
     Command("help", "", "this list", _help, ("?",)),
     Command("exit", "", "leave (Ctrl-D on an empty line does too)", _exit, ("quit",)),
-    Command("clear", "", "forget the conversation, keep the system prompt", _clear),
+    Command("clear", "", "start afresh with the same system prompt (the old one stays saved)",
+            _clear),
+    Command("new", "[name]", "start a new conversation (the old one stays saved)", _new),
+    Command("sessions", "", "the saved conversations, newest first", _sessions),
+    Command("resume", "ID | name", "go back to a saved conversation", _resume),
+    Command("rename", "title", "give this conversation a title", _rename),
     Command("system", "[text | -]", "show, set or remove (-) the system prompt", _system),
     Command("model", "[name]", "show or switch the model", _model,
             complete=lambda session: session.models()),

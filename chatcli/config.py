@@ -67,6 +67,8 @@ class Settings:
     headers: Mapping[str, str] = field(default_factory=dict)
     timeout: float = 120.0
     max_retries: int = 2
+    save: bool = True
+    data_dir: str | None = None
     vi_mode: bool = False
     markdown: bool = True
     profile: str | None = None
@@ -82,10 +84,13 @@ def default_config_path(env: Mapping[str, str]) -> Path:
     return user_config_path("chatcli", appauthor=False) / "config.toml"
 
 
-def data_dir(env: Mapping[str, str]) -> Path:
-    """Where chatcli keeps what it writes: CHATCLI_DATA_DIR, or the platform's user data dir."""
+def data_dir(env: Mapping[str, str], settings: Settings | None = None) -> Path:
+    """Where chatcli keeps what it writes: CHATCLI_DATA_DIR, else `data_dir` in the
+    config, else the platform's user data directory."""
     if env.get("CHATCLI_DATA_DIR"):
         return Path(env["CHATCLI_DATA_DIR"]).expanduser()
+    if settings is not None and settings.data_dir:
+        return Path(settings.data_dir).expanduser()
     from platformdirs import user_data_path
 
     return user_data_path("chatcli", appauthor=False)

@@ -85,6 +85,7 @@ class Message:
     pinned: bool = False
     finish_reason: str | None = None
     estimated: bool = field(default=False, compare=False)
+    id: int | None = field(default=None, compare=False)  # its row in the store, once saved
 
     def __post_init__(self) -> None:
         if self.tokens < 0:
@@ -198,6 +199,16 @@ def build_window(
         tokens=tokens,
         budget=budget,
     )
+
+
+def title_from(text: str, width: int = 60) -> str:
+    """A conversation's title from its first message, without asking the model."""
+    if text.startswith("<stdin>\n") and "\n</stdin>\n\n" in text:
+        piped, _, question = text[len("<stdin>\n"):].partition("\n</stdin>\n\n")
+        text = question if question.strip() else piped
+    line = next((line for line in text.splitlines() if line.strip()), "")
+    line = " ".join(line.split())
+    return line if len(line) <= width else line[: width - 1].rstrip() + "…"
 
 
 def compose_user_message(question: str | None, piped: str | None) -> str:

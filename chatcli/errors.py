@@ -15,6 +15,7 @@ EXIT_RATE_LIMIT = 4
 EXIT_NETWORK = 5
 EXIT_SERVER = 6
 EXIT_REQUEST = 7
+EXIT_STORAGE = 8
 EXIT_INTERRUPTED = 130
 
 
@@ -78,6 +79,12 @@ class RequestError(ChatcliError):
 
 class ContextTooLongError(RequestError):
     """The conversation does not fit in the model's context window."""
+
+
+class StorageError(ChatcliError):
+    """The conversation database cannot be opened or written."""
+
+    exit_code = EXIT_STORAGE
 
 
 class Interrupted(ChatcliError):

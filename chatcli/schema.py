@@ -101,6 +101,13 @@ KEYS: tuple[Key, ...] = (
     Key("max_retries", "a whole number of at least 0", _is_int(0),
         "How often a request that failed with a rate limit (429) or a server "
         "error (5xx) is retried, with backoff that honours Retry-After.", 2, 2),
+    Key("save", "true or false", _is_bool,
+        "Save conversations in the data directory as they happen; false is like "
+        "--no-save every time.", False, True),
+    Key("data_dir", "a string", _is_str,
+        "Directory for the conversation database and the input history "
+        "(default: the platform's user data directory). Environment: CHATCLI_DATA_DIR.",
+        "~/notes/chatcli"),
     Key("vi_mode", "true or false", _is_bool,
         "Edit the input line with vi keys instead of Emacs keys.", True, False),
     Key("markdown", "true or false", _is_bool,

@@ -13,9 +13,10 @@ from dataclasses import replace
 from typing import Any
 
 from chatcli import errors
-from chatcli.chat import ChatClient, Sink, TurnResult, run_turn, send, window_for
+from chatcli.chat import ChatClient, Journal, NoJournal, Sink, TurnResult, run_turn, send, window_for
 from chatcli.config import Settings
 from chatcli.conversation import ASSISTANT, USER, Conversation, Message, Usage, Window, turns
+from chatcli.store import ConversationInfo, Recorder, Store
 
 ClientFactory = Callable[[Settings], Any]
 SettingsLoader = Callable[[str | None], Settings]
@@ -31,17 +32,22 @@ class Session:
         client_factory: ClientFactory,
         load_profile: SettingsLoader | None = None,
         profiles: list[str] | None = None,
+        store: Store | None = None,
+        warn: Callable[[str], None] = lambda text: None,
     ) -> None:
         self.settings = settings
         self.conversation = Conversation(system=settings.system_prompt)
         self.total = Usage(0, 0)
         self.last: TurnResult | None = None
         self.profiles = profiles or []
+        self.store = store
+        self._warn = warn
         self._client_factory = client_factory
         self._load_profile = load_profile
         self._client: ChatClient | None = None
         self._models: list[str] | None = None
         self._window: Window | None = None
+        self._journal: Journal = self._recorder(None)
 
     @property
     def client(self) -> Any:
@@ -52,20 +58,23 @@ class Session:
 
     # --- turns -----------------------------------------------------------------
 
-    def ask(self, text: str, sink: Sink) -> TurnResult:
+    def ask(self, text: str, sink: Sink, *, stream: bool = True) -> TurnResult:
         return self._finish(run_turn(self.conversation, text, client=self.client,
-                                     settings=self.settings, sink=sink))
+                                     settings=self.settings, sink=sink, stream=stream,
+                                     journal=self._journal))
 
     def retry(self, sink: Sink) -> TurnResult:
         """Send the last question again, dropping the reply it got (if any)."""
         messages = self.conversation.messages
+        dropped = []
         while messages and messages[-1].role == ASSISTANT:
-            messages.pop()
+            dropped.append(messages.pop())
         if not messages:
             raise errors.UsageError("nothing to retry yet")
+        self._forget(dropped)
         self._window = None
         return self._finish(send(self.conversation, client=self.client, settings=self.settings,
-                                 sink=sink))
+                                 sink=sink, journal=self._journal))
 
     def _finish(self, result: TurnResult) -> TurnResult:
         self.last = result
@@ -87,17 +96,18 @@ class Session:
         start = groups[-1].start
         removed = self.conversation.messages[start:]
         del self.conversation.messages[start:]
+        self._forget(removed)
         self._window = None
         return removed
 
-    def clear(self) -> int:
-        count = len(self.conversation.messages)
-        self.conversation.messages.clear()
-        self._window = None
-        return count
+    def _forget(self, messages: list[Message]) -> None:
+        ids = [m.id for m in messages if m.id is not None]
+        if self.store is not None and ids:
+            self.store.remove(ids)
 
     def set_system(self, text: str | None) -> None:
         self.conversation.system = text or None
+        self._save_conversation(system_prompt=self.conversation.system)
         self._window = None
 
     def pin(self, number: int | None) -> Message:
@@ -110,6 +120,8 @@ class Session:
             raise errors.UsageError(f"no message {number}; /history lists 1 to {len(messages)}")
         pinned = replace(messages[index], pinned=not messages[index].pinned)
         messages[index] = pinned
+        if self.store is not None and pinned.id is not None:
+            self.store.update(pinned.id, pinned)
         self._window = None
         return pinned
 
@@ -135,6 +147,8 @@ class Session:
 
     def update(self, **changes: Any) -> None:
         self.settings = replace(self.settings, **changes)
+        if "model" in changes:
+            self._save_conversation(model=changes["model"])
         self._window = None
 
     def switch_profile(self, name: str) -> None:
@@ -153,3 +167,75 @@ class Session:
         if self._models is None:
             self._models = self.client.models()
         return self._models
+
+    # --- saved conversations ---------------------------------------------------
+
+    @property
+    def conversation_id(self) -> int | None:
+        return getattr(self._journal, "conversation_id", None)
+
+    def _recorder(self, conversation_id: int | None, name: str | None = None) -> Journal:
+        if self.store is None:
+            return NoJournal()
+        return Recorder(self.store, conversation_id, meta=self._meta, name=name, warn=self._warn)
+
+    def _meta(self) -> dict[str, str | None]:
+        return {"profile": self.settings.profile, "model": self.settings.model,
+                "system_prompt": self.conversation.system}
+
+    def _save_conversation(self, **fields: Any) -> None:
+        if self.store is not None and self.conversation_id is not None:
+            self.store.update_conversation(self.conversation_id, **fields)
+
+    def stored(self) -> Store:
+        if self.store is None:
+            raise errors.UsageError("conversations are not being saved in this session (--no-save)")
+        return self.store
+
+    def new(self, *, name: str | None = None, system: str | None = None) -> int | None:
+        """Start a fresh conversation; the previous one stays saved. Returns the previous id."""
+        previous = self.conversation_id
+        self.conversation = Conversation(system=system)
+        self._journal = self._recorder(None, name)
+        self.last = None
+        self._window = None
+        return previous
+
+    def clear(self) -> int | None:
+        """Forget the turns but keep the system prompt: a new conversation, the old one kept."""
+        return self.new(system=self.conversation.system)
+
+    def resume(self, info: ConversationInfo) -> None:
+        messages = self.stored().load(info.id)
+        self.conversation = Conversation(system=info.system_prompt, messages=messages)
+        self._journal = self._recorder(info.id)
+        self.last = None
+        self._window = None
+
+    def open(self, ref: str) -> ConversationInfo | None:
+        """Resume the conversation named or numbered `ref`, or start one named `ref`."""
+        info = self.stored().find(ref)
+        if info is None:
+            if ref.isdigit():
+                raise errors.UsageError(f"no conversation {ref}",
+                                        hint="`chatcli sessions list` shows them")
+            self.new(name=ref, system=self.conversation.system)
+            return None
+        self.resume(info)
+        return info
+
+    def resume_latest(self) -> ConversationInfo | None:
+        info = self.stored().latest()
+        if info is not None:
+            self.resume(info)
+        return info
+
+    def rename(self, title: str) -> None:
+        if self.conversation_id is None:
+            raise errors.UsageError("nothing saved yet to rename; send a message first")
+        self.stored().update_conversation(self.conversation_id, title=title)
+
+    def info(self) -> ConversationInfo | None:
+        if self.store is None or self.conversation_id is None:
+            return None
+        return self.store.info(self.conversation_id)

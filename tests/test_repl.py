@@ -302,24 +302,28 @@ def test_plain_output_when_markdown_is_off(repl):
     assert "**raw** text\n" in repl.out.getvalue()
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_ctrl_c_during_a_reply_stops_it_and_keeps_the_partial_reply(repl):
+def interrupt_a_long_reply(repl: Harness) -> None:
+    """Ask, press Ctrl-C (a real SIGINT) once the reply is streaming, then ask again."""
     repl.server.queue(Reply(text="word " * 2000, chunk_chars=5, delay=0.002), Reply(text="next one"))
+    done = threading.Event()
 
     def interrupt_when_streaming():
         while not repl.out.getvalue().strip() and not done.is_set():
             done.wait(0.01)
         os.kill(os.getpid(), signal.SIGINT)
 
-    done = threading.Event()
     killer = threading.Thread(target=interrupt_when_streaming)
-    repl.session.ask  # noqa: B018 (the session exists before the thread starts)
     killer.start()
     try:
         repl.run("long question" + ENTER + "after" + ENTER + CTRL_D, markdown=False)
     finally:
         done.set()
         killer.join()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_during_a_reply_stops_it_and_keeps_the_partial_reply(repl):
+    interrupt_a_long_reply(repl)
     messages = repl.session.conversation.messages
     assert messages[1].finish_reason == "interrupted"
     assert 0 < len(messages[1].content) < len("word " * 2000)

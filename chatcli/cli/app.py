@@ -1,0 +1,175 @@
+"""The typer app, its error boundary, and what every command shares: flags, options, builders.
+
+Every failure leaves through `_CliGroup.main` as one line on stderr and a
+documented exit code (README, "Exit codes"); no traceback reaches a user.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from chatcli import errors
+from chatcli.config import Settings, load_settings
+from chatcli.render import Diagnostics, wants_color
+
+EPILOG = """\b
+Examples:
+  chatcli                                  an interactive session (/help inside)
+  chatcli -c                               carry on with the last conversation
+  cat notes.txt | chatcli -i               the notes first, then the session
+  chatcli ask "Who won the world series in 2020?"
+  cat notes.txt | chatcli ask "summarise this"
+  echo "translate to English: 你好" | chatcli
+  chatcli ask --session work "and the next step?"
+  chatcli ask --json "hi"
+  chatcli sessions search "docker"
+"""
+
+
+def diagnostics() -> Diagnostics:
+    return Diagnostics(sys.stderr, color=wants_color(sys.stderr, os.environ))
+
+
+class _CliGroup(TyperGroup):
+    """Turns every failure into one line on stderr and its exit code."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        from typer._click.exceptions import ClickException  # typer's vendored click
+
+        kwargs["standalone_mode"] = False
+        diag = diagnostics()
+        debug = "--debug" in (kwargs.get("args") or sys.argv[1:])
+        try:
+            code = super().main(*args, **kwargs)
+        except errors.ChatcliError as exc:
+            diag.error(exc)
+            code = exc.exit_code
+        except ClickException as exc:
+            where = f" (see `{exc.ctx.command_path} --help`)" if getattr(exc, "ctx", None) else ""
+            diag.error(exc.format_message() + where)
+            code = exc.exit_code
+        except typer.Abort:
+            code = errors.EXIT_INTERRUPTED
+        except (KeyboardInterrupt, EOFError):
+            diag.error("interrupted")
+            code = errors.EXIT_INTERRUPTED
+        except BrokenPipeError:
+            _silence_stdout()
+            code = errors.EXIT_OK
+        except Exception as exc:
+            if debug:
+                traceback.print_exc()
+            diag.error(f"internal error ({type(exc).__name__}: {exc}); please report it, "
+                       "with the output of --debug")
+            code = errors.EXIT_UNEXPECTED
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so the final flush is quiet."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+app = typer.Typer(
+    cls=_CliGroup,
+    help="Chat with any OpenAI-compatible chat-completions endpoint from the terminal.",
+    epilog=EPILOG,
+    no_args_is_help=False,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+config_app = typer.Typer(help="Show or create the configuration file.", no_args_is_help=True)
+sessions_app = typer.Typer(help="List, search, export and remove saved conversations.",
+                           no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(sessions_app, name="sessions")
+
+
+@dataclass
+class Flags:
+    """What the command line says; None means "not given" so the merge can skip it."""
+
+    model: str | None = None
+    system_prompt: str | None = None
+    profile: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    config: Path | None = None
+    debug: bool = False
+    usage: bool = False
+    no_stream: bool = False
+    json: bool = False
+    session: str | None = None
+    resume_latest: bool = False
+    no_save: bool = False
+
+    def over(self, base: Flags | None) -> Flags:
+        """These flags, falling back to `base` (the options given before the subcommand)."""
+        if base is None:
+            return self
+        merged = {f.name: getattr(self, f.name) or getattr(base, f.name) for f in fields(self)}
+        return Flags(**merged)
+
+    def settings_flags(self) -> dict[str, Any]:
+        return {"model": self.model, "system_prompt": self.system_prompt,
+                "profile": self.profile, "temperature": self.temperature,
+                "max_tokens": self.max_tokens}
+
+
+ModelOpt = Annotated[str | None, typer.Option("--model", "-m", metavar="NAME", help="Model to ask for.")]
+SystemOpt = Annotated[str | None, typer.Option("--system", "-s", metavar="TEXT", help="System prompt.")]
+ProfileOpt = Annotated[str | None, typer.Option(
+    "--profile", "-p", metavar="NAME", help="Profile from the config file ([profiles.NAME]).")]
+TempOpt = Annotated[float | None, typer.Option(
+    "--temperature", "-t", metavar="X", min=0.0, max=2.0, help="Sampling temperature, 0 to 2.")]
+MaxTokOpt = Annotated[int | None, typer.Option(
+    "--max-tokens", metavar="N", min=1, help="Longest reply in tokens.")]
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", metavar="FILE",
+    help="Config file to use (default: CHATCLI_CONFIG or the user config dir).")]
+DebugOpt = Annotated[bool, typer.Option(
+    "--debug", help="Print request and response details to stderr (the key is redacted).")]
+UsageOpt = Annotated[bool, typer.Option("--usage", help="Print the token usage line on stderr.")]
+NoStreamOpt = Annotated[bool, typer.Option("--no-stream", help="Wait for the whole reply.")]
+JsonOpt = Annotated[bool, typer.Option(
+    "--json", help="Print the complete response object as JSON (implies --no-stream).")]
+SessionOpt = Annotated[str | None, typer.Option(
+    "--session", metavar="NAME|ID", help="Continue the saved conversation with this name or "
+    "number; a new name starts one.")]
+ContinueOpt = Annotated[bool, typer.Option(
+    "--continue", "-c", help="Continue the most recent conversation.")]
+NoSaveOpt = Annotated[bool, typer.Option(
+    "--no-save", help="Do not save this conversation.")]
+
+
+def read_stdin(diag: Diagnostics) -> str | None:
+    """Piped input as text, or None when stdin is a terminal (or absent).
+
+    Bytes that are not UTF-8 are replaced with U+FFFD and reported, never fatal.
+    """
+    stream = sys.stdin
+    if stream is None or stream.closed or stream.isatty():
+        return None
+    data = stream.buffer.read() if hasattr(stream, "buffer") else stream.read().encode()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("utf-8", errors="replace")
+        bad = text.count("\ufffd")
+        diag.warning(f"stdin is not valid UTF-8: {bad} invalid byte sequence(s) replaced with �")
+    return text.removeprefix("\ufeff")
+
+
+def build_settings(flags: Flags) -> Settings:
+    return load_settings(flags.settings_flags(), config_path=flags.config)

@@ -1,0 +1,216 @@
+"""`chatcli` (the interactive session, or an answer to piped text) and `chatcli ask`."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from chatcli import __version__, errors
+from chatcli.cli.app import (
+    ConfigOpt,
+    ContinueOpt,
+    DebugOpt,
+    Flags,
+    JsonOpt,
+    MaxTokOpt,
+    ModelOpt,
+    NoSaveOpt,
+    NoStreamOpt,
+    ProfileOpt,
+    SessionOpt,
+    SystemOpt,
+    TempOpt,
+    UsageOpt,
+    app,
+    build_settings,
+    diagnostics,
+    read_stdin,
+)
+from chatcli.config import Settings, data_dir, resolve_api_key
+from chatcli.conversation import compose_user_message
+from chatcli.render import Diagnostics, format_usage, wants_color
+from chatcli.session import Session
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"chatcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback(invoke_without_command=True)
+def root(
+    ctx: typer.Context,
+    model: ModelOpt = None,
+    system: SystemOpt = None,
+    profile: ProfileOpt = None,
+    temperature: TempOpt = None,
+    max_tokens: MaxTokOpt = None,
+    config: ConfigOpt = None,
+    debug: DebugOpt = False,
+    usage: UsageOpt = False,
+    no_stream: NoStreamOpt = False,
+    json_out: JsonOpt = False,
+    session: SessionOpt = None,
+    resume: ContinueOpt = False,
+    no_save: NoSaveOpt = False,
+    interactive: Annotated[bool, typer.Option(
+        "--interactive", "-i", help="Send piped text as the first message, then stay in the "
+        "interactive session.")] = False,
+    no_markdown: Annotated[bool, typer.Option(
+        "--no-markdown", help="Print replies as plain text, not rendered Markdown.")] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """On a terminal, an interactive session (/help inside lists its commands).
+    With piped input, answer it and exit, like `ask`."""
+    flags = Flags(model, system, profile, temperature, max_tokens, config, debug, usage,
+                  no_stream, json_out, session, resume, no_save)
+    ctx.obj = flags
+    if ctx.invoked_subcommand is not None:
+        return
+    piped = read_stdin(diagnostics())
+    if piped is not None and not interactive:
+        if not piped.strip():
+            raise errors.UsageError("nothing to answer: stdin was empty",
+                                    hint='pipe some text in, or use chatcli ask "question"')
+        answer(None, piped, flags)
+        return
+    interact(flags, first=piped if piped and piped.strip() else None, plain=no_markdown)
+
+
+@app.command()
+def ask(
+    ctx: typer.Context,
+    question: Annotated[list[str] | None, typer.Argument(
+        help="The question; several words are joined with spaces.", show_default=False)] = None,
+    model: ModelOpt = None,
+    system: SystemOpt = None,
+    profile: ProfileOpt = None,
+    temperature: TempOpt = None,
+    max_tokens: MaxTokOpt = None,
+    config: ConfigOpt = None,
+    debug: DebugOpt = False,
+    usage: UsageOpt = False,
+    no_stream: NoStreamOpt = False,
+    json_out: JsonOpt = False,
+    session: SessionOpt = None,
+    resume: ContinueOpt = False,
+    no_save: NoSaveOpt = False,
+) -> None:
+    """Answer one question and exit. Piped text is sent too: first, between <stdin> tags,
+    then the question."""
+    flags = Flags(model, system, profile, temperature, max_tokens, config, debug, usage,
+                  no_stream, json_out, session, resume, no_save).over(ctx.obj)
+    text = " ".join(question or [])
+    piped = read_stdin(diagnostics())
+    if not text.strip() and not (piped and piped.strip()):
+        raise errors.UsageError("nothing to ask: give a question or pipe text in",
+                                hint='chatcli ask "your question"')
+    answer(text, piped, flags)
+
+
+def open_session(flags: Flags, settings: Settings, diag: Diagnostics) -> Session:
+    """A session wired to the client, the store and the profiles, resumed as the flags ask."""
+    from chatcli import client
+    from chatcli.config import read_config
+    from chatcli.store import open_store
+
+    env = os.environ
+
+    def make_client(s: Settings) -> client.OpenAIClient:
+        return client.OpenAIClient(s, resolve_api_key(s, env), debug=diag.debug if flags.debug else None)
+
+    def load_profile(name: str | None) -> Settings:
+        return build_settings(Flags(profile=name, config=flags.config))
+
+    store = None
+    if not (flags.no_save or not settings.save):
+        try:
+            store = open_store(data_dir(env, settings))
+        except errors.StorageError as exc:
+            if flags.session or flags.resume_latest:
+                raise
+            diag.warning(f"{exc.line()}; this conversation will not be saved")
+    profiles = sorted(read_config(settings.config_path).get("profiles", {})) if settings.config_path else []
+    session = Session(settings, client_factory=make_client, load_profile=load_profile,
+                      profiles=profiles, store=store, warn=diag.warning)
+    if flags.session:
+        session.open(flags.session)
+    elif flags.resume_latest and session.resume_latest() is None:
+        diag.note("no saved conversation yet; starting a new one")
+    return session
+
+
+def answer(question: str | None, piped: str | None, flags: Flags) -> None:
+    """Send one message and print the reply: the body of `ask` and of piped `chatcli`."""
+    from chatcli.render import MarkdownSink, PlainSink
+
+    diag = diagnostics()
+    settings = build_settings(flags)
+    resolve_api_key(settings, os.environ)  # fail before saving a question that cannot be sent
+    session = open_session(flags, settings, diag)
+    if flags.debug:
+        diag.debug(f"profile {settings.profile or '(none)'}, model {settings.model}, "
+                   f"endpoint {settings.base_url}, key from {settings.key_source.describe(os.environ)}")
+    if flags.json:
+        sink: Any = _NullSink()
+    elif wants_color(sys.stdout, os.environ):
+        sink = MarkdownSink(file=sys.stdout)
+    else:
+        sink = PlainSink(sys.stdout)
+    result = session.ask(compose_user_message(question, piped), sink,
+                         stream=not (flags.no_stream or flags.json))
+    if flags.json:
+        sys.stdout.write(json.dumps(result.response, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+    if result.notice:
+        diag.warning(result.notice)
+    if flags.usage:
+        diag.usage(format_usage(result.usage, price_input=settings.price_input,
+                                price_output=settings.price_output, currency=settings.currency))
+
+
+class _NullSink:
+    def text(self, delta: str) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
+
+
+def interact(flags: Flags, *, first: str | None, plain: bool) -> None:
+    """The interactive session: prompt_toolkit in, Rich out."""
+    from chatcli import client, repl
+    from chatcli.render import make_console
+
+    env = os.environ
+    if not sys.stdout.isatty():
+        raise errors.UsageError("the interactive session needs a terminal on stdout",
+                                hint='use chatcli ask "question" in scripts')
+    client.warm_up()
+    settings = build_settings(flags)
+    if settings.key_source.kind in ("none", "env", "value"):
+        resolve_api_key(settings, env)  # a first run without a key learns how to set one up now
+    diag = diagnostics()
+    session = open_session(flags, settings, diag)
+    color = wants_color(sys.stdout, env)
+    diag.usage(f"chatcli {__version__} · {settings.model} at {settings.base_url} · "
+               "/help for commands, Ctrl-D to leave")
+    info = session.info()
+    if info is not None:
+        diag.usage(f"resumed {info.id}: {info.title or '(untitled)'} ({info.message_count} messages)")
+    loop = repl.Repl(
+        session,
+        console=make_console(sys.stdout, color=color),
+        diag=diag,
+        markdown=color and settings.markdown and not plain,
+        history_path=data_dir(env, settings) / "input_history",
+        vi_mode=settings.vi_mode,
+        input=repl.terminal_input() if first is not None or not sys.stdin.isatty() else None,
+    )
+    raise typer.Exit(loop.run(first_message=first))

@@ -1,0 +1,167 @@
+"""`chatcli config ...` and `chatcli sessions ...`: look after the config file and saved conversations."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from chatcli import errors
+from chatcli.cli.app import (
+    ConfigOpt,
+    Flags,
+    ProfileOpt,
+    build_settings,
+    config_app,
+    diagnostics,
+    sessions_app,
+)
+from chatcli.config import data_dir, default_config_path
+from chatcli.store import ConversationInfo, Store, open_store
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+Ref = Annotated[str, typer.Argument(metavar="ID|NAME", help="The conversation's number or name.")]
+
+
+@config_app.command("path")
+def config_path(config: ConfigOpt = None) -> None:
+    """Print where the config file is (whether or not it exists)."""
+    print(config or default_config_path(os.environ))
+
+
+@config_app.command("show")
+def config_show(ctx: typer.Context, profile: ProfileOpt = None, config: ConfigOpt = None) -> None:
+    """Print the settings in effect, after the merge. Secrets are never shown."""
+    from chatcli.config import describe
+
+    flags = Flags(profile=profile, config=config).over(ctx.find_root().obj)
+    print(describe(build_settings(flags), os.environ), end="")
+
+
+@config_app.command("init")
+def config_init(config: ConfigOpt = None) -> None:
+    """Write a commented config file with example profiles; never overwrites one."""
+    from chatcli.config import write_template
+
+    path = config or default_config_path(os.environ)
+    write_template(path)
+    diagnostics().note(f"wrote {path}; edit it, then check with `chatcli config show`")
+
+
+def _store(ctx: typer.Context, config: object = None) -> Store:
+    flags = Flags(config=config).over(ctx.find_root().obj)  # type: ignore[arg-type]
+    return open_store(data_dir(os.environ, build_settings(flags)))
+
+
+def _find(store: Store, ref: str) -> ConversationInfo:
+    info = store.find(ref)
+    if info is None:
+        raise errors.UsageError(f"no conversation {ref!r}", hint="`chatcli sessions list` shows them")
+    return info
+
+
+@sessions_app.command("list")
+def sessions_list(
+    ctx: typer.Context,
+    json_out: JsonFlag = False,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many, newest first.")] = 50,
+    config: ConfigOpt = None,
+) -> None:
+    """The saved conversations, newest first."""
+    from chatcli.export import columns, local_time, summary
+
+    conversations = _store(ctx, config).list(limit=limit)
+    if json_out:
+        print(json.dumps([summary(c) for c in conversations], indent=2, ensure_ascii=False))
+        return
+    if not conversations:
+        diagnostics().note("no saved conversations yet")
+        return
+    rows = [("ID", "LAST USED", "MSGS", "MODEL", "TITLE")]
+    rows += [(str(c.id), local_time(c.updated_at), str(c.message_count), c.model or "-",
+              (f"[{c.name}] " if c.name else "") + (c.title or "(untitled)")) for c in conversations]
+    sys.stdout.write(columns(rows))
+
+
+@sessions_app.command("show")
+def sessions_show(ctx: typer.Context, ref: Ref, config: ConfigOpt = None) -> None:
+    """Print a conversation as Markdown."""
+    from chatcli.export import to_markdown
+
+    store = _store(ctx, config)
+    info = _find(store, ref)
+    sys.stdout.write(to_markdown(info, store.load(info.id)))
+
+
+@sessions_app.command("search")
+def sessions_search(
+    ctx: typer.Context,
+    text: Annotated[list[str], typer.Argument(help="Words to find (as one phrase).")],
+    json_out: JsonFlag = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Find messages containing the text, with the matching part in [brackets]."""
+    hits = _store(ctx, config).search(" ".join(text))
+    if json_out:
+        print(json.dumps([hit.__dict__ for hit in hits], indent=2, ensure_ascii=False))
+        return
+    if not hits:
+        diagnostics().note("nothing found")
+        raise typer.Exit(1)
+    for hit in hits:
+        print(f"{hit.conversation_id}  {hit.title or '(untitled)'}  {hit.role}: {hit.snippet}")
+
+
+@sessions_app.command("export")
+def sessions_export(
+    ctx: typer.Context,
+    ref: Ref,
+    format: Annotated[str, typer.Option("--format", "-f", help="md or json.")] = "md",
+    config: ConfigOpt = None,
+) -> None:
+    """Print a conversation as Markdown, or as JSON in the API's message format."""
+    from chatcli.export import to_json, to_markdown
+
+    if format not in ("md", "json"):
+        raise errors.UsageError(f"unknown format {format!r}", hint="--format md or --format json")
+    store = _store(ctx, config)
+    info = _find(store, ref)
+    messages = store.load(info.id)
+    if format == "json":
+        print(json.dumps(to_json(info, messages), indent=2, ensure_ascii=False))
+    else:
+        sys.stdout.write(to_markdown(info, messages))
+
+
+@sessions_app.command("rename")
+def sessions_rename(ctx: typer.Context, ref: Ref,
+                    title: Annotated[list[str], typer.Argument(help="The new title.")],
+                    config: ConfigOpt = None) -> None:
+    """Give a conversation a new title."""
+    store = _store(ctx, config)
+    store.update_conversation(_find(store, ref).id, title=" ".join(title))
+
+
+@sessions_app.command("rm")
+def sessions_rm(
+    ctx: typer.Context,
+    refs: Annotated[list[str], typer.Argument(metavar="ID|NAME...", help="Conversations to remove.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Remove conversations for good (asks first, unless --yes)."""
+    store = _store(ctx, config)
+    found = [_find(store, ref) for ref in refs]
+    if not yes:
+        if not sys.stdin or not sys.stdin.isatty():
+            raise errors.UsageError("not removing without asking; add --yes to remove from a script")
+        listing = ", ".join(f"{i.id} ({i.title or 'untitled'}, {i.message_count} messages)" for i in found)
+        if not typer.confirm(f"Remove {listing}?", default=False, err=True):
+            diagnostics().note("nothing removed")
+            return
+    for info in found:
+        store.delete(info.id)
+    diagnostics().note(f"removed {len(found)} conversation(s)")

@@ -1,0 +1,64 @@
+"""Conversations as text: Markdown a person would paste into a document, JSON in the API's format.
+
+Pure formatting, standard library only.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from chatcli.conversation import Message
+from chatcli.store import ConversationInfo
+
+ROLE_NAMES = {"user": "You", "assistant": "Assistant", "system": "System"}
+
+
+def local_time(timestamp: float) -> str:
+    """A stored time in local time, as a person reads it."""
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))
+
+
+def to_markdown(info: ConversationInfo, messages: list[Message]) -> str:
+    title = info.title or f"Conversation {info.id}"
+    facts = " · ".join(filter(None, (info.model, info.profile and f"profile {info.profile}",
+                                     local_time(info.created_at))))
+    out = [f"# {title}", "", f"*{facts}*", ""]
+    if info.system_prompt:
+        out += ["**System**", "", info.system_prompt, ""]
+    for message in messages:
+        note = f" *({message.finish_reason})*" if message.finish_reason in ("interrupted", "error",
+                                                                              "length") else ""
+        out += [f"**{ROLE_NAMES.get(message.role, message.role)}**{note}", "", message.content, ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def to_json(info: ConversationInfo, messages: list[Message]) -> dict[str, Any]:
+    """The conversation with its messages as the chat-completions API takes them."""
+    api = ([{"role": "system", "content": info.system_prompt}] if info.system_prompt else [])
+    api += [m.to_api() for m in messages]
+    return {"id": info.id, "name": info.name, "title": info.title, "model": info.model,
+            "profile": info.profile, "created": int(info.created_at), "updated": int(info.updated_at),
+            "messages": api}
+
+
+def summary(info: ConversationInfo) -> dict[str, Any]:
+    """One conversation in `sessions list --json`."""
+    return {"id": info.id, "name": info.name, "title": info.title, "messages": info.message_count,
+            "model": info.model, "profile": info.profile, "created": int(info.created_at),
+            "updated": int(info.updated_at)}
+
+
+def columns(rows: list[tuple[str, ...]]) -> str:
+    """Rows as aligned plain-text columns (the last column is not padded)."""
+    from unicodedata import east_asian_width
+
+    def width(text: str) -> int:
+        return sum(2 if east_asian_width(ch) in "WF" else 1 for ch in text)
+
+    widths = [max(width(row[i]) for row in rows) for i in range(len(rows[0]) - 1)] if rows else []
+    lines = []
+    for row in rows:
+        cells = [cell + " " * (widths[i] - width(cell)) for i, cell in enumerate(row[:-1])]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+    return "\n".join(lines) + ("\n" if lines else "")

@@ -1,0 +1,395 @@
+"""SQLite persistence of conversations: migrations, WAL, saving as it happens.
+
+One database file in the data directory, created 0600 in a 0700 directory.
+Every write is a short `BEGIN IMMEDIATE` transaction, so two chatcli
+processes can write at once (the busy timeout makes the second one wait
+instead of failing), and a process killed at any moment leaves every
+committed turn intact. No API key or header is ever written here.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from chatcli.conversation import Message
+from chatcli.errors import StorageError
+
+DB_NAME = "chatcli.db"
+STREAMING = "streaming"  # finish_reason of a reply being received; after a crash it stays
+
+
+def _script(db: sqlite3.Connection, script: str) -> None:
+    """Run statements one by one: executescript would commit the migration's transaction."""
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            db.execute(statement)
+            statement = ""
+
+
+def _schema_1(db: sqlite3.Connection) -> None:
+    _script(db, """
+        CREATE TABLE conversations (
+            id INTEGER PRIMARY KEY,
+            name TEXT UNIQUE,
+            title TEXT NOT NULL DEFAULT '',
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            profile TEXT,
+            model TEXT,
+            system_prompt TEXT
+        );
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
+            content TEXT NOT NULL,
+            tokens INTEGER,
+            tokens_estimated INTEGER NOT NULL DEFAULT 1,
+            model TEXT,
+            finish_reason TEXT,
+            pinned INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+    """)
+
+
+def _schema_2(db: sqlite3.Connection) -> None:
+    """Full-text search. The trigram tokenizer finds Chinese words inside a run of
+    characters; SQLite before 3.34 lacks it, and falls back to word tokens."""
+    try:
+        db.execute("CREATE VIRTUAL TABLE messages_fts USING fts5(content, content='messages', "
+                   "content_rowid='id', tokenize='trigram')")
+    except sqlite3.OperationalError:
+        db.execute("CREATE VIRTUAL TABLE messages_fts USING fts5(content, content='messages', "
+                   "content_rowid='id')")
+    _script(db, """
+        CREATE TRIGGER messages_ai AFTER INSERT ON messages BEGIN
+            INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+        END;
+        CREATE TRIGGER messages_ad AFTER DELETE ON messages BEGIN
+            INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+        END;
+        CREATE TRIGGER messages_au AFTER UPDATE OF content ON messages BEGIN
+            INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+            INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+        END;
+        INSERT INTO messages_fts(messages_fts) VALUES ('rebuild');
+    """)
+
+
+def _schema_3(db: sqlite3.Connection) -> None:
+    _script(db, """
+        CREATE INDEX messages_by_conversation ON messages(conversation_id, id);
+        CREATE INDEX conversations_by_update ON conversations(updated_at);
+    """)
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_schema_1, _schema_2, _schema_3)
+
+
+@dataclass(frozen=True)
+class ConversationInfo:
+    id: int
+    name: str | None
+    title: str
+    created_at: float
+    updated_at: float
+    profile: str | None
+    model: str | None
+    system_prompt: str | None
+    message_count: int = 0
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    conversation_id: int
+    title: str
+    message_id: int
+    role: str
+    snippet: str
+
+
+_INFO = """SELECT c.id, c.name, c.title, c.created_at, c.updated_at, c.profile, c.model,
+                  c.system_prompt, (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id)
+           FROM conversations c"""
+
+
+class Store:
+    """The conversation database. Open with `Store(path)`; every method commits."""
+
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self._clock = clock
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not path.exists():
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+            self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
+            self._db.execute("PRAGMA busy_timeout = 30000")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = FULL")
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._migrate()
+        except (OSError, sqlite3.Error) as exc:
+            raise _storage_error(path, exc) from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise StorageError(f"{self.path} was written by a newer chatcli (schema {version})",
+                               hint="upgrade chatcli, or set CHATCLI_DATA_DIR to another directory")
+        for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+            with self._write():
+                migration(self._db)
+                self._db.execute(f"PRAGMA user_version = {number}")
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One short transaction that takes the write lock at once, so the busy timeout applies."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise _storage_error(self.path, exc) from None
+        try:
+            yield self._db
+            self._db.execute("COMMIT")
+        except BaseException as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise _storage_error(self.path, exc) from None
+            raise
+
+    def _read(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
+        try:
+            return self._db.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise _storage_error(self.path, exc) from None
+
+    # --- conversations ---------------------------------------------------------
+
+    def create(self, *, name: str | None = None, title: str = "", profile: str | None = None,
+               model: str | None = None, system_prompt: str | None = None) -> int:
+        now = self._clock()
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT INTO conversations (name, title, created_at, updated_at, profile, model, "
+                "system_prompt) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (name, title, now, now, profile, model, system_prompt))
+            return int(cursor.lastrowid or 0)
+
+    def update_conversation(self, conversation_id: int, **fields: object) -> None:
+        allowed = {"name", "title", "profile", "model", "system_prompt"}
+        assert set(fields) <= allowed, fields
+        assignments = ", ".join(f"{k} = ?" for k in fields)
+        with self._write() as db:
+            try:
+                db.execute(f"UPDATE conversations SET {assignments}, updated_at = ? WHERE id = ?",
+                           (*fields.values(), self._clock(), conversation_id))
+            except sqlite3.IntegrityError:
+                raise StorageError(f"another conversation is already named {fields.get('name')!r}") from None
+
+    def info(self, conversation_id: int) -> ConversationInfo | None:
+        rows = self._read(_INFO + " WHERE c.id = ?", (conversation_id,))
+        return ConversationInfo(*rows[0]) if rows else None
+
+    def find(self, ref: str) -> ConversationInfo | None:
+        """A conversation by name, or by number when no conversation has that name."""
+        rows = self._read(_INFO + " WHERE c.name = ?", (ref,))
+        if not rows and ref.isdigit():
+            rows = self._read(_INFO + " WHERE c.id = ?", (int(ref),))
+        return ConversationInfo(*rows[0]) if rows else None
+
+    def latest(self) -> ConversationInfo | None:
+        rows = self._read(_INFO + " ORDER BY c.updated_at DESC, c.id DESC LIMIT 1")
+        return ConversationInfo(*rows[0]) if rows else None
+
+    def list(self, limit: int | None = 50) -> list[ConversationInfo]:
+        rows = self._read(_INFO + " ORDER BY c.updated_at DESC, c.id DESC LIMIT ?",
+                          (-1 if limit is None else limit,))
+        return [ConversationInfo(*row) for row in rows]
+
+    def delete(self, conversation_id: int) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM messages WHERE conversation_id = ?", (conversation_id,))
+            db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+
+    # --- messages --------------------------------------------------------------
+
+    def load(self, conversation_id: int) -> list[Message]:
+        rows = self._read(
+            "SELECT id, role, content, tokens, tokens_estimated, pinned, finish_reason FROM messages "
+            "WHERE conversation_id = ? ORDER BY id", (conversation_id,))
+        return [_message(row) for row in rows]
+
+    def add(self, conversation_id: int, message: Message, *, model: str | None = None) -> int:
+        now = self._clock()
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT INTO messages (conversation_id, role, content, tokens, tokens_estimated, "
+                "model, finish_reason, pinned, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (conversation_id, message.role, message.content, message.tokens,
+                 int(message.estimated), model, message.finish_reason, int(message.pinned), now, now))
+            db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation_id))
+            return int(cursor.lastrowid or 0)
+
+    def update(self, message_id: int, message: Message) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE messages SET content = ?, tokens = ?, tokens_estimated = ?, finish_reason = ?, "
+                "pinned = ?, updated_at = ? WHERE id = ?",
+                (message.content, message.tokens, int(message.estimated), message.finish_reason,
+                 int(message.pinned), self._clock(), message_id))
+
+    def remove(self, message_ids: Sequence[int]) -> None:
+        with self._write() as db:
+            db.executemany("DELETE FROM messages WHERE id = ?", [(i,) for i in message_ids])
+
+    def search(self, text: str, limit: int = 50) -> list[SearchHit]:
+        """Messages containing `text`, newest first, with the matching part marked by [ ]."""
+        text = text.strip()
+        if len(text) >= 3:
+            phrase = '"' + text.replace('"', '""') + '"'
+            rows = self._read(
+                "SELECT m.conversation_id, c.title, m.id, m.role, "
+                "snippet(messages_fts, 0, '[', ']', '…', 64) FROM messages_fts "
+                "JOIN messages m ON m.id = messages_fts.rowid "
+                "JOIN conversations c ON c.id = m.conversation_id "
+                "WHERE messages_fts MATCH ? ORDER BY m.id DESC LIMIT ?", (phrase, limit))
+            if rows:
+                return [SearchHit(*row) for row in rows]
+        # Short words (most Chinese words are two characters) are below the trigram
+        # index's reach: scan instead.
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = self._read(
+            "SELECT m.conversation_id, c.title, m.id, m.role, m.content FROM messages m "
+            "JOIN conversations c ON c.id = m.conversation_id "
+            "WHERE m.content LIKE ? ESCAPE '\\' ORDER BY m.id DESC LIMIT ?", (pattern, limit))
+        return [SearchHit(c, t, i, r, _snippet(content, text)) for c, t, i, r, content in rows]
+
+    def integrity(self) -> str:
+        return str(self._read("PRAGMA integrity_check")[0][0])
+
+
+def _message(row: tuple) -> Message:
+    message_id, role, content, tokens, estimated, pinned, finish = row
+    if finish == STREAMING:
+        finish = "interrupted"  # the process ended while this reply was arriving
+    return Message(role, content, tokens=-1 if tokens is None else tokens, pinned=bool(pinned),
+                   finish_reason=finish, estimated=bool(estimated), id=message_id)
+
+
+def _snippet(content: str, text: str, width: int = 30) -> str:
+    at = content.lower().find(text.lower())
+    if at < 0:
+        return content[: 2 * width]
+    start, end = max(at - width, 0), at + len(text)
+    head = ("…" if start else "") + content[start:at]
+    tail = content[end:end + width] + ("…" if end + width < len(content) else "")
+    return " ".join(f"{head}[{content[at:end]}]{tail}".split())
+
+
+def _storage_error(path: Path, exc: BaseException) -> StorageError:
+    reason = getattr(exc, "strerror", None) or str(exc)
+    return StorageError(f"cannot use the conversation database {path}: {reason}",
+                        hint="check the disk and the permissions, or set CHATCLI_DATA_DIR; "
+                             "--no-save runs without saving")
+
+
+def open_store(data_dir: Path) -> Store:
+    return Store(data_dir / DB_NAME)
+
+
+class Recorder:
+    """Saves one conversation as it happens; chat.py calls it through its Journal protocol.
+
+    The question is written before the request is sent; the reply is written
+    when its first words arrive, then at most every `interval` seconds while
+    it streams, and finally with how it ended. A failure to save is reported
+    once through `warn` and the conversation goes on in memory.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        conversation_id: int | None,
+        *,
+        meta: Callable[[], dict[str, str | None]],
+        name: str | None = None,
+        warn: Callable[[str], None] = lambda text: None,
+        interval: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.conversation_id = conversation_id
+        self._meta = meta
+        self._name = name
+        self._warn = warn
+        self._interval = interval
+        self._clock = clock
+        self._reply_id: int | None = None
+        self._last_write = 0.0
+        self.broken = False
+
+    def _safely(self, write: Callable[[], int | None]) -> int | None:
+        if self.broken:
+            return None
+        try:
+            return write()
+        except StorageError as exc:
+            self.broken = True
+            self._warn(f"{exc.message}; this conversation is no longer being saved")
+            return None
+
+    def _ensure(self, first: Message) -> int:
+        if self.conversation_id is None:
+            from chatcli.conversation import title_from
+
+            self.conversation_id = self.store.create(name=self._name, title=title_from(first.content),
+                                                     **self._meta())
+        return self.conversation_id
+
+    def user(self, message: Message) -> Message:
+        saved = self._safely(lambda: self.store.add(self._ensure(message), message,
+                                                    model=self._meta().get("model")))
+        return _with_id(message, saved)
+
+    def reply_progress(self, parts: list[str]) -> None:
+        now = self._clock()
+        if self._reply_id is None:
+            partial = Message("assistant", "".join(parts), finish_reason=STREAMING)
+            self._reply_id = self._safely(lambda: self.store.add(self._ensure(partial), partial,
+                                                                 model=self._meta().get("model")))
+            self._last_write = now
+        elif now - self._last_write >= self._interval:
+            self._last_write = now
+            reply_id = self._reply_id
+            self._safely(lambda: self.store.update(reply_id, Message(
+                "assistant", "".join(parts), finish_reason=STREAMING)))
+
+    def reply_done(self, message: Message) -> Message:
+        reply_id, self._reply_id = self._reply_id, None
+        if reply_id is None:
+            return _with_id(message, self._safely(lambda: self.store.add(
+                self._ensure(message), message, model=self._meta().get("model"))))
+        self._safely(lambda: self.store.update(reply_id, message))
+        return _with_id(message, reply_id)
+
+
+def _with_id(message: Message, message_id: int | None) -> Message:
+    from dataclasses import replace
+
+    return message if message_id is None else replace(message, id=message_id)
