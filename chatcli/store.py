@@ -22,6 +22,27 @@ from chatcli.errors import StorageError
 
 DB_NAME = "chatcli.db"
 STREAMING = "streaming"  # finish_reason of a reply being received; after a crash it stays
+BUSY_SECONDS = 30
+
+
+def _patiently(step: Callable[[], object]) -> None:
+    """Run `step`, waiting while another process holds the database.
+
+    The busy timeout covers ordinary writes, but SQLite reports some lock
+    conflicts at once (switching a new file to WAL, recovering a WAL left by
+    a killed process): those are retried here for up to BUSY_SECONDS.
+    """
+    deadline = time.monotonic() + BUSY_SECONDS
+    delay = 0.01
+    while True:
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
 
 
 def _script(db: sqlite3.Connection, script: str) -> None:
@@ -133,33 +154,44 @@ class Store:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             if not path.exists():
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-            self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
-            self._db.execute("PRAGMA busy_timeout = 30000")
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = FULL")
-            self._db.execute("PRAGMA foreign_keys = ON")
-            self._migrate()
+            self._db = sqlite3.connect(path, timeout=BUSY_SECONDS, isolation_level=None)
+            _patiently(lambda: self._setup())
         except (OSError, sqlite3.Error) as exc:
             raise _storage_error(path, exc) from None
+
+    def _setup(self) -> None:
+        self._db.execute(f"PRAGMA busy_timeout = {BUSY_SECONDS * 1000}")
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = FULL")
+        self._db.execute("PRAGMA foreign_keys = ON")
+        self._migrate()
 
     def close(self) -> None:
         self._db.close()
 
     def _migrate(self) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(MIGRATIONS):
-            raise StorageError(f"{self.path} was written by a newer chatcli (schema {version})",
-                               hint="upgrade chatcli, or set CHATCLI_DATA_DIR to another directory")
-        for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
-            with self._write():
-                migration(self._db)
-                self._db.execute(f"PRAGMA user_version = {number}")
+        """Bring the schema up to date, one version per transaction.
+
+        The version is read again inside each write transaction: two chatcli
+        processes starting on a new database must not both run a step.
+        """
+        while True:
+            with self._write() as db:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                if version > len(MIGRATIONS):
+                    raise StorageError(
+                        f"{self.path} was written by a newer chatcli (schema {version})",
+                        hint="upgrade chatcli, or set CHATCLI_DATA_DIR to another directory")
+                if version == len(MIGRATIONS):
+                    return
+                MIGRATIONS[version](db)
+                db.execute(f"PRAGMA user_version = {version + 1}")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One short transaction that takes the write lock at once, so the busy timeout applies."""
         try:
-            self._db.execute("BEGIN IMMEDIATE")
+            _patiently(lambda: self._db.execute("BEGIN IMMEDIATE"))
         except sqlite3.Error as exc:
             raise _storage_error(self.path, exc) from None
         try:

@@ -234,3 +234,36 @@ def test_a_planted_secret_never_reaches_any_file_we_write(endpoint, tmp_path, mo
     for path in written:
         assert secret.encode() not in path.read_bytes(), path
     assert TEST_KEY not in (tmp_path / "data" / "chatcli.db").read_bytes().decode("latin-1")
+
+
+def test_two_chatcli_processes_save_to_one_database_at_once(endpoint, db):
+    endpoint.default = Reply(text="interleaved streaming text " * 150, chunk_chars=6, delay=0.001)
+    env = os.environ.copy()
+    runs = [chatcli("ask", "--session", name, f"question from {name}", env=env) for name in ("a", "b")]
+    for process in runs:
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err.decode()
+        assert b"locked" not in err
+    store = Store(db)
+    for name in ("a", "b"):
+        saved = store.load(store.find(name).id)
+        assert [(m.role, m.finish_reason) for m in saved] == [("user", None), ("assistant", "stop")]
+        assert saved[1].content == "interleaved streaming text " * 150
+
+
+def test_rm_asks_on_a_terminal(run, endpoint, db):
+    import pexpect
+
+    run("ask", "keep me?")
+    child = pexpect.spawn(str(BIN), ["sessions", "rm", "1"], env=os.environ.copy(), encoding="utf-8",
+                          timeout=20)
+    child.expect(r"Remove 1 \(keep me\?, 2 messages\)\? \[y/N\]")
+    child.sendline("n")
+    child.expect(pexpect.EOF)
+    assert Store(db).info(1) is not None
+    child = pexpect.spawn(str(BIN), ["sessions", "rm", "1"], env=os.environ.copy(), encoding="utf-8",
+                          timeout=20)
+    child.expect(r"\[y/N\]")
+    child.sendline("y")
+    child.expect(pexpect.EOF)
+    assert Store(db).info(1) is None

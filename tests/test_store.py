@@ -22,9 +22,12 @@ def store(tmp_path) -> Store:
 
 def test_a_new_database_is_private_in_wal_mode_at_the_latest_schema(tmp_path):
     path = tmp_path / "data" / "chatcli.db"
-    Store(path).close()
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    store = Store(path)
+    store.add(store.create(), Message(USER, "private words"))
+    for name in ("chatcli.db", "chatcli.db-wal", "chatcli.db-shm"):
+        assert stat.S_IMODE((path.parent / name).stat().st_mode) == 0o600, name
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    store.close()
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
