@@ -8,13 +8,24 @@ from __future__ import annotations
 
 import sys
 
+# The commonest ways to open the interactive session skip building the typer
+# command, which imports pydantic (about 65 ms) before the prompt could appear.
+_SESSION_SHORTCUTS = {(): False, ("-c",): True, ("--continue",): True}
+
 
 def main() -> None:
-    if sys.argv[1:] == ["--version"]:
+    args = tuple(sys.argv[1:])
+    if args == ("--version",):
         from chatcli import __version__
 
         print(f"chatcli {__version__}")
         return
+    if args in _SESSION_SHORTCUTS and sys.stdin.isatty() and sys.stdout.isatty():
+        from chatcli.cli.app import Flags, guard
+        from chatcli.cli.chatting import interact
+
+        flags = Flags(resume_latest=_SESSION_SHORTCUTS[args])
+        sys.exit(guard(lambda: interact(flags, first=None, plain=False)))
     from chatcli.cli import run
 
     run()

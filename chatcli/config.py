@@ -8,11 +8,8 @@ selected profile < environment < flags. Reading the file and running
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
-import subprocess
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,6 +106,8 @@ def read_config(path: Path) -> dict[str, Any]:
 
 def parse_config(text: str, path: Path) -> dict[str, Any]:
     """Validate TOML text against the schema; errors name file, line and key."""
+    import tomllib
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -137,6 +136,8 @@ def _check_table(path: Path, text: str, table: tuple[str, ...], data: dict[str, 
     for key, value in data.items():
         spec = KEYS_BY_NAME.get(key)
         if spec is None:
+            import difflib
+
             names = [k.name for k in KEYS] + ([] if table else list(TOP_LEVEL_ONLY))
             close = difflib.get_close_matches(key, names, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -276,6 +277,8 @@ def resolve_api_key(settings: Settings, env: Mapping[str, str]) -> str:
 
 
 def _run_key_command(source: KeySource) -> str:
+    import subprocess
+
     try:
         done = subprocess.run(
             source.detail, shell=True, capture_output=True, text=True, timeout=60, check=False

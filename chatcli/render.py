@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from chatcli.conversation import Usage
 from chatcli.errors import ChatcliError
-from chatcli.mdblocks import BlockSplitter
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -126,6 +125,8 @@ class MarkdownSink:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         from rich.console import Console
+
+        from chatcli.mdblocks import BlockSplitter
 
         self.console = console or Console(file=file, highlight=False)
         self._splitter = BlockSplitter()

@@ -103,6 +103,7 @@ class Repl:
         input: Any = None,
         output: Any = None,
         env: Mapping[str, str] | None = None,
+        on_first_draw: Callable[[], None] | None = None,
     ) -> None:
         self.session = session
         self.console = console
@@ -124,6 +125,17 @@ class Repl:
             input=input,
             output=output,
         )
+        if on_first_draw is not None:
+            self._once_drawn(on_first_draw)
+
+    def _once_drawn(self, action: Callable[[], None]) -> None:
+        """Run `action` after the first prompt is on the screen (not before: it would slow it)."""
+
+        def handler(app: Any) -> None:
+            self.prompt.app.after_render -= handler
+            action()
+
+        self.prompt.app.after_render += handler
 
     def run(self, first_message: str | None = None) -> int:
         if first_message:

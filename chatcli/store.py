@@ -176,7 +176,7 @@ class Store:
         The version is read again inside each write transaction: two chatcli
         processes starting on a new database must not both run a step.
         """
-        while True:
+        while self._db.execute("PRAGMA user_version").fetchone()[0] != len(MIGRATIONS):
             with self._write() as db:
                 version = db.execute("PRAGMA user_version").fetchone()[0]
                 if version > len(MIGRATIONS):
@@ -350,8 +350,9 @@ class Recorder:
     """Saves one conversation as it happens; chat.py calls it through its Journal protocol.
 
     The question is written before the request is sent; the reply is written
-    when its first words arrive, then at most every `interval` seconds while
-    it streams, and finally with how it ended. A failure to save is reported
+    at most every `interval` seconds while it streams (the first time one
+    interval after its first words, so a short reply costs one write), and
+    finally with how it ended. A failure to save is reported
     once through `warn` and the conversation goes on in memory.
     """
 
@@ -374,6 +375,7 @@ class Recorder:
         self._interval = interval
         self._clock = clock
         self._reply_id: int | None = None
+        self._started: float | None = None  # when the current reply's first words came
         self._last_write = 0.0
         self.broken = False
 
@@ -402,19 +404,22 @@ class Recorder:
 
     def reply_progress(self, parts: list[str]) -> None:
         now = self._clock()
-        if self._reply_id is None:
-            partial = Message("assistant", "".join(parts), finish_reason=STREAMING)
+        if self._started is None:
+            self._started = self._last_write = now
+        if now - self._last_write < self._interval:
+            return
+        self._last_write = now
+        partial = Message("assistant", "".join(parts), finish_reason=STREAMING)
+        reply_id = self._reply_id
+        if reply_id is None:
             self._reply_id = self._safely(lambda: self.store.add(self._ensure(partial), partial,
                                                                  model=self._meta().get("model")))
-            self._last_write = now
-        elif now - self._last_write >= self._interval:
-            self._last_write = now
-            reply_id = self._reply_id
-            self._safely(lambda: self.store.update(reply_id, Message(
-                "assistant", "".join(parts), finish_reason=STREAMING)))
+        else:
+            self._safely(lambda: self.store.update(reply_id, partial))
 
     def reply_done(self, message: Message) -> Message:
         reply_id, self._reply_id = self._reply_id, None
+        self._started = None
         if reply_id is None:
             return _with_id(message, self._safely(lambda: self.store.add(
                 self._ensure(message), message, model=self._meta().get("model"))))

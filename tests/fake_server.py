@@ -19,6 +19,7 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -83,6 +84,7 @@ class FakeServer:
         self.requests: list[Recorded] = []
         self.models = ["gpt-4o-mini", "test-model", "deepseek-chat"]
         self.rejects_stream_options = False  # like servers that predate include_usage
+        self.responder: Callable[[dict[str, Any]], Reply] | None = None  # picks a reply by request
         self.stopping = threading.Event()
         self._httpd = _QuietServer(("127.0.0.1", port), _Handler)
         self._httpd.fake = self  # type: ignore[attr-defined]
@@ -97,8 +99,10 @@ class FakeServer:
         self.replies.extend(replies)
         return self
 
-    def next_reply(self) -> Reply:
-        return self.replies.popleft() if self.replies else self.default
+    def next_reply(self, body: dict[str, Any]) -> Reply:
+        if self.replies:
+            return self.replies.popleft()
+        return self.responder(body) if self.responder else self.default
 
     @property
     def chat_requests(self) -> list[dict[str, Any]]:
@@ -149,7 +153,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(400, error_body("Unrecognized request argument supplied: stream_options",
                                        "invalid_request_error", param="stream_options"))
             return
-        reply = self.fake.next_reply()
+        reply = self.fake.next_reply(body)
         if reply.fault == "hang":
             self.fake.stopping.wait(60)
             self.close_connection = True

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Annotated, Any
@@ -38,39 +39,46 @@ def diagnostics() -> Diagnostics:
     return Diagnostics(sys.stderr, color=wants_color(sys.stderr, os.environ))
 
 
+def guard(call: Callable[[], Any], *, debug: bool = False) -> int:
+    """Run `call`; turn every failure into one line on stderr and return the exit code."""
+    from typer._click.exceptions import ClickException  # typer's vendored click
+
+    diag = diagnostics()
+    try:
+        code = call()
+    except errors.ChatcliError as exc:
+        diag.error(exc)
+        code = exc.exit_code
+    except ClickException as exc:
+        where = f" (see `{exc.ctx.command_path} --help`)" if getattr(exc, "ctx", None) else ""
+        diag.error(exc.format_message() + where)
+        code = exc.exit_code
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except typer.Abort:
+        code = errors.EXIT_INTERRUPTED
+    except (KeyboardInterrupt, EOFError):
+        diag.error("interrupted")
+        code = errors.EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _silence_stdout()
+        code = errors.EXIT_OK
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        diag.error(f"internal error ({type(exc).__name__}: {exc}); please report it, "
+                   "with the output of --debug")
+        code = errors.EXIT_UNEXPECTED
+    return code if isinstance(code, int) else errors.EXIT_OK
+
+
 class _CliGroup(TyperGroup):
-    """Turns every failure into one line on stderr and its exit code."""
+    """Every failure leaves as one line on stderr and its exit code."""
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
-        from typer._click.exceptions import ClickException  # typer's vendored click
-
         kwargs["standalone_mode"] = False
-        diag = diagnostics()
         debug = "--debug" in (kwargs.get("args") or sys.argv[1:])
-        try:
-            code = super().main(*args, **kwargs)
-        except errors.ChatcliError as exc:
-            diag.error(exc)
-            code = exc.exit_code
-        except ClickException as exc:
-            where = f" (see `{exc.ctx.command_path} --help`)" if getattr(exc, "ctx", None) else ""
-            diag.error(exc.format_message() + where)
-            code = exc.exit_code
-        except typer.Abort:
-            code = errors.EXIT_INTERRUPTED
-        except (KeyboardInterrupt, EOFError):
-            diag.error("interrupted")
-            code = errors.EXIT_INTERRUPTED
-        except BrokenPipeError:
-            _silence_stdout()
-            code = errors.EXIT_OK
-        except Exception as exc:
-            if debug:
-                traceback.print_exc()
-            diag.error(f"internal error ({type(exc).__name__}: {exc}); please report it, "
-                       "with the output of --debug")
-            code = errors.EXIT_UNEXPECTED
-        sys.exit(code if isinstance(code, int) else 0)
+        sys.exit(guard(lambda: super(_CliGroup, self).main(*args, **kwargs), debug=debug))
 
 
 def _silence_stdout() -> None:

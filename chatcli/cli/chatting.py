@@ -80,7 +80,7 @@ def root(
                                     hint='pipe some text in, or use chatcli ask "question"')
         answer(None, piped, flags)
         return
-    interact(flags, first=piped if piped and piped.strip() else None, plain=no_markdown)
+    raise typer.Exit(interact(flags, first=piped if piped and piped.strip() else None, plain=no_markdown))
 
 
 @app.command()
@@ -114,10 +114,10 @@ def ask(
     answer(text, piped, flags)
 
 
-def open_session(flags: Flags, settings: Settings, diag: Diagnostics) -> Session:
+def open_session(flags: Flags, settings: Settings, diag: Diagnostics, *,
+                 profiles: list[str] | None = None) -> Session:
     """A session wired to the client, the store and the profiles, resumed as the flags ask."""
     from chatcli import client
-    from chatcli.config import read_config
     from chatcli.store import open_store
 
     env = os.environ
@@ -136,7 +136,6 @@ def open_session(flags: Flags, settings: Settings, diag: Diagnostics) -> Session
             if flags.session or flags.resume_latest:
                 raise
             diag.warning(f"{exc.line()}; this conversation will not be saved")
-    profiles = sorted(read_config(settings.config_path).get("profiles", {})) if settings.config_path else []
     session = Session(settings, client_factory=make_client, load_profile=load_profile,
                       profiles=profiles, store=store, warn=diag.warning)
     if flags.session:
@@ -183,21 +182,22 @@ class _NullSink:
         pass
 
 
-def interact(flags: Flags, *, first: str | None, plain: bool) -> None:
-    """The interactive session: prompt_toolkit in, Rich out."""
+def interact(flags: Flags, *, first: str | None, plain: bool) -> int:
+    """The interactive session: prompt_toolkit in, Rich out. Returns the exit code."""
     from chatcli import client, repl
+    from chatcli.config import read_config
     from chatcli.render import make_console
 
     env = os.environ
     if not sys.stdout.isatty():
         raise errors.UsageError("the interactive session needs a terminal on stdout",
                                 hint='use chatcli ask "question" in scripts')
-    client.warm_up()
     settings = build_settings(flags)
     if settings.key_source.kind in ("none", "env", "value"):
         resolve_api_key(settings, env)  # a first run without a key learns how to set one up now
     diag = diagnostics()
-    session = open_session(flags, settings, diag)
+    profiles = sorted(read_config(settings.config_path).get("profiles", {})) if settings.config_path else []
+    session = open_session(flags, settings, diag, profiles=profiles)
     color = wants_color(sys.stdout, env)
     diag.usage(f"chatcli {__version__} · {settings.model} at {settings.base_url} · "
                "/help for commands, Ctrl-D to leave")
@@ -212,5 +212,6 @@ def interact(flags: Flags, *, first: str | None, plain: bool) -> None:
         history_path=data_dir(env, settings) / "input_history",
         vi_mode=settings.vi_mode,
         input=repl.terminal_input() if first is not None or not sys.stdin.isatty() else None,
+        on_first_draw=client.warm_up,
     )
-    raise typer.Exit(loop.run(first_message=first))
+    return loop.run(first_message=first)

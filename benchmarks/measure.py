@@ -1,0 +1,94 @@
+"""Running a command and measuring it: wall time, the child's own CPU time and peak RSS.
+
+CPU and memory come from wait4(), so they are the measured process's alone,
+not the benchmark's nor the test server's. Commands run either with stdout
+a pipe, or on a pseudo-terminal (answering the cursor-position requests a
+terminal answers), optionally stopping the clock when some output appears.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import select
+import struct
+import termios
+import time
+from dataclasses import dataclass
+
+CPR_REQUEST = b"\x1b[6n"
+
+
+@dataclass(frozen=True)
+class Sample:
+    wall: float
+    cpu: float
+    rss_mb: float
+
+
+def _spawn(command: list[str], env: dict[str, str], stdin: int, stdout: int, stderr: int) -> int:
+    """Start `command` with posix_spawn: unlike fork, the child never holds a copy of this
+    process's memory, so its peak RSS is its own."""
+    actions = [(os.POSIX_SPAWN_DUP2, stdin, 0), (os.POSIX_SPAWN_DUP2, stdout, 1),
+               (os.POSIX_SPAWN_DUP2, stderr, 2)]
+    return os.posix_spawnp(command[0], command, env, file_actions=actions, setsid=True)
+
+
+def _reap(pid: int, started: float, stopped: float | None, command: list[str]) -> Sample:
+    _, status, usage = os.wait4(pid, 0)
+    ended = time.perf_counter()
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0 and stopped is None:
+        raise RuntimeError(f"{command} exited with {code}")
+    return Sample(wall=(stopped or ended) - started, cpu=usage.ru_utime + usage.ru_stime,
+                  rss_mb=usage.ru_maxrss / 1024)
+
+
+def run_piped(command: list[str], env: dict[str, str]) -> Sample:
+    """Run with stdout a pipe (as in `chatcli ask ... | less`), reading everything it writes."""
+    null = os.open(os.devnull, os.O_RDWR)
+    read_end, write_end = os.pipe()
+    started = time.perf_counter()
+    pid = _spawn(command, env, null, write_end, null)
+    os.close(write_end)
+    os.close(null)
+    with os.fdopen(read_end, "rb") as output:
+        while output.read(65536):
+            pass
+    return _reap(pid, started, None, command)
+
+
+def run_on_pty(command: list[str], env: dict[str, str], *, until: bytes | None = None,
+               then: bytes = b"", timeout: float = 120) -> Sample:
+    """Run on a 120x40 pseudo-terminal; with `until`, the clock stops when that output appears
+    and `then` is typed (Ctrl-D, to leave a prompt)."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    started = time.perf_counter()
+    pid = _spawn(command, {**env, "TERM": "xterm-256color"}, slave, slave, slave)
+    os.close(slave)
+    stopped = None
+    tail = b""
+    deadline = started + timeout
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], max(deadline - time.perf_counter(), 0))
+            if not ready:
+                os.kill(pid, 9)
+                raise RuntimeError(f"{command} did not finish in {timeout}s")
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # the terminal's other side closed: the program ended
+                break
+            if not data:
+                break
+            tail = tail[-32:] + data
+            if CPR_REQUEST in tail:
+                os.write(master, b"\x1b[1;1R")
+                tail = tail.replace(CPR_REQUEST, b"")
+            if until and stopped is None and until in tail:
+                stopped = time.perf_counter()
+                os.write(master, then)
+    finally:
+        os.close(master)
+    return _reap(pid, started, stopped, command)

@@ -1,0 +1,101 @@
+"""What the benchmarks ask for: Markdown answers of a given length, a server that gives them,
+a plain openai script to compare against, and databases of many conversations."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+TEXT = ("the stream renders each block once so long answers stay fast while the terminal "
+        "keeps every line exactly where it was printed and nothing flickers")
+WORDS = TEXT.split()
+
+
+def markdown_answer(words: int) -> str:
+    """A Markdown answer of about `words` words: headings, paragraphs, lists, code blocks."""
+    out: list[str] = []
+    count = section = 0
+    while count < words:
+        section += 1
+        out.append(f"## Section {section}\n")
+        for paragraph in range(2):
+            text = " ".join(WORDS[(section + paragraph + i) % len(WORDS)] for i in range(60))
+            out.append(f"{text.capitalize()}.\n")
+            count += 60
+        out.append("\n".join(f"- item {n}: **{WORDS[n % len(WORDS)]}** and `code_{n}`"
+                             for n in range(6)) + "\n")
+        count += 30
+        out.append("```python\n" + "\n".join(f"def step_{section}_{n}(x):\n    return x * {n}"
+                                              for n in range(4)) + "\n```\n")
+        count += 24
+    return "\n".join(out)
+
+
+def serve(port_file: str) -> None:
+    """Run the test server with replies picked by the question (in a process of its own)."""
+    import threading
+
+    root = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(root))
+    from tests.fake_server import FakeServer, Reply
+
+    answers = {"md2000": markdown_answer(2000), "md8000": markdown_answer(8000)}
+
+    def respond(body: dict) -> Reply:
+        question = body["messages"][-1]["content"]
+        return Reply(text=answers.get(question, "Paris."), chunk_chars=4)
+
+    with FakeServer() as server:
+        server.responder = respond
+        Path(port_file).write_text(server.base_url)
+        threading.Event().wait()
+
+
+SDK_SCRIPT = """
+import os, sys
+from openai import OpenAI
+client = OpenAI(base_url=os.environ["OPENAI_BASE_URL"], api_key=os.environ["OPENAI_API_KEY"])
+stream = client.chat.completions.create(
+    model=os.environ["CHATCLI_MODEL"], messages=[{"role": "user", "content": sys.argv[1]}],
+    stream=True, stream_options={"include_usage": True})
+for chunk in stream:
+    if chunk.choices and chunk.choices[0].delta.content:
+        sys.stdout.write(chunk.choices[0].delta.content)
+        sys.stdout.flush()
+sys.stdout.write("\\n")
+"""
+
+
+def seed(data_dir: Path, *, big: int, conversations: int) -> None:
+    """A database with one conversation of `big` messages, an empty one, and many small ones."""
+    root = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(root))
+    import sqlite3
+
+    from chatcli.store import Store
+
+    store = Store(data_dir / "chatcli.db")
+    store.create(name="empty", model="test-model")
+    big_id = store.create(name="big", model="test-model", title="a long conversation")
+    many = store.create(name="many-0", model="test-model")
+    store.close()
+    db = sqlite3.connect(data_dir / "chatcli.db")
+    text = "a message of ordinary length, with a few words in it " * 3
+    db.executemany(
+        "INSERT INTO messages (conversation_id, role, content, tokens, tokens_estimated, "
+        "created_at, updated_at) VALUES (?, ?, ?, 40, 1, ?, ?)",
+        [(big_id, "user" if n % 2 == 0 else "assistant", f"{n}: {text}", n, n) for n in range(big)])
+    db.executemany(
+        "INSERT INTO conversations (name, title, created_at, updated_at, model) VALUES (?, ?, ?, ?, ?)",
+        [(f"many-{n}", f"conversation {n}", n, n, "test-model") for n in range(1, conversations)])
+    db.execute("INSERT INTO messages (conversation_id, role, content, created_at, updated_at) "
+               "VALUES (?, 'user', 'hello', 0, 0)", (many,))
+    db.commit()
+    db.close()
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--seed":
+        seed(Path(sys.argv[2]), big=int(sys.argv[3]), conversations=int(sys.argv[4]))
+    else:
+        serve(sys.argv[1])
