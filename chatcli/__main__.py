@@ -6,6 +6,7 @@ costs little more than starting Python.
 
 from __future__ import annotations
 
+import signal
 import sys
 
 # The commonest ways to open the interactive session skip building the typer
@@ -13,7 +14,17 @@ import sys
 _SESSION_SHORTCUTS = {(): False, ("-c",): True, ("--continue",): True}
 
 
+def _terminate(signum: int, frame: object) -> None:
+    from chatcli.errors import Terminated
+
+    raise Terminated(signum)
+
+
 def main() -> None:
+    # A closed terminal (SIGHUP) or a kill (SIGTERM) during a reply unwinds like
+    # Ctrl-C, so the partial reply is saved, then chatcli leaves without a word.
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
     args = tuple(sys.argv[1:])
     if args == ("--version",):
         from chatcli import __version__
@@ -25,7 +36,7 @@ def main() -> None:
         from chatcli.cli.chatting import interact
 
         flags = Flags(resume_latest=_SESSION_SHORTCUTS[args])
-        sys.exit(guard(lambda: interact(flags, first=None, plain=False)))
+        sys.exit(guard(lambda: interact(flags)))
     from chatcli.cli import run
 
     run()

@@ -9,7 +9,7 @@ marked with why it ended.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from chatcli import errors
@@ -23,6 +23,7 @@ from chatcli.conversation import (
     Message,
     Usage,
     Window,
+    build_window,
     estimate_tokens,
     reply_budget,
 )
@@ -113,6 +114,20 @@ def send(
     """Send the conversation as it stands (its last message is the user's)."""
     journal = journal or NoJournal()
     window = window_for(conversation, settings)
+    _refuse_far_too_big(conversation, settings)
+    try:
+        return _attempt(conversation, window, client, settings, sink, journal, stream)
+    except errors.ContextTooLongError:
+        if conversation.messages[-1].role != USER:
+            raise  # part of a reply arrived and is kept: not a request to repeat
+        smaller = _shrunk(conversation, window, settings)
+    result = _attempt(conversation, smaller, client, settings, sink, journal, stream)
+    note = (f"the server said the conversation was too long; {len(smaller.dropped)} older messages "
+            "were left out and it was asked again")
+    return replace(result, notice="; ".join(filter(None, (note, result.notice))))
+
+
+def _attempt(conversation, window, client, settings, sink, journal, stream) -> TurnResult:
     request = ChatRequest(
         model=settings.model,
         messages=window.to_api(),
@@ -122,6 +137,34 @@ def send(
     if stream:
         return _streamed(conversation, request, window, client, settings, sink, journal)
     return _whole(conversation, request, window, client, settings, sink, journal)
+
+
+# Estimates err high, and the configured context window may be a guess: only a
+# message far beyond it is refused before it is sent.
+REFUSE_FACTOR = 2
+
+
+def _refuse_far_too_big(conversation: Conversation, settings: Settings) -> None:
+    newest = conversation.messages[-1]
+    if newest.tokens > REFUSE_FACTOR * settings.context_window:
+        raise errors.ContextTooLongError(
+            f"the message is about {newest.tokens:,} tokens (estimated), far more than the "
+            f"context window of {settings.context_window:,}; it was not sent",
+            hint="send a part of it, or raise context_window if the model takes more")
+
+
+def _shrunk(conversation: Conversation, window: Window, settings: Settings) -> Window:
+    """A window about half the size of one the server refused, or an error saying why not."""
+    smaller = build_window(conversation.system, conversation.messages,
+                           max_messages=settings.max_messages, budget=window.tokens // 2)
+    if len(smaller.messages) == len(window.messages):
+        newest = conversation.messages[-1]
+        raise errors.ContextTooLongError(
+            f"the server says the conversation is too long for the model, and the newest message "
+            f"alone is about {newest.tokens:,} tokens (estimated; context_window is set to "
+            f"{settings.context_window:,})",
+            hint="send less text, or unpin messages with /pin")
+    return smaller
 
 
 def _streamed(conversation, request, window, client, settings, sink, journal) -> TurnResult:
@@ -139,11 +182,16 @@ def _streamed(conversation, request, window, client, settings, sink, journal) ->
                 reported = event
             elif isinstance(event, StreamEnd):
                 finish = event.finish_reason
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         _keep_partial(conversation, parts, INTERRUPTED, journal)
+        if isinstance(exc, errors.Terminated):
+            raise
         raise errors.Interrupted("reply interrupted") from None
     except errors.ChatcliError:
         _keep_partial(conversation, parts, ERROR, journal)
+        raise
+    except BaseException:  # stdout closed (a pipe to `head`), or anything else: keep the words
+        _keep_partial(conversation, parts, INTERRUPTED, journal)
         raise
     finally:
         events.close()
@@ -154,7 +202,9 @@ def _streamed(conversation, request, window, client, settings, sink, journal) ->
 def _whole(conversation, request, window, client, settings, sink, journal) -> TurnResult:
     try:
         response = client.complete(request)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, errors.Terminated):
+            raise
         raise errors.Interrupted("request interrupted") from None
     choice = (response.get("choices") or [{}])[0]
     text = ((choice.get("message") or {}).get("content")) or ""

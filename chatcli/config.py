@@ -63,7 +63,9 @@ class Settings:
     currency: str = "$"
     headers: Mapping[str, str] = field(default_factory=dict)
     timeout: float = 120.0
+    connect_timeout: float = 10.0
     max_retries: int = 2
+    ca_bundle: str | None = None
     save: bool = True
     data_dir: str | None = None
     vi_mode: bool = False
@@ -170,6 +172,21 @@ def _locate(text: str, table: tuple[str, ...], key: str) -> str:
         elif current == table and assign.match(line):
             return f":{number}"
     return ""
+
+
+def readable_secret(path: Path, data: Mapping[str, Any]) -> str | None:
+    """A warning when the file holds an API key and others may read it, naming the fix."""
+    tables = [data, *data.get("profiles", {}).values()]
+    if not any("api_key" in table for table in tables):
+        return None
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if mode & 0o077 == 0:
+        return None
+    return (f"{path} holds an API key and can be read by other users "
+            f"(mode {mode & 0o777:o}); fix it with: chmod 600 {path}")
 
 
 def select_profile(data: Mapping[str, Any], env: Mapping[str, str], flag: str | None) -> str | None:
@@ -294,19 +311,12 @@ def _run_key_command(source: KeySource) -> str:
     return done.stdout.strip().splitlines()[0]
 
 
-def load_settings(
-    flags: Mapping[str, Any],
-    *,
-    env: Mapping[str, str] | None = None,
-    config_path: Path | None = None,
-) -> Settings:
-    """Read the file named by --config, CHATCLI_CONFIG or the default place, and merge."""
-    env = os.environ if env is None else env
-    path = config_path or default_config_path(env)
-    return merge(read_config(path), env, flags, path=path)
-
-
 _SECRET_HEADER = re.compile(r"auth|key|token|secret|cookie", re.IGNORECASE)
+
+
+def visible_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Headers as they may be shown: values of ones that look secret are hidden."""
+    return {k: "(hidden)" if _SECRET_HEADER.search(k) else v for k, v in headers.items()}
 
 
 def describe(settings: Settings, env: Mapping[str, str]) -> str:
@@ -325,7 +335,7 @@ def describe(settings: Settings, env: Mapping[str, str]) -> str:
             continue
         value = getattr(settings, key.name)
         if key.name == "headers":
-            value = {k: "(hidden)" if _SECRET_HEADER.search(k) else v for k, v in value.items()}
+            value = visible_headers(value)
         if value is None or value == {}:
             lines.append(f"# {key.name} is not set")
         else:

@@ -87,6 +87,14 @@ class StorageError(ChatcliError):
     exit_code = EXIT_STORAGE
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (the terminal closed): save what there is and leave quietly."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.exit_code = 128 + signum
+
+
 class Interrupted(ChatcliError):
     """The user pressed Ctrl-C."""
 

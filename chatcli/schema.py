@@ -96,11 +96,18 @@ KEYS: tuple[Key, ...] = (
         "Extra HTTP headers sent with every request.",
         {"HTTP-Referer": "https://example.com"}, {}),
     Key("timeout", "a number of seconds above 0", _is_number(0.001),
-        "Seconds to wait for the server: to connect, and between two parts of a reply.",
-        120, 120.0),
+        "Seconds to wait for the server to start answering, and then between two "
+        "parts of a reply, before giving up.", 120, 120.0),
+    Key("connect_timeout", "a number of seconds above 0", _is_number(0.001),
+        "Seconds to wait for a connection to the server.", 10, 10.0),
     Key("max_retries", "a whole number of at least 0", _is_int(0),
         "How often a request that failed with a rate limit (429) or a server "
-        "error (5xx) is retried, with backoff that honours Retry-After.", 2, 2),
+        "error (5xx) is tried again, waiting as the server's Retry-After asks "
+        "(up to 60 s) or 0.5, 1, 2... s. Quota and key errors are never retried.", 2, 2),
+    Key("ca_bundle", "a string", _is_str,
+        "A PEM file of certificate authorities to trust instead of the usual "
+        "ones, for a server behind a private CA. Proxies come from HTTPS_PROXY, "
+        "HTTP_PROXY and NO_PROXY.", "/etc/ssl/certs/company-ca.pem"),
     Key("save", "true or false", _is_bool,
         "Save conversations in the data directory as they happen; false is like "
         "--no-save every time.", False, True),

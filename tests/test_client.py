@@ -8,7 +8,8 @@ import time
 import pytest
 
 from chatcli import errors
-from chatcli.client import ChatRequest, OpenAIClient, StreamEnd, TextDelta, UsageReport, is_context_too_long
+from chatcli.client import ChatRequest, OpenAIClient, StreamEnd, TextDelta, UsageReport
+from chatcli.client.failures import is_context_too_long
 from chatcli.config import merge
 from tests.conftest import TEST_KEY
 from tests.fake_server import CONTEXT_TOO_LONG, Reply, error_body

@@ -18,7 +18,7 @@ import typer
 from typer.core import TyperGroup
 
 from chatcli import errors
-from chatcli.config import Settings, load_settings
+from chatcli.config import Settings
 from chatcli.render import Diagnostics, wants_color
 
 EPILOG = """\b
@@ -57,6 +57,8 @@ def guard(call: Callable[[], Any], *, debug: bool = False) -> int:
         code = exc.exit_code
     except typer.Abort:
         code = errors.EXIT_INTERRUPTED
+    except errors.Terminated as exc:
+        code = exc.exit_code
     except (KeyboardInterrupt, EOFError):
         diag.error("interrupted")
         code = errors.EXIT_INTERRUPTED
@@ -161,15 +163,33 @@ NoSaveOpt = Annotated[bool, typer.Option(
     "--no-save", help="Do not save this conversation.")]
 
 
-def read_stdin(diag: Diagnostics) -> str | None:
+# Text takes at most about this many bytes per token (UTF-8 CJK: 3 bytes and one
+# token; English: about 4 bytes a token). Piped input is read only up to what
+# could possibly fit, so a 10 MB log is refused without holding 10 MB.
+BYTES_PER_TOKEN = 8
+
+
+def read_stdin(diag: Diagnostics, *, context_window: int | None = None) -> str | None:
     """Piped input as text, or None when stdin is a terminal (or absent).
 
     Bytes that are not UTF-8 are replaced with U+FFFD and reported, never fatal.
+    With a context window, input far larger than it is refused after reading
+    only a bounded amount.
     """
     stream = sys.stdin
     if stream is None or stream.closed or stream.isatty():
         return None
-    data = stream.buffer.read() if hasattr(stream, "buffer") else stream.read().encode()
+    source = stream.buffer if hasattr(stream, "buffer") else None
+    limit = None if context_window is None else 2 * context_window * BYTES_PER_TOKEN
+    if source is None:
+        data = stream.read().encode()
+    else:
+        data = source.read() if limit is None else source.read(limit + 1)
+    if limit is not None and len(data) > limit:
+        raise errors.ContextTooLongError(
+            f"stdin holds more than {limit / 1e6:.1f} MB, far more than fits the context window "
+            f"of {context_window:,} tokens; nothing was sent",
+            hint="pipe in a part of it (head, tail, grep), or raise context_window")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -179,5 +199,12 @@ def read_stdin(diag: Diagnostics) -> str | None:
     return text.removeprefix("\ufeff")
 
 
-def build_settings(flags: Flags) -> Settings:
-    return load_settings(flags.settings_flags(), config_path=flags.config)
+def build_settings(flags: Flags, diag: Diagnostics | None = None) -> Settings:
+    """The merged settings; warns when the config file holds a key others can read."""
+    from chatcli.config import default_config_path, merge, read_config, readable_secret
+
+    path = flags.config or default_config_path(os.environ)
+    data = read_config(path)
+    if diag is not None and (problem := readable_secret(path, data)):
+        diag.warning(problem)
+    return merge(data, os.environ, flags.settings_flags(), path=path)

@@ -73,14 +73,17 @@ def root(
     ctx.obj = flags
     if ctx.invoked_subcommand is not None:
         return
-    piped = read_stdin(diagnostics())
+    diag = diagnostics()
+    settings = build_settings(flags, diag)
+    piped = read_stdin(diag, context_window=settings.context_window)
     if piped is not None and not interactive:
         if not piped.strip():
             raise errors.UsageError("nothing to answer: stdin was empty",
                                     hint='pipe some text in, or use chatcli ask "question"')
-        answer(None, piped, flags)
+        answer(None, piped, flags, settings)
         return
-    raise typer.Exit(interact(flags, first=piped if piped and piped.strip() else None, plain=no_markdown))
+    first = piped if piped and piped.strip() else None
+    raise typer.Exit(interact(flags, settings, first=first, plain=no_markdown))
 
 
 @app.command()
@@ -107,11 +110,13 @@ def ask(
     flags = Flags(model, system, profile, temperature, max_tokens, config, debug, usage,
                   no_stream, json_out, session, resume, no_save).over(ctx.obj)
     text = " ".join(question or [])
-    piped = read_stdin(diagnostics())
+    diag = diagnostics()
+    settings = build_settings(flags, diag)
+    piped = read_stdin(diag, context_window=settings.context_window)
     if not text.strip() and not (piped and piped.strip()):
         raise errors.UsageError("nothing to ask: give a question or pipe text in",
                                 hint='chatcli ask "your question"')
-    answer(text, piped, flags)
+    answer(text, piped, flags, settings)
 
 
 def open_session(flags: Flags, settings: Settings, diag: Diagnostics, *,
@@ -123,7 +128,8 @@ def open_session(flags: Flags, settings: Settings, diag: Diagnostics, *,
     env = os.environ
 
     def make_client(s: Settings) -> client.OpenAIClient:
-        return client.OpenAIClient(s, resolve_api_key(s, env), debug=diag.debug if flags.debug else None)
+        return client.OpenAIClient(s, resolve_api_key(s, env), notify=diag.note,
+                                   debug=diag.debug if flags.debug else None)
 
     def load_profile(name: str | None) -> Settings:
         return build_settings(Flags(profile=name, config=flags.config))
@@ -145,12 +151,11 @@ def open_session(flags: Flags, settings: Settings, diag: Diagnostics, *,
     return session
 
 
-def answer(question: str | None, piped: str | None, flags: Flags) -> None:
+def answer(question: str | None, piped: str | None, flags: Flags, settings: Settings) -> None:
     """Send one message and print the reply: the body of `ask` and of piped `chatcli`."""
     from chatcli.render import MarkdownSink, PlainSink
 
     diag = diagnostics()
-    settings = build_settings(flags)
     resolve_api_key(settings, os.environ)  # fail before saving a question that cannot be sent
     session = open_session(flags, settings, diag)
     if flags.debug:
@@ -182,7 +187,8 @@ class _NullSink:
         pass
 
 
-def interact(flags: Flags, *, first: str | None, plain: bool) -> int:
+def interact(flags: Flags, settings: Settings | None = None, *, first: str | None = None,
+             plain: bool = False) -> int:
     """The interactive session: prompt_toolkit in, Rich out. Returns the exit code."""
     from chatcli import client, repl
     from chatcli.config import read_config
@@ -192,10 +198,10 @@ def interact(flags: Flags, *, first: str | None, plain: bool) -> int:
     if not sys.stdout.isatty():
         raise errors.UsageError("the interactive session needs a terminal on stdout",
                                 hint='use chatcli ask "question" in scripts')
-    settings = build_settings(flags)
+    diag = diagnostics()
+    settings = settings or build_settings(flags, diag)
     if settings.key_source.kind in ("none", "env", "value"):
         resolve_api_key(settings, env)  # a first run without a key learns how to set one up now
-    diag = diagnostics()
     profiles = sorted(read_config(settings.config_path).get("profiles", {})) if settings.config_path else []
     session = open_session(flags, settings, diag, profiles=profiles)
     color = wants_color(sys.stdout, env)

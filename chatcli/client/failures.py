@@ -1,0 +1,187 @@
+"""What went wrong with a request, in the user's words: SDK and network failures become
+chatcli errors, and the retry policy decides which of them are worth another try.
+
+Part of the client room: it imports openai (lazily, inside functions).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import re
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from chatcli import errors
+
+if TYPE_CHECKING:
+    from chatcli.client import ChatRequest
+    from chatcli.config import Settings
+
+# Codes, types and phrases different servers use for "the prompt does not fit":
+# OpenAI and DeepSeek (context_length_exceeded), vLLM ("maximum context
+# length"), llama.cpp (exceed_context_size_error, "exceeds the available
+# context size"), Moonshot ("exceeded model token limit"), TGI, Anthropic-style.
+_CONTEXT_CODES = {"context_length_exceeded", "exceed_context_size_error", "string_above_max_length"}
+_CONTEXT_PHRASES = re.compile(
+    r"maximum context length|context[ _-]?(length|size|window)|too many tokens|"
+    r"prompt is too long|input is too long|exceeded model token limit|"
+    r"tokens \+ `?max_new_tokens|reduce the length of the messages",
+    re.IGNORECASE,
+)
+
+
+def is_context_too_long(code: str | None, type_: str | None, message: str) -> bool:
+    """Recognise a context-length error whatever the server calls it."""
+    if (code or "") in _CONTEXT_CODES or (type_ or "") in _CONTEXT_CODES:
+        return True
+    return bool(_CONTEXT_PHRASES.search(message))
+
+
+
+def translate(
+    exc: Exception,
+    settings: Settings,
+    request: ChatRequest | None,
+    *,
+    redact: Callable[[str], str],
+    midstream: bool = False,
+) -> errors.ChatcliError:
+    """One chatcli error, with what to do next, for any failure of a request."""
+    import openai
+
+    host = urlsplit(settings.base_url).netloc or settings.base_url
+    model = request.model if request else settings.model
+    if isinstance(exc, openai.APITimeoutError):
+        return errors.NetworkError(
+            f"{host} sent nothing for {settings.timeout:g}s"
+            + (" in the middle of the reply" if midstream else ""),
+            hint="the server may be overloaded; try again, or raise `timeout` in the config",
+        )
+    if isinstance(exc, openai.APIConnectionError):
+        cause = redact(str(exc.__cause__ or exc))
+        if midstream:
+            return errors.NetworkError(f"the connection to {host} broke during the reply: {cause}",
+                                       hint="try again")
+        return errors.NetworkError(
+            f"cannot reach {settings.base_url}: {cause}",
+            hint="check base_url, your network, and HTTPS_PROXY if you use a proxy",
+        )
+    if isinstance(exc, openai.APIStatusError):
+        return _from_status(exc, settings, model, redact)
+    if isinstance(exc, openai.APIError):  # an error object inside a stream
+        message = redact(exc.message)
+        if is_context_too_long(exc.code, exc.type, message):
+            return _context_error(message)
+        return errors.ServerError(f"the server reported an error during the reply: {message}",
+                                  hint="try again")
+    if isinstance(exc, ValueError | TypeError | AttributeError | KeyError):
+        return errors.ServerError(
+            f"{host} sent a reply that is not valid chat-completions data ({type(exc).__name__})",
+            hint="check that base_url points at an OpenAI-compatible API; --debug shows the data",
+        )
+    return errors.ChatcliError(f"request failed: {redact(str(exc)) or type(exc).__name__}")
+
+
+def _server_message(exc: Any) -> str:
+    """The server's own words: the error body's message, not the SDK's wrapping of it."""
+    body = exc.body
+    if isinstance(body, dict) and isinstance(body.get("message"), str) and body["message"].strip():
+        return body["message"]
+    return re.sub(r"^Error code: \d+ - ", "", exc.message)
+
+
+def _from_status(exc: Any, settings: Settings, model: str, redact: Callable[[str], str]):
+    status = exc.status_code
+    message = redact(_server_message(exc))
+    code, type_ = exc.code, exc.type
+    if status == 401:
+        return errors.AuthError(f"the server rejected the API key (401): {message}",
+                                hint="check the key and which variable or command provides it "
+                                     "(`chatcli config show`)")
+    if status == 403:
+        return errors.AuthError(f"the key is not allowed to do this (403): {message}",
+                                hint="check your account's access to this model and region")
+    if status == 404:
+        if code == "model_not_found" or "model" in message.lower():
+            return errors.RequestError(f"model {model!r} was not found at {settings.base_url}",
+                                       hint="pick another with --model or `model` in the config")
+        return errors.RequestError(f"{settings.base_url} has no chat-completions endpoint (404)",
+                                   hint="base_url usually ends in /v1")
+    if status == 429:
+        retry = exc.response.headers.get("retry-after")
+        if _is_quota(exc):
+            return errors.RateLimitError(f"the account is out of quota: {message}",
+                                         hint="check your plan and billing with the provider")
+        return errors.RateLimitError(
+            f"rate limited (429): {message}",
+            hint=f"wait {retry}s and try again" if retry else "wait a little and try again",
+        )
+    if is_context_too_long(code, type_, message):
+        return _context_error(message)
+    if status >= 500:
+        return errors.ServerError(f"the server failed ({status}): {message}",
+                                  hint="try again later")
+    return errors.RequestError(f"the server rejected the request ({status}): {message}",
+                               hint="check the model name and parameters; --debug shows the request")
+
+
+def _context_error(message: str) -> errors.ContextTooLongError:
+    return errors.ContextTooLongError(
+        f"the conversation is too long for the model: {message}",
+        hint="set context_window in the config to the model's size, lower max_messages, "
+             "or send less text",
+    )
+
+
+RETRIED_STATUS = {408, 409, 429, 500, 502, 503, 504}
+LONGEST_WAIT = 60.0  # a Retry-After longer than this is reported, not waited for
+
+
+def retry_delay(exc: Exception, attempt: int, max_retries: int) -> float | None:
+    """Seconds to wait before trying `exc`'s request again, or None to give up.
+
+    Rate limits (429) and server errors (5xx) are retried, waiting as long as
+    Retry-After says, or 0.5, 1, 2, 4... seconds; running out of quota and
+    authentication failures never are: waiting does not fix them.
+    """
+    import openai
+
+    if attempt >= max_retries or not isinstance(exc, openai.APIStatusError):
+        return None
+    if exc.status_code not in RETRIED_STATUS or _is_quota(exc):
+        return None
+    asked = _retry_after(exc.response.headers)
+    if asked is not None:
+        return asked if asked <= LONGEST_WAIT else None
+    return min(0.5 * 2**attempt, 8.0)
+
+
+def _retry_after(headers: Any) -> float | None:
+    if (value := headers.get("retry-after-ms")) is not None:
+        try:
+            return max(float(value) / 1000, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return max(seconds, 0.0) if math.isfinite(seconds) else None
+
+
+def _is_quota(exc: Any) -> bool:
+    return "quota" in f"{exc.code} {exc.type} {_server_message(exc)}".lower()
+
+
+def describe_for_retry(exc: Exception) -> str:
+    status = getattr(exc, "status_code", None)
+    return "rate limited (429)" if status == 429 else f"the server failed ({status})"
