@@ -182,15 +182,13 @@ def _streamed(conversation, request, window, client, settings, sink, journal) ->
                 reported = event
             elif isinstance(event, StreamEnd):
                 finish = event.finish_reason
-    except KeyboardInterrupt as exc:
+    except KeyboardInterrupt:
         _keep_partial(conversation, parts, INTERRUPTED, journal)
-        if isinstance(exc, errors.Terminated):
-            raise
         raise errors.Interrupted("reply interrupted") from None
     except errors.ChatcliError:
         _keep_partial(conversation, parts, ERROR, journal)
         raise
-    except BaseException:  # stdout closed (a pipe to `head`), or anything else: keep the words
+    except BaseException:  # SIGTERM/SIGHUP, stdout closed (`| head`), anything: keep the words
         _keep_partial(conversation, parts, INTERRUPTED, journal)
         raise
     finally:
@@ -202,9 +200,7 @@ def _streamed(conversation, request, window, client, settings, sink, journal) ->
 def _whole(conversation, request, window, client, settings, sink, journal) -> TurnResult:
     try:
         response = client.complete(request)
-    except KeyboardInterrupt as exc:
-        if isinstance(exc, errors.Terminated):
-            raise
+    except KeyboardInterrupt:
         raise errors.Interrupted("request interrupted") from None
     choice = (response.get("choices") or [{}])[0]
     text = ((choice.get("message") or {}).get("content")) or ""

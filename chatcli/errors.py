@@ -87,8 +87,10 @@ class StorageError(ChatcliError):
     exit_code = EXIT_STORAGE
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM or SIGHUP (the terminal closed): save what there is and leave quietly."""
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP (the terminal closed): save what there is and leave quietly.
+
+    Not a KeyboardInterrupt: typer turns those into exit code 130 on the way out."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signum)

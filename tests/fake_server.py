@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import ssl
 import threading
 import time
 from collections import deque
@@ -58,6 +59,7 @@ class Reply:
     fault: str | None = None
     prompt_tokens: int = 11
     completion_tokens: int | None = None
+    raw: bytes | None = None  # sent as the whole response body, as it is, then the connection closes
 
 
 @dataclass
@@ -78,7 +80,7 @@ class _QuietServer(ThreadingHTTPServer):
 class FakeServer:
     """Start with `with FakeServer() as server:`; `server.base_url` ends in /v1."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, *, tls: ssl.SSLContext | None = None) -> None:
         self.replies: deque[Reply] = deque()
         self.default = Reply()
         self.requests: list[Recorded] = []
@@ -87,13 +89,16 @@ class FakeServer:
         self.responder: Callable[[dict[str, Any]], Reply] | None = None  # picks a reply by request
         self.stopping = threading.Event()
         self._httpd = _QuietServer(("127.0.0.1", port), _Handler)
+        if tls is not None:
+            self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
+        self.scheme = "https" if tls is not None else "http"
         self._httpd.fake = self  # type: ignore[attr-defined]
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,), daemon=True)
 
     @property
     def base_url(self) -> str:
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"{self.scheme}://{host}:{port}/v1"
 
     def queue(self, *replies: Reply) -> FakeServer:
         self.replies.extend(replies)
@@ -166,7 +171,9 @@ class _Handler(BaseHTTPRequestHandler):
             message = f"The model `{body.get('model')}` does not exist or you do not have access to it."
             self._json(404, error_body(message, "invalid_request_error", "model_not_found"))
             return
-        if body.get("stream"):
+        if reply.raw is not None:
+            self._raw(reply.raw)
+        elif body.get("stream"):
             self._stream(body, reply)
         else:
             self._json(200, completion(body, reply), reply.headers)
@@ -184,6 +191,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(data)
+
+    def _raw(self, data: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(data)
+        self.wfile.flush()
+        self.close_connection = True
 
     def _chunk(self, data: bytes) -> None:
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")

@@ -13,13 +13,16 @@ from chatcli import errors
 from chatcli.cli.app import (
     ConfigOpt,
     Flags,
+    ModelOpt,
     ProfileOpt,
+    app,
     build_settings,
     config_app,
     diagnostics,
     sessions_app,
 )
 from chatcli.config import data_dir, default_config_path
+from chatcli.render import wants_color
 from chatcli.store import ConversationInfo, Store, open_store
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
@@ -165,3 +168,33 @@ def sessions_rm(
     for info in found:
         store.delete(info.id)
     diagnostics().note(f"removed {len(found)} conversation(s)")
+
+
+@app.command()
+def doctor(ctx: typer.Context, model: ModelOpt = None, profile: ProfileOpt = None,
+           config: ConfigOpt = None) -> None:
+    """Check the setup: config file, key source, endpoint, model, streaming, usage reports.
+    Sends one tiny request. Exits non-zero if a check fails."""
+    from chatcli.client import OpenAIClient
+    from chatcli.config import merge, read_config
+    from chatcli.doctor import exit_code, run_checks
+    from chatcli.export import columns
+
+    flags = Flags(model=model, profile=profile, config=config).over(ctx.find_root().obj)
+
+    def load():
+        path = flags.config or default_config_path(os.environ)
+        data = read_config(path)
+        return merge(data, os.environ, flags.settings_flags(), path=path), data
+
+    checks = run_checks(load, lambda s, key: OpenAIClient(s, key), os.environ)
+    marks = {True: "ok", False: "FAIL", None: "note"}
+    rows = [(c.name, marks[c.ok], c.found + (f" -> {c.fix}" if c.fix and c.ok is not True else ""))
+            for c in checks]
+    if wants_color(sys.stdout, os.environ):
+        from chatcli.render import make_console, print_table
+
+        print_table(make_console(sys.stdout, color=True), ("check", "result", "found / fix"), rows)
+    else:
+        sys.stdout.write(columns([("CHECK", "RESULT", "FOUND / FIX"), *rows]))
+    raise typer.Exit(exit_code(checks))

@@ -20,6 +20,8 @@ from chatcli import errors
 from chatcli.client.failures import describe_for_retry, retry_delay, translate
 
 if TYPE_CHECKING:
+    import ssl
+
     import openai
 
     from chatcli.config import Settings
@@ -90,7 +92,7 @@ class OpenAIClient:
 
             s = self.settings
             # HTTPS_PROXY, HTTP_PROXY and NO_PROXY are honoured by the HTTP client itself.
-            http_client = openai.DefaultHttpxClient(verify=s.ca_bundle) if s.ca_bundle else None
+            http_client = openai.DefaultHttpxClient(verify=_trust(s.ca_bundle)) if s.ca_bundle else None
             self._sdk = openai.OpenAI(
                 api_key=self._key,
                 base_url=s.base_url,
@@ -113,7 +115,8 @@ class OpenAIClient:
                     raise
                 attempt += 1
                 if self._notify:
-                    self._notify(f"{describe_for_retry(exc)}; trying again in {delay:.0f} s "
+                    wait = f"{delay:.1f}" if delay < 10 else f"{delay:.0f}"
+                    self._notify(f"{describe_for_retry(exc)}; trying again in {wait} s "
                                  f"({attempt} of {self.settings.max_retries})")
                 self._sleep(delay)
 
@@ -222,6 +225,19 @@ class OpenAIClient:
 
     def _translate(self, exc: Exception, request: ChatRequest | None, *, midstream: bool):
         return translate(exc, self.settings, request, redact=self.redact, midstream=midstream)
+
+
+def _trust(ca_bundle: str) -> ssl.SSLContext:
+    """An SSL context that trusts the certificate authorities in `ca_bundle` (PEM)."""
+    import ssl
+    from pathlib import Path
+
+    path = Path(ca_bundle).expanduser()
+    try:
+        return ssl.create_default_context(cafile=str(path))
+    except (OSError, ssl.SSLError) as exc:
+        raise errors.ConfigError(f"ca_bundle {path} cannot be used: {exc.strerror or exc}",
+                                 hint="point ca_bundle at a PEM file of CA certificates") from None
 
 
 def warm_up() -> None:

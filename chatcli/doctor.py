@@ -1,0 +1,122 @@
+"""`chatcli doctor`: check the setup from the config file to a streamed reply.
+
+Each check says what it found and, when it failed, how to fix it. The key is
+never shown, only where it comes from. The checks stop at the first failure
+that makes the rest meaningless (no config, no key, no connection).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from chatcli import errors
+from chatcli.client import ChatRequest, StreamEnd, TextDelta, UsageReport
+from chatcli.config import Settings, readable_secret, resolve_api_key
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool | None  # None: worth knowing, not a failure
+    found: str
+    fix: str = ""
+    exit_code: int = errors.EXIT_OK
+
+
+def _failed(name: str, exc: errors.ChatcliError) -> Check:
+    return Check(name, False, exc.message, exc.hint or "", exc.exit_code)
+
+
+def run_checks(
+    load: Callable[[], tuple[Settings, dict[str, Any]]],
+    make_client: Callable[[Settings, str], Any],
+    env: Mapping[str, str],
+) -> list[Check]:
+    """The checks in order; `load` reads and merges the config, `make_client` builds a client."""
+    checks: list[Check] = []
+    try:
+        settings, data = load()
+    except errors.ChatcliError as exc:
+        return [_failed("config file", exc)]
+    checks.append(_config_check(settings, data))
+    try:
+        key = resolve_api_key(settings, env)
+    except errors.ChatcliError as exc:
+        return [*checks, _failed("API key", exc)]
+    checks.append(Check("API key", True, settings.key_source.describe(env)))
+    client = make_client(settings, key)
+    endpoint, models = _endpoint_check(client, settings)
+    checks.append(endpoint)
+    if endpoint.ok is False:
+        return checks
+    if models is not None:
+        checks.append(_model_check(settings, models))
+    checks += _stream_checks(client, settings)
+    return checks
+
+
+def _config_check(settings: Settings, data: dict[str, Any]) -> Check:
+    path = settings.config_path or Path("config.toml")
+    if problem := readable_secret(path, data):
+        return Check("config file", False, problem, f"chmod 600 {path}", errors.EXIT_USAGE)
+    if path.exists():
+        profile = f", profile {settings.profile}" if settings.profile else ""
+        return Check("config file", True, f"{path} is valid{profile}")
+    return Check("config file", True, f"{path} not found: built-in defaults and the environment",
+                 "`chatcli config init` writes a commented one")
+
+
+def _endpoint_check(client: Any, settings: Settings) -> tuple[Check, list[str] | None]:
+    name = "endpoint"
+    try:
+        models = client.models()
+    except errors.RequestError as exc:
+        # Some servers do not list models; chatting may still work.
+        return Check(name, None, f"{settings.base_url} answers but lists no models ({exc.message})"), None
+    except errors.ChatcliError as exc:
+        return _failed(name, exc), None
+    return Check(name, True, f"{settings.base_url} answers and lists {len(models)} models"), models
+
+
+def _model_check(settings: Settings, models: list[str]) -> Check:
+    if settings.model in models:
+        return Check("model", True, f"{settings.model} is available")
+    sample = ", ".join(models[:6]) + (", ..." if len(models) > 6 else "")
+    return Check("model", False, f"{settings.model} is not among the endpoint's models",
+                 f"set `model` or use --model; it lists: {sample or 'nothing'}", errors.EXIT_REQUEST)
+
+
+def _stream_checks(client: Any, settings: Settings) -> list[Check]:
+    request = ChatRequest(settings.model, [{"role": "user", "content": "Reply with the word OK."}],
+                          max_tokens=16)
+    started = time.monotonic()
+    first: float | None = None
+    usage = finished = False
+    try:
+        for event in client.stream(request):
+            if isinstance(event, TextDelta) and first is None:
+                first = time.monotonic() - started
+            usage = usage or isinstance(event, UsageReport)
+            finished = finished or isinstance(event, StreamEnd)
+    except errors.ChatcliError as exc:
+        return [_failed("streaming", exc)]
+    latency = f"first words after {first:.2f} s" if first is not None else "no words came back"
+    streaming = Check("streaming", finished, f"a streamed reply arrived ({latency})")
+    if usage:
+        reports = Check("usage in streams", True, "the server reports token usage")
+    elif not client.usage_in_stream:
+        reports = Check("usage in streams", None, "the server rejects stream_options; "
+                        "token figures will be estimated (shown with ~)")
+    else:
+        reports = Check("usage in streams", None, "the server sends no usage in streams; "
+                        "token figures will be estimated (shown with ~)")
+    return [streaming, reports]
+
+
+def exit_code(checks: list[Check]) -> int:
+    """The exit code of the first failed check, 0 when none failed."""
+    return next((c.exit_code or errors.EXIT_UNEXPECTED for c in checks if c.ok is False), 0)
