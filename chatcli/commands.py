@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from chatcli import errors
-from chatcli.conversation import Usage
 from chatcli.export import local_time
 from chatcli.mdblocks import code_blocks
+from chatcli.render import usage_text
 from chatcli.session import Session
 
 
@@ -203,22 +203,16 @@ def _tokens(session: Session, arg: str) -> Output:
     s = session.settings
     lines = []
     if session.last is not None:
-        lines.append(f"last reply: {_usage_text(session.last.usage)}")
+        lines.append(f"last reply: {usage_text(session.last.usage)}")
     total = session.total
     cost = total.cost(s.price_input, s.price_output)
-    lines.append(f"session: {_usage_text(total)}"
+    lines.append(f"session: {usage_text(total)}"
                  + (f"; cost {s.currency}{cost:.6f}" if cost is not None else ""))
     window = session.window()
     share = 100 * window.tokens / window.budget if window.budget else 100
     lines.append(f"next request: ~{window.tokens} of {window.budget} tokens ({share:.0f}% of the "
                  f"context window {s.context_window} less the reply reserve)")
     return Output(lines=tuple(lines))
-
-
-def _usage_text(usage: Usage) -> str:
-    mark = "~" if usage.estimated else ""
-    return (f"{mark}{usage.prompt_tokens} prompt + {mark}{usage.completion_tokens} completion = "
-            f"{mark}{usage.total_tokens} tokens" + (" (estimated)" if usage.estimated else ""))
 
 
 def _copy(session: Session, arg: str) -> Output:

@@ -76,10 +76,7 @@ def format_usage(
 ) -> str:
     """The line after a reply: prompt, completion and total tokens, and the cost."""
     mark = "~" if usage.estimated else ""
-    parts = [
-        f"tokens: {mark}{usage.prompt_tokens} prompt + {mark}{usage.completion_tokens} "
-        f"completion = {mark}{usage.total_tokens}" + (" (estimated)" if usage.estimated else "")
-    ]
+    parts = [f"tokens: {usage_text(usage)}"]
     if session is not None:
         parts.append(f"session {'~' if session.estimated else ''}{session.total_tokens}")
     cost = usage.cost(price_input, price_output)
@@ -87,6 +84,14 @@ def format_usage(
         parts.append(f"{mark}{currency}{cost:.6f}".rstrip("0").rstrip(".") if cost else
                      f"{currency}0")
     return " · ".join(parts)
+
+
+def usage_text(usage: Usage) -> str:
+    """`56 prompt + 31 completion = 87`, each figure marked ~ and the whole (estimated)
+    when the server reported none."""
+    mark = "~" if usage.estimated else ""
+    return (f"{mark}{usage.prompt_tokens} prompt + {mark}{usage.completion_tokens} completion = "
+            f"{mark}{usage.total_tokens}" + (" (estimated)" if usage.estimated else ""))
 
 
 def dropped_note(count: int) -> str:

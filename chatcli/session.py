@@ -15,7 +15,7 @@ from typing import Any
 from chatcli import errors
 from chatcli.chat import ChatClient, Journal, NoJournal, Sink, TurnResult, run_turn, send, window_for
 from chatcli.config import Settings
-from chatcli.conversation import ASSISTANT, USER, Conversation, Message, Usage, Window, turns
+from chatcli.conversation import ASSISTANT, Conversation, Message, Usage, Window, turns
 from chatcli.store import ConversationInfo, Recorder, Store
 
 ClientFactory = Callable[[Settings], Any]
@@ -134,12 +134,6 @@ class Session:
     def last_reply(self) -> Message | None:
         for message in reversed(self.conversation.messages):
             if message.role == ASSISTANT:
-                return message
-        return None
-
-    def last_question(self) -> Message | None:
-        for message in reversed(self.conversation.messages):
-            if message.role == USER:
                 return message
         return None
 

@@ -202,3 +202,15 @@ def test_debug_redacts_the_key(run, endpoint):
     assert "→ POST" in result.stderr and "Bearer ***" in result.stderr
     assert TEST_KEY not in result.stderr + result.stdout
     assert result.stdout == "Hello! How can I help?\n"
+
+
+def test_api_key_cmd_runs_once_per_ask(run, endpoint, tmp_path, monkeypatch):
+    """A password manager may ask each time its command runs: once is enough."""
+    monkeypatch.delenv("OPENAI_API_KEY")
+    runs = tmp_path / "runs"
+    config = tmp_path / "c.toml"
+    config.write_text(f'api_key_cmd = "echo run >> {runs}; echo sk-from-the-manager"\n')
+    result = run("ask", "--config", str(config), "hi")
+    assert result.code == 0
+    assert runs.read_text().splitlines() == ["run"]
+    assert endpoint.requests[0].headers["authorization"] == "Bearer sk-from-the-manager"

@@ -251,7 +251,7 @@ def test_tokens_reports_session_usage_and_cost(server, tmp_path):
     server.queue(Reply(prompt_tokens=1000, completion_tokens=500))
     repl.run("hi" + ENTER + "/tokens" + ENTER + CTRL_D)
     out = repl.out.getvalue()
-    assert "session: 1000 prompt + 500 completion = 1500 tokens; cost $0.002000" in out
+    assert "session: 1000 prompt + 500 completion = 1500; cost $0.002000" in out
     assert "next request: ~" in out
 
 

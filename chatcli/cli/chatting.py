@@ -120,15 +120,19 @@ def ask(
 
 
 def open_session(flags: Flags, settings: Settings, diag: Diagnostics, *,
-                 profiles: list[str] | None = None) -> Session:
-    """A session wired to the client, the store and the profiles, resumed as the flags ask."""
+                 profiles: list[str] | None = None, key: str | None = None) -> Session:
+    """A session wired to the client, the store and the profiles, resumed as the flags ask.
+
+    `key`, when already resolved for `settings`, is used as it is: api_key_cmd may be a
+    password manager that asks each time it runs."""
     from chatcli import client
     from chatcli.store import open_store
 
     env = os.environ
 
     def make_client(s: Settings) -> client.OpenAIClient:
-        return client.OpenAIClient(s, resolve_api_key(s, env), notify=diag.note,
+        resolved = key if key is not None and s is settings else resolve_api_key(s, env)
+        return client.OpenAIClient(s, resolved, notify=diag.note,
                                    debug=diag.debug if flags.debug else None)
 
     def load_profile(name: str | None) -> Settings:
@@ -156,8 +160,8 @@ def answer(question: str | None, piped: str | None, flags: Flags, settings: Sett
     from chatcli.render import MarkdownSink, PlainSink
 
     diag = diagnostics()
-    resolve_api_key(settings, os.environ)  # fail before saving a question that cannot be sent
-    session = open_session(flags, settings, diag)
+    key = resolve_api_key(settings, os.environ)  # fail before saving a question that cannot be sent
+    session = open_session(flags, settings, diag, key=key)
     if flags.debug:
         diag.debug(f"profile {settings.profile or '(none)'}, model {settings.model}, "
                    f"endpoint {settings.base_url}, key from {settings.key_source.describe(os.environ)}")
