@@ -17,6 +17,10 @@ _SESSION_SHORTCUTS = {(): False, ("-c",): True, ("--continue",): True}
 def _terminate(signum: int, frame: object) -> None:
     from chatcli.errors import Terminated
 
+    # The shell forwards the terminal's SIGHUP as well: a second signal must not
+    # interrupt the saving of the partial reply that the first one started.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     raise Terminated(signum)
 
 

@@ -35,8 +35,10 @@ def run_checks(
     load: Callable[[], tuple[Settings, dict[str, Any]]],
     make_client: Callable[[Settings, str], Any],
     env: Mapping[str, str],
+    progress: Callable[[str], None] = lambda text: None,
 ) -> list[Check]:
-    """The checks in order; `load` reads and merges the config, `make_client` builds a client."""
+    """The checks in order; `load` reads and merges the config, `make_client` builds a client,
+    `progress` hears about each step that waits for the network."""
     checks: list[Check] = []
     try:
         settings, data = load()
@@ -49,12 +51,14 @@ def run_checks(
         return [*checks, _failed("API key", exc)]
     checks.append(Check("API key", True, settings.key_source.describe(env)))
     client = make_client(settings, key)
+    progress(f"asking {settings.base_url} for its models...")
     endpoint, models = _endpoint_check(client, settings)
     checks.append(endpoint)
     if endpoint.ok is False:
         return checks
     if models is not None:
         checks.append(_model_check(settings, models))
+    progress(f"streaming a short reply from {settings.model}...")
     checks += _stream_checks(client, settings)
     return checks
 

@@ -281,3 +281,39 @@ def test_doctor_flags_a_readable_config_file_holding_a_key(run, endpoint, tmp_pa
     result = run("doctor", "--config", str(path))
     assert result.code == 2 and f"chmod 600 {path}" in result.stdout
     assert "sk-in-the-file-123456" not in result.stdout + result.stderr
+
+
+def test_closing_the_terminal_mid_reply_saves_the_partial_reply(endpoint, tmp_path):
+    """The terminal closing sends SIGHUP, and the shell forwards another: both at once."""
+    import pexpect
+
+    from tests.test_e2e_terminal import PROMPT, expect
+
+    slow_reply(endpoint)
+    child = pexpect.spawn(str(BIN), env=os.environ.copy(), encoding="utf-8", timeout=20,
+                          dimensions=(40, 120))
+    expect(child, PROMPT)
+    child.send("a long story\r")
+    wait_for_partial(tmp_path / "data" / "chatcli.db")
+    os.kill(child.pid, signal.SIGHUP)
+    os.kill(child.pid, signal.SIGHUP)
+    child.expect(pexpect.EOF)
+    child.close()
+    saved = Store(tmp_path / "data" / "chatcli.db").load(1)
+    assert [m.role for m in saved] == ["user", "assistant"]
+    assert saved[1].finish_reason == "interrupted" and saved[1].content.startswith("streaming words")
+
+
+def test_after_the_first_termination_signal_the_next_ones_wait(monkeypatch):
+    """Seen in tmux: closing a window sends SIGHUP, then the shell forwards one more, which
+    arrived while the partial reply was being saved and cut the save short."""
+    from chatcli.__main__ import _terminate
+    from chatcli.errors import Terminated
+
+    for signum in (signal.SIGHUP, signal.SIGTERM):
+        calls: dict = {}
+        monkeypatch.setattr(signal, "signal", lambda s, h: calls.__setitem__(s, h))
+        with pytest.raises(Terminated) as info:
+            _terminate(signum, None)
+        assert info.value.exit_code == 128 + signum
+        assert calls == {signal.SIGTERM: signal.SIG_IGN, signal.SIGHUP: signal.SIG_IGN}

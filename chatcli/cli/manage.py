@@ -187,7 +187,8 @@ def doctor(ctx: typer.Context, model: ModelOpt = None, profile: ProfileOpt = Non
         data = read_config(path)
         return merge(data, os.environ, flags.settings_flags(), path=path), data
 
-    checks = run_checks(load, lambda s, key: OpenAIClient(s, key), os.environ)
+    checks = run_checks(load, lambda s, key: OpenAIClient(s, key), os.environ,
+                        progress=diagnostics().note)
     marks = {True: "ok", False: "FAIL", None: "note"}
     rows = [(c.name, marks[c.ok], c.found + (f" -> {c.fix}" if c.fix and c.ok is not True else ""))
             for c in checks]
