@@ -310,9 +310,10 @@ def test_after_the_first_termination_signal_the_next_ones_wait(monkeypatch):
     from chatcli.__main__ import _terminate
     from chatcli.errors import Terminated
 
+    calls: dict = {}
+    monkeypatch.setattr(signal, "signal", lambda s, h: calls.__setitem__(s, h))
     for signum in (signal.SIGHUP, signal.SIGTERM):
-        calls: dict = {}
-        monkeypatch.setattr(signal, "signal", lambda s, h: calls.__setitem__(s, h))
+        calls.clear()
         with pytest.raises(Terminated) as info:
             _terminate(signum, None)
         assert info.value.exit_code == 128 + signum
