@@ -116,7 +116,10 @@ def table(results: dict[str, Sample], all_cases: list[Case], runs: int) -> str:
         r = results[case.name]
         base = results.get(case.baseline or "")
         ratios = (f"{r.wall / base.wall:.2f}x", f"{r.cpu / base.cpu:.2f}x") if base else ("", "")
-        met = ("yes" if case.check(results) else "**no**") if case.check else ""
+        try:
+            met = ("yes" if case.check(results) else "**no**") if case.check else ""
+        except KeyError:  # --only left out a case the goal compares with
+            met = ""
         lines.append(f"| {case.name} | {r.wall:.3f} | {r.cpu:.3f} | {r.rss_mb:.0f} | "
                      f"{case.baseline or ''} | {ratios[0]} | {ratios[1]} | {case.goal} | {met} |")
     return "\n".join(lines)
@@ -126,6 +129,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="two runs each, smaller database")
     parser.add_argument("--runs", type=int, default=None, help="runs per case (default 7)")
+    parser.add_argument("--only", default="", help="run only the cases whose name contains this "
+                        "(and their baselines)")
     args = parser.parse_args()
     runs = args.runs or (2 if args.quick else 7)
     with tempfile.TemporaryDirectory(prefix="chatcli-bench-") as tmp:
@@ -147,6 +152,10 @@ def main() -> None:
                        CHATCLI_MODEL="test-model", CHATCLI_DATA_DIR=str(work / "data"),
                        CHATCLI_CONFIG=str(work / "none.toml"), NO_PROXY="127.0.0.1")
             all_cases = cases(env, str(sdk))
+            if args.only:
+                wanted = {c.name for c in all_cases if args.only in c.name}
+                wanted |= {c.baseline for c in all_cases if c.name in wanted and c.baseline}
+                all_cases = [c for c in all_cases if c.name in wanted]
             results = {}
             for case in all_cases:
                 case.run()  # warm-up: disk caches, .pyc files

@@ -6,7 +6,6 @@ costs little more than starting Python.
 
 from __future__ import annotations
 
-import signal
 import sys
 
 # The commonest ways to open the interactive session skip building the typer
@@ -15,6 +14,8 @@ _SESSION_SHORTCUTS = {(): False, ("-c",): True, ("--continue",): True}
 
 
 def _terminate(signum: int, frame: object) -> None:
+    import signal
+
     from chatcli.errors import Terminated
 
     # The shell forwards the terminal's SIGHUP as well: a second signal must not
@@ -25,16 +26,18 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main() -> None:
-    # A closed terminal (SIGHUP) or a kill (SIGTERM) during a reply unwinds like
-    # Ctrl-C, so the partial reply is saved, then chatcli leaves without a word.
-    signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(signal.SIGHUP, _terminate)
     args = tuple(sys.argv[1:])
     if args == ("--version",):
         from chatcli import __version__
 
         print(f"chatcli {__version__}")
         return
+    import signal  # not before --version: it imports enum, functools, collections
+
+    # A closed terminal (SIGHUP) or a kill (SIGTERM) during a reply unwinds like
+    # Ctrl-C, so the partial reply is saved, then chatcli leaves without a word.
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
     if args in _SESSION_SHORTCUTS and sys.stdin.isatty() and sys.stdout.isatty():
         from chatcli.cli.app import Flags, guard
         from chatcli.cli.chatting import interact

@@ -6,7 +6,6 @@ Part of the client room: it imports openai (lazily, inside functions).
 
 from __future__ import annotations
 
-import email.utils
 import math
 import re
 import time
@@ -171,6 +170,8 @@ def _retry_after(headers: Any) -> float | None:
     try:
         seconds = float(value)
     except ValueError:
+        import email.utils
+
         try:
             seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
         except (TypeError, ValueError):
