@@ -16,7 +16,8 @@ from chatcli import errors
 from chatcli.chat import ChatClient, Journal, NoJournal, Sink, TurnResult, run_turn, send, window_for
 from chatcli.config import Settings
 from chatcli.conversation import ASSISTANT, Conversation, Message, Usage, Window, turns
-from chatcli.store import ConversationInfo, Recorder, Store
+from chatcli.recorder import Recorder
+from chatcli.store import ConversationInfo, Store
 
 ClientFactory = Callable[[Settings], Any]
 SettingsLoader = Callable[[str | None], Settings]

@@ -15,8 +15,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "chatcli"
 
 # Higher layers may import lower ones (later in the list), never the reverse.
-LAYERS = ["cli", "repl", "commands", "session", "doctor", "chat", "render", "client", "export", "store",
-          "config", "schema", "conversation", "mdblocks", "errors"]
+LAYERS = ["cli", "repl", "commands", "session", "doctor", "chat", "render", "client", "export",
+          "recorder", "store", "config", "schema", "conversation", "mdblocks", "errors"]
 HOMES = {"openai": {"client"}, "rich": {"render"}, "typer": {"cli"},
          "prompt_toolkit": {"repl", "keybindings"}, "sqlite3": {"store"}, "click": set()}
 LAZY = {"openai", "rich"}

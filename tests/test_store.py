@@ -12,7 +12,8 @@ import pytest
 
 from chatcli.conversation import ASSISTANT, USER, Message
 from chatcli.errors import StorageError
-from chatcli.store import MIGRATIONS, STREAMING, Recorder, Store
+from chatcli.recorder import Recorder
+from chatcli.store import MIGRATIONS, STREAMING, Store
 
 
 @pytest.fixture

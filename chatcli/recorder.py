@@ -1,0 +1,99 @@
+"""Saving a conversation as it happens: the Journal that chat.py writes through.
+
+The question is written before the request is sent, the reply while it streams
+(at a bounded rate) and once more with how it ended. A failure to save is told
+once and the conversation goes on in memory.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from chatcli.conversation import Message, title_from
+from chatcli.errors import StorageError
+from chatcli.store import STREAMING, Store
+
+
+class Recorder:
+    """Saves one conversation as it happens; chat.py calls it through its Journal protocol.
+
+    The question is written before the request is sent; the reply is written
+    at most every `interval` seconds while it streams (the first time one
+    interval after its first words, so a short reply costs one write), and
+    finally with how it ended. A failure to save is reported
+    once through `warn` and the conversation goes on in memory.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        conversation_id: int | None,
+        *,
+        meta: Callable[[], dict[str, str | None]],
+        name: str | None = None,
+        warn: Callable[[str], None] = lambda text: None,
+        interval: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.conversation_id = conversation_id
+        self._meta = meta
+        self._name = name
+        self._warn = warn
+        self._interval = interval
+        self._clock = clock
+        self._reply_id: int | None = None
+        self._started: float | None = None  # when the current reply's first words came
+        self._last_write = 0.0
+        self.broken = False
+
+    def _safely(self, write: Callable[[], int | None]) -> int | None:
+        if self.broken:
+            return None
+        try:
+            return write()
+        except StorageError as exc:
+            self.broken = True
+            self._warn(f"{exc.message}; this conversation is no longer being saved")
+            return None
+
+    def _ensure(self, first: Message) -> int:
+        if self.conversation_id is None:
+            self.conversation_id = self.store.create(name=self._name, title=title_from(first.content),
+                                                     **self._meta())
+        return self.conversation_id
+
+    def user(self, message: Message) -> Message:
+        saved = self._safely(lambda: self.store.add(self._ensure(message), message,
+                                                    model=self._meta().get("model")))
+        return _with_id(message, saved)
+
+    def reply_progress(self, parts: list[str]) -> None:
+        now = self._clock()
+        if self._started is None:
+            self._started = self._last_write = now
+        if now - self._last_write < self._interval:
+            return
+        self._last_write = now
+        partial = Message("assistant", "".join(parts), finish_reason=STREAMING)
+        reply_id = self._reply_id
+        if reply_id is None:
+            self._reply_id = self._safely(lambda: self.store.add(self._ensure(partial), partial,
+                                                                 model=self._meta().get("model")))
+        else:
+            self._safely(lambda: self.store.update(reply_id, partial))
+
+    def reply_done(self, message: Message) -> Message:
+        reply_id, self._reply_id = self._reply_id, None
+        self._started = None
+        if reply_id is None:
+            return _with_id(message, self._safely(lambda: self.store.add(
+                self._ensure(message), message, model=self._meta().get("model"))))
+        self._safely(lambda: self.store.update(reply_id, message))
+        return _with_id(message, reply_id)
+
+
+def _with_id(message: Message, message_id: int | None) -> Message:
+    return message if message_id is None else replace(message, id=message_id)
