@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -54,8 +55,8 @@ def config_init(config: ConfigOpt = None) -> None:
     diagnostics().note(f"wrote {path}; edit it, then check with `chatcli config show`")
 
 
-def _store(ctx: typer.Context, config: object = None) -> Store:
-    flags = Flags(config=config).over(ctx.find_root().obj)  # type: ignore[arg-type]
+def _store(ctx: typer.Context, config: Path | None = None) -> Store:
+    flags = Flags(config=config).over(ctx.find_root().obj)
     return open_store(data_dir(os.environ, build_settings(flags)))
 
 
