@@ -71,6 +71,7 @@ class Settings:
     vi_mode: bool = False
     markdown: bool = True
     profile: str | None = None
+    profiles: tuple[str, ...] = ()  # every profile the file defines, for /profile and Tab
     config_path: Path | None = None
 
 
@@ -227,6 +228,7 @@ def merge(
         **merged,
         key_source=_key_source(top, table, env, path, profile),
         profile=profile,
+        profiles=tuple(sorted(profiles)),
         config_path=path,
     )
 

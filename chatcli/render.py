@@ -142,16 +142,17 @@ class MarkdownSink:
         self._printed = 0
 
     def text(self, delta: str) -> None:
+        blocks = self._splitter.feed(delta)
+        now = self._clock()
+        if not blocks and now - self._last_draw < self._refresh:
+            return  # most chunks: nothing to draw, so nothing to protect from Ctrl-C
+        self._last_draw = now
         with _uninterrupted():
-            blocks = self._splitter.feed(delta)
             if blocks and self._live is not None:
                 self._live.update("", refresh=True)  # the old view must not reappear below
             for block in blocks:
                 self._print_block(block)
-            now = self._clock()
-            if blocks or now - self._last_draw >= self._refresh:
-                self._last_draw = now
-                self._draw_open()
+            self._draw_open()
 
     def end(self) -> None:
         with _uninterrupted():

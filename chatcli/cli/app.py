@@ -199,12 +199,21 @@ def read_stdin(diag: Diagnostics, *, context_window: int | None = None) -> str |
     return text.removeprefix("\ufeff")
 
 
-def build_settings(flags: Flags, diag: Diagnostics | None = None) -> Settings:
-    """The merged settings; warns when the config file holds a key others can read."""
-    from chatcli.config import default_config_path, merge, read_config, readable_secret
+def load_config(flags: Flags) -> tuple[Settings, dict[str, Any]]:
+    """The merged settings, and the file's data they came from (read once)."""
+    from chatcli.config import default_config_path, merge, read_config
 
     path = flags.config or default_config_path(os.environ)
     data = read_config(path)
-    if diag is not None and (problem := readable_secret(path, data)):
+    return merge(data, os.environ, flags.settings_flags(), path=path), data
+
+
+def build_settings(flags: Flags, diag: Diagnostics | None = None) -> Settings:
+    """The merged settings; warns when the config file holds a key others can read."""
+    from chatcli.config import readable_secret
+
+    settings, data = load_config(flags)
+    path = settings.config_path
+    if diag is not None and path is not None and (problem := readable_secret(path, data)):
         diag.warning(problem)
-    return merge(data, os.environ, flags.settings_flags(), path=path)
+    return settings

@@ -120,7 +120,7 @@ def ask(
 
 
 def open_session(flags: Flags, settings: Settings, diag: Diagnostics, *,
-                 profiles: list[str] | None = None, key: str | None = None) -> Session:
+                 key: str | None = None) -> Session:
     """A session wired to the client, the store and the profiles, resumed as the flags ask.
 
     `key`, when already resolved for `settings`, is used as it is: api_key_cmd may be a
@@ -147,7 +147,7 @@ def open_session(flags: Flags, settings: Settings, diag: Diagnostics, *,
                 raise
             diag.warning(f"{exc.line()}; this conversation will not be saved")
     session = Session(settings, client_factory=make_client, load_profile=load_profile,
-                      profiles=profiles, store=store, warn=diag.warning)
+                      profiles=list(settings.profiles), store=store, warn=diag.warning)
     if flags.session:
         session.open(flags.session)
     elif flags.resume_latest and session.resume_latest() is None:
@@ -195,7 +195,6 @@ def interact(flags: Flags, settings: Settings | None = None, *, first: str | Non
              plain: bool = False) -> int:
     """The interactive session: prompt_toolkit in, Rich out. Returns the exit code."""
     from chatcli import client, repl
-    from chatcli.config import read_config
     from chatcli.render import make_console
 
     env = os.environ
@@ -206,8 +205,7 @@ def interact(flags: Flags, settings: Settings | None = None, *, first: str | Non
     settings = settings or build_settings(flags, diag)
     if settings.key_source.kind in ("none", "env", "value"):
         resolve_api_key(settings, env)  # a first run without a key learns how to set one up now
-    profiles = sorted(read_config(settings.config_path).get("profiles", {})) if settings.config_path else []
-    session = open_session(flags, settings, diag, profiles=profiles)
+    session = open_session(flags, settings, diag)
     color = wants_color(sys.stdout, env)
     diag.usage(f"chatcli {__version__} · {settings.model} at {settings.base_url} · "
                "/help for commands, Ctrl-D to leave")

@@ -20,6 +20,7 @@ from chatcli.cli.app import (
     build_settings,
     config_app,
     diagnostics,
+    load_config,
     sessions_app,
 )
 from chatcli.config import data_dir, default_config_path
@@ -177,18 +178,11 @@ def doctor(ctx: typer.Context, model: ModelOpt = None, profile: ProfileOpt = Non
     """Check the setup: config file, key source, endpoint, model, streaming, usage reports.
     Sends one tiny request. Exits non-zero if a check fails."""
     from chatcli.client import OpenAIClient
-    from chatcli.config import merge, read_config
     from chatcli.doctor import exit_code, run_checks
     from chatcli.export import columns
 
     flags = Flags(model=model, profile=profile, config=config).over(ctx.find_root().obj)
-
-    def load():
-        path = flags.config or default_config_path(os.environ)
-        data = read_config(path)
-        return merge(data, os.environ, flags.settings_flags(), path=path), data
-
-    checks = run_checks(load, lambda s, key: OpenAIClient(s, key), os.environ,
+    checks = run_checks(lambda: load_config(flags), lambda s, key: OpenAIClient(s, key), os.environ,
                         progress=diagnostics().note)
     marks = {True: "ok", False: "FAIL", None: "note"}
     rows = [(c.name, marks[c.ok], c.found + (f" -> {c.fix}" if c.fix and c.ok is not True else ""))
