@@ -16,6 +16,7 @@ from chatcli.export import local_time
 from chatcli.mdblocks import code_blocks
 from chatcli.render import usage_text
 from chatcli.session import Session
+from chatcli.textsafe import without_controls
 
 
 @dataclass(frozen=True)
@@ -220,12 +221,12 @@ def _copy(session: Session, arg: str) -> Output:
     if reply is None:
         raise errors.UsageError("no reply to copy yet")
     if not arg:
-        return Output(action="copy", payload=reply.content)
+        return Output(action="copy", payload=without_controls(reply.content))
     blocks = code_blocks(reply.content)
     number = _number(arg, "the code block number", int, 1, None)
     if number > len(blocks):
         raise errors.UsageError(f"the last reply has {len(blocks)} code blocks")
-    return Output(action="copy", payload=blocks[number - 1])
+    return Output(action="copy", payload=without_controls(blocks[number - 1]))
 
 
 def _pin(session: Session, arg: str) -> Output:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from chatcli.conversation import Usage
 from chatcli.errors import ChatcliError
+from chatcli.textsafe import visible
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -40,7 +41,7 @@ class Diagnostics:
         self.color = color
 
     def _line(self, kind: str, text: str, prefix: str) -> None:
-        line = f"{prefix}{text}"
+        line = f"{prefix}{visible(text)}"  # server messages and stored titles are data
         if self.color:
             line = f"{_STYLES[kind]}{line}{_RESET}"
         try:
@@ -99,15 +100,31 @@ def dropped_note(count: int) -> str:
     return f"{count} older {noun} left out to fit (/history)"
 
 
-class PlainSink:
-    """Writes the reply as it arrives, unchanged: for pipes and NO_COLOR."""
+def is_terminal(file: TextIO) -> bool:
+    isatty = getattr(file, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # closed
+        return False
 
-    def __init__(self, file: TextIO) -> None:
+
+def for_terminal(text: str, file: TextIO) -> str:
+    """Text that came from a server or the database, as it may be written to `file`:
+    control characters shown visibly on a terminal, unchanged into a pipe or file."""
+    return visible(text) if is_terminal(file) else text
+
+
+class PlainSink:
+    """Writes the reply as it arrives: unchanged into a pipe, with control
+    characters shown visibly on a terminal (NO_COLOR, --no-markdown)."""
+
+    def __init__(self, file: TextIO, *, raw: bool | None = None) -> None:
         self.file = file
+        self.raw = not is_terminal(file) if raw is None else raw
         self._last = "\n"
 
     def text(self, delta: str) -> None:
-        self.file.write(delta)
+        self.file.write(delta if self.raw else visible(delta))
         self.file.flush()
         self._last = delta[-1:] or self._last
 
@@ -142,7 +159,7 @@ class MarkdownSink:
         self._printed = 0
 
     def text(self, delta: str) -> None:
-        blocks = self._splitter.feed(delta)
+        blocks = self._splitter.feed(visible(delta))
         now = self._clock()
         if not blocks and now - self._last_draw < self._refresh:
             return  # most chunks: nothing to draw, so nothing to protect from Ctrl-C
@@ -281,7 +298,7 @@ def make_console(file: TextIO, *, color: bool) -> Console:
 
 def print_lines(console: Console, lines: tuple[str, ...] | list[str], *, style: str = "") -> None:
     for line in lines:
-        console.print(line, style=style or None, markup=False, highlight=False)
+        console.print(visible(line), style=style or None, markup=False, highlight=False)
 
 
 def print_table(console: Console, headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
@@ -291,7 +308,7 @@ def print_table(console: Console, headers: tuple[str, ...], rows: list[tuple[str
 
     table = Table(*headers, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for row in rows:
-        table.add_row(*(Text(cell) for cell in row))  # cells are data, never markup
+        table.add_row(*(Text(visible(cell)) for cell in row))  # cells are data, never markup
     console.print(table)
 
 

@@ -37,6 +37,7 @@ from chatcli.render import (
     print_table,
 )
 from chatcli.session import Session
+from chatcli.textsafe import is_plain, visible
 
 PROMPT = "> "
 
@@ -64,7 +65,8 @@ class SlashCompleter(Completer):
         except (errors.ChatcliError, KeyboardInterrupt):
             return  # no key yet, endpoint down: simply no suggestions
         for choice in choices:
-            if choice.startswith(arg):
+            # Model names come from the server: one with control characters is not offered.
+            if choice.startswith(arg) and is_plain(choice):
                 yield Completion(choice, -len(arg))
 
 
@@ -189,7 +191,7 @@ class Repl:
         return True
 
     def _turn(self, run: Callable[[Sink], TurnResult]) -> None:
-        sink = MarkdownSink(self.console) if self.markdown else PlainSink(self.console.file)
+        sink = MarkdownSink(self.console) if self.markdown else PlainSink(self.console.file, raw=False)
         try:
             with typeahead_mode(self.prompt.input):
                 result = run(sink)
@@ -218,7 +220,7 @@ class Repl:
         s = self.session.settings
         window = self.session.window()
         share = 100 * window.tokens / window.budget if window.budget else 100
-        return f" {s.profile or 'default'} | {s.model} | context {share:.0f}% | /help"
+        return visible(f" {s.profile or 'default'} | {s.model} | context {share:.0f}% | /help")
 
 
 @contextmanager

@@ -60,6 +60,7 @@ class Reply:
     prompt_tokens: int = 11
     completion_tokens: int | None = None
     raw: bytes | None = None  # sent as the whole response body, as it is, then the connection closes
+    pieces: list[str] | None = None  # the reply's text in exactly these chunks (instead of chunk_chars)
 
 
 @dataclass
@@ -218,8 +219,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         base = {"id": "chatcmpl-test", "object": "chat.completion.chunk",
                 "created": 1700000000, "model": body["model"]}
-        pieces = [reply.text[i:i + reply.chunk_chars]
-                  for i in range(0, len(reply.text), reply.chunk_chars)] or [""]
+        pieces = reply.pieces or [reply.text[i:i + reply.chunk_chars]
+                                  for i in range(0, len(reply.text), reply.chunk_chars)] or [""]
         try:
             self._event({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
                                                "finish_reason": None}]})
@@ -277,10 +278,11 @@ def usage(reply: Reply) -> dict[str, int]:
 
 
 def completion(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+    text = "".join(reply.pieces) if reply.pieces else reply.text
     payload: dict[str, Any] = {
         "id": "chatcmpl-test", "object": "chat.completion", "created": 1700000000,
         "model": body["model"],
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text},
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                      "finish_reason": reply.finish_reason}],
     }
     if reply.usage:

@@ -16,11 +16,11 @@ PACKAGE = Path(__file__).resolve().parent.parent / "chatcli"
 
 # Higher layers may import lower ones (later in the list), never the reverse.
 LAYERS = ["cli", "repl", "commands", "session", "doctor", "chat", "render", "client", "export",
-          "recorder", "store", "config", "schema", "conversation", "mdblocks", "errors"]
+          "recorder", "store", "config", "schema", "conversation", "mdblocks", "textsafe", "errors"]
 HOMES = {"openai": {"client"}, "rich": {"render"}, "typer": {"cli"},
          "prompt_toolkit": {"repl", "keybindings"}, "sqlite3": {"store"}, "click": set()}
 LAZY = {"openai", "rich"}
-STDLIB_ONLY = {"conversation", "errors", "mdblocks", "schema", "export"}
+STDLIB_ONLY = {"conversation", "errors", "mdblocks", "schema", "export", "textsafe"}
 
 
 def modules() -> dict[str, ast.Module]:
@@ -93,7 +93,7 @@ def test_the_pure_core_uses_the_standard_library_only(name):
 
 
 def test_pure_modules_do_no_io():
-    for name in ("conversation", "mdblocks"):
+    for name in ("conversation", "mdblocks", "textsafe"):
         source = (PACKAGE / f"{name}.py").read_text(encoding="utf-8")
         for word in ("open(", "os.environ", "time.", "print(", "sys."):
             assert word not in source, f"{name} uses {word}"

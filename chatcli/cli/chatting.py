@@ -34,6 +34,7 @@ from chatcli.config import Settings, data_dir, resolve_api_key
 from chatcli.conversation import compose_user_message
 from chatcli.render import Diagnostics, format_usage, wants_color
 from chatcli.session import Session
+from chatcli.textsafe import json_safe
 
 
 def _version(value: bool) -> None:
@@ -174,7 +175,7 @@ def answer(question: str | None, piped: str | None, flags: Flags, settings: Sett
     result = session.ask(compose_user_message(question, piped), sink,
                          stream=not (flags.no_stream or flags.json))
     if flags.json:
-        sys.stdout.write(json.dumps(result.response, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(json_safe(json.dumps(result.response, indent=2, ensure_ascii=False)) + "\n")
         sys.stdout.flush()
     if result.notice:
         diag.warning(result.notice)

@@ -24,8 +24,9 @@ from chatcli.cli.app import (
     sessions_app,
 )
 from chatcli.config import data_dir, default_config_path
-from chatcli.render import wants_color
+from chatcli.render import for_terminal, wants_color
 from chatcli.store import ConversationInfo, Store, open_store
+from chatcli.textsafe import json_safe, visible
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 Ref = Annotated[str, typer.Argument(metavar="ID|NAME", help="The conversation's number or name.")]
@@ -56,6 +57,15 @@ def config_init(config: ConfigOpt = None) -> None:
     diagnostics().note(f"wrote {path}; edit it, then check with `chatcli config show`")
 
 
+def _cell(text: str) -> str:
+    """Stored text on one line of a listing: control characters shown, whitespace collapsed."""
+    return " ".join(visible(text).split())
+
+
+def _print_json(data: object) -> None:
+    print(json_safe(json.dumps(data, indent=2, ensure_ascii=False)))
+
+
 def _store(ctx: typer.Context, config: Path | None = None) -> Store:
     flags = Flags(config=config).over(ctx.find_root().obj)
     return open_store(data_dir(os.environ, build_settings(flags)))
@@ -80,14 +90,15 @@ def sessions_list(
 
     conversations = _store(ctx, config).list(limit=limit)
     if json_out:
-        print(json.dumps([summary(c) for c in conversations], indent=2, ensure_ascii=False))
+        _print_json([summary(c) for c in conversations])
         return
     if not conversations:
         diagnostics().note("no saved conversations yet")
         return
     rows = [("ID", "LAST USED", "MSGS", "MODEL", "TITLE")]
-    rows += [(str(c.id), local_time(c.updated_at), str(c.message_count), c.model or "-",
-              (f"[{c.name}] " if c.name else "") + (c.title or "(untitled)")) for c in conversations]
+    rows += [(str(c.id), local_time(c.updated_at), str(c.message_count), _cell(c.model or "-"),
+              _cell((f"[{c.name}] " if c.name else "") + (c.title or "(untitled)")))
+             for c in conversations]
     sys.stdout.write(columns(rows))
 
 
@@ -98,7 +109,7 @@ def sessions_show(ctx: typer.Context, ref: Ref, config: ConfigOpt = None) -> Non
 
     store = _store(ctx, config)
     info = _find(store, ref)
-    sys.stdout.write(to_markdown(info, store.load(info.id)))
+    sys.stdout.write(for_terminal(to_markdown(info, store.load(info.id)), sys.stdout))
 
 
 @sessions_app.command("search")
@@ -111,13 +122,13 @@ def sessions_search(
     """Find messages containing the text, with the matching part in [brackets]."""
     hits = _store(ctx, config).search(" ".join(text))
     if json_out:
-        print(json.dumps([hit.__dict__ for hit in hits], indent=2, ensure_ascii=False))
+        _print_json([hit.__dict__ for hit in hits])
         return
     if not hits:
         diagnostics().note("nothing found")
         raise typer.Exit(1)
     for hit in hits:
-        print(f"{hit.conversation_id}  {hit.title or '(untitled)'}  {hit.role}: {hit.snippet}")
+        print(f"{hit.conversation_id}  {_cell(hit.title or '(untitled)')}  {hit.role}: {_cell(hit.snippet)}")
 
 
 @sessions_app.command("export")
@@ -136,9 +147,9 @@ def sessions_export(
     info = _find(store, ref)
     messages = store.load(info.id)
     if format == "json":
-        print(json.dumps(to_json(info, messages), indent=2, ensure_ascii=False))
+        _print_json(to_json(info, messages))
     else:
-        sys.stdout.write(to_markdown(info, messages))
+        sys.stdout.write(for_terminal(to_markdown(info, messages), sys.stdout))
 
 
 @sessions_app.command("rename")
@@ -185,7 +196,8 @@ def doctor(ctx: typer.Context, model: ModelOpt = None, profile: ProfileOpt = Non
     checks = run_checks(lambda: load_config(flags), lambda s, key: OpenAIClient(s, key), os.environ,
                         progress=diagnostics().note)
     marks = {True: "ok", False: "FAIL", None: "note"}
-    rows = [(c.name, marks[c.ok], c.found + (f" -> {c.fix}" if c.fix and c.ok is not True else ""))
+    # What a check found may quote the server (model names, error messages): data.
+    rows = [(c.name, marks[c.ok], visible(c.found + (f" -> {c.fix}" if c.fix and c.ok is not True else "")))
             for c in checks]
     if wants_color(sys.stdout, os.environ):
         from chatcli.render import make_console, print_table
