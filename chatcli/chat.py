@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from chatcli import errors
-from chatcli.client import ChatRequest, Event, StreamEnd, TextDelta, UsageReport
 from chatcli.config import Settings
 from chatcli.conversation import (
     ASSISTANT,
@@ -27,15 +26,19 @@ from chatcli.conversation import (
     estimate_tokens,
     reply_budget,
 )
+from chatcli.events import ChatRequest, Completion, Event, StreamEnd, TextDelta, UsageReport
 
 INTERRUPTED = "interrupted"
 ERROR = "error"
+# Far beyond any real reply (a long book chapter is 100 kB): a server that keeps
+# sending is cut off here, and what came is kept as cut by length.
+MAX_REPLY_CHARS = 10_000_000
 
 
 class ChatClient(Protocol):
     def stream(self, request: ChatRequest) -> Iterator[Event]: ...
 
-    def complete(self, request: ChatRequest) -> dict[str, Any]: ...
+    def complete(self, request: ChatRequest) -> Completion: ...
 
 
 class Journal(Protocol):
@@ -169,15 +172,21 @@ def _shrunk(conversation: Conversation, window: Window, settings: Settings) -> W
 
 def _streamed(conversation, request, window, client, settings, sink, journal) -> TurnResult:
     parts: list[str] = []
+    size = 0
     reported: UsageReport | None = None
     finish: str | None = None
     events = client.stream(request)
     try:
         for event in events:
             if isinstance(event, TextDelta):
-                parts.append(event.text)
+                text = event.text[: MAX_REPLY_CHARS - size]
+                parts.append(text)
+                size += len(text)
                 journal.reply_progress(parts)
-                sink.text(event.text)
+                sink.text(text)
+                if size >= MAX_REPLY_CHARS:
+                    finish = TOO_LONG
+                    break
             elif isinstance(event, UsageReport):
                 reported = event
             elif isinstance(event, StreamEnd):
@@ -199,20 +208,16 @@ def _streamed(conversation, request, window, client, settings, sink, journal) ->
 
 def _whole(conversation, request, window, client, settings, sink, journal) -> TurnResult:
     try:
-        response = client.complete(request)
+        completion = client.complete(request)
     except KeyboardInterrupt:
         raise errors.Interrupted("request interrupted") from None
-    choice = (response.get("choices") or [{}])[0]
-    text = ((choice.get("message") or {}).get("content")) or ""
+    text, finish = completion.text, completion.finish_reason
+    if len(text) > MAX_REPLY_CHARS:
+        text, finish = text[:MAX_REPLY_CHARS], TOO_LONG
     sink.text(text)
     sink.end()
-    raw = response.get("usage") or {}
-    reported = None
-    if isinstance(raw, dict) and raw.get("completion_tokens") is not None:
-        reported = UsageReport(raw.get("prompt_tokens") or 0, raw["completion_tokens"])
-    result = _commit(conversation, text, choice.get("finish_reason"), reported, window, settings,
-                     journal)
-    return TurnResult(result.reply, result.usage, window, result.notice, response)
+    result = _commit(conversation, text, finish, completion.usage, window, settings, journal)
+    return replace(result, response=completion.response)
 
 
 def _keep_partial(conversation: Conversation, parts: list[str], status: str, journal: Journal) -> None:
@@ -230,6 +235,8 @@ def _commit(
     settings: Settings,
     journal: Journal,
 ) -> TurnResult:
+    notice = _notice(finish, settings, empty=not text)
+    finish = "length" if finish == TOO_LONG else finish
     if reported is not None:
         usage = Usage(reported.prompt_tokens, reported.completion_tokens)
         reply = Message(ASSISTANT, text, tokens=usage.completion_tokens + MESSAGE_OVERHEAD,
@@ -239,10 +246,18 @@ def _commit(
         reply = Message(ASSISTANT, text, finish_reason=finish)
     reply = journal.reply_done(reply)
     conversation.messages.append(reply)
-    return TurnResult(reply, usage, window, _notice(finish, settings))
+    return TurnResult(reply, usage, window, notice)
 
 
-def _notice(finish: str | None, settings: Settings) -> str | None:
+TOO_LONG = "too long"  # our own ending: the reply passed MAX_REPLY_CHARS (saved as "length")
+
+
+def _notice(finish: str | None, settings: Settings, *, empty: bool = False) -> str | None:
+    if finish == TOO_LONG:
+        return (f"the reply passed {MAX_REPLY_CHARS // 1_000_000} million characters, far more than "
+                "any real answer; it was cut off there and kept, marked as cut by length")
+    if empty:
+        return f"the model sent an empty reply (finish reason: {finish or 'none'})"
     if finish == "length":
         limit = f"max_tokens ({settings.max_tokens})" if settings.max_tokens else "the server's limit"
         return f"the reply was cut short by {limit}; raise it with --max-tokens"

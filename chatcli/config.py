@@ -63,6 +63,7 @@ class Settings:
     currency: str = "$"
     headers: Mapping[str, str] = field(default_factory=dict)
     timeout: float = 120.0
+    reply_timeout: float = 600.0
     connect_timeout: float = 10.0
     max_retries: int = 2
     ca_bundle: str | None = None

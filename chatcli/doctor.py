@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from chatcli import errors
-from chatcli.client import ChatRequest, StreamEnd, TextDelta, UsageReport
 from chatcli.config import Settings, readable_secret, resolve_api_key
+from chatcli.events import ChatRequest, StreamEnd, TextDelta, UsageReport
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,9 @@ KEYS: tuple[Key, ...] = (
     Key("timeout", "a number of seconds above 0", _is_number(0.001),
         "Seconds to wait for the server to start answering, and then between two "
         "parts of a reply, before giving up.", 120, 120.0),
+    Key("reply_timeout", "a number of seconds (0 for no limit)", _is_number(0),
+        "Seconds a whole reply may take, however steadily it arrives; a server "
+        "that trickles forever is stopped here. 0 means no limit.", 600, 600.0),
     Key("connect_timeout", "a number of seconds above 0", _is_number(0.001),
         "Seconds to wait for a connection to the server.", 10, 10.0),
     Key("max_retries", "a whole number of at least 0", _is_int(0),

@@ -20,7 +20,7 @@ import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -61,6 +61,10 @@ class Reply:
     completion_tokens: int | None = None
     raw: bytes | None = None  # sent as the whole response body, as it is, then the connection closes
     pieces: list[str] | None = None  # the reply's text in exactly these chunks (instead of chunk_chars)
+    # The whole body, produced piece by piece (sent as it comes, until the client leaves),
+    # with this content type, for servers that misbehave in ways the options above cannot say.
+    body: Callable[[], Iterable[bytes]] | None = None
+    content_type: str = "text/event-stream"
 
 
 @dataclass
@@ -89,6 +93,7 @@ class FakeServer:
         self.rejects_stream_options = False  # like servers that predate include_usage
         self.responder: Callable[[dict[str, Any]], Reply] | None = None  # picks a reply by request
         self.stopping = threading.Event()
+        self.abandoned = 0  # bodies the client stopped reading before their end
         self._httpd = _QuietServer(("127.0.0.1", port), _Handler)
         if tls is not None:
             self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
@@ -174,6 +179,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if reply.raw is not None:
             self._raw(reply.raw)
+        elif reply.body is not None:
+            self._produce(reply)
         elif body.get("stream"):
             self._stream(body, reply)
         else:
@@ -201,6 +208,22 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
         self.wfile.flush()
         self.close_connection = True
+
+    def _produce(self, reply: Reply) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.close_connection = True
+        try:
+            for piece in reply.body():
+                if self.fake.stopping.is_set():
+                    return
+                if piece:  # an empty chunk would end the body
+                    self._chunk(piece)
+            self._end()
+        except (BrokenPipeError, ConnectionResetError):
+            self.fake.abandoned += 1  # the client stopped reading, as it should have
 
     def _chunk(self, data: bytes) -> None:
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")

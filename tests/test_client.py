@@ -85,8 +85,11 @@ def test_finish_reason_length_and_missing(server):
     assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "partial text"
 
 
-def test_complete_returns_the_servers_response_object(server):
-    data = make_client(server).complete(REQUEST)
+def test_complete_returns_the_reply_and_the_servers_response_object(server):
+    completion = make_client(server).complete(REQUEST)
+    assert (completion.text, completion.finish_reason) == ("Hello! How can I help?", "stop")
+    assert completion.usage == UsageReport(11, 5)
+    data = completion.response
     assert set(data) >= {"id", "object", "created", "model", "usage", "choices"}
     assert data["choices"][0]["message"]["content"] == "Hello! How can I help?"
     assert "stream" not in server.chat_requests[0]

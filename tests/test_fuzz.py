@@ -121,3 +121,70 @@ def test_sse_streams_cut_anywhere_or_mixed_with_garbage(cut, garbage, where):
             return
     assert isinstance(events[-1], StreamEnd)
     assert all(isinstance(e.text, str) for e in events if isinstance(e, TextDelta))
+
+
+# Wrong types and values inside well-formed JSON: what a broken or hostile server sends
+# when its bytes are fine but its data is not.
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(10**40), max_value=10**40) | st.floats()
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6,
+)
+deltas = st.one_of(json_values, st.fixed_dictionaries({}, optional={
+    "content": st.one_of(json_values, st.text(max_size=12)), "role": json_values}))
+choices = st.one_of(json_values, st.lists(st.one_of(json_values, st.fixed_dictionaries({}, optional={
+    "index": st.one_of(st.just(0), json_values), "delta": deltas,
+    "finish_reason": st.one_of(st.sampled_from(["stop", "length", None]), json_values)})), max_size=2))
+usages = st.one_of(json_values, st.fixed_dictionaries({}, optional={
+    "prompt_tokens": json_values, "completion_tokens": json_values}))
+chunks = st.one_of(json_values, st.fixed_dictionaries({}, optional={
+    "choices": choices, "usage": usages, "error": json_values, "message": json_values}))
+
+
+def check_events(events) -> None:
+    from chatcli.client import UsageReport
+    from chatcli.client.chunks import MAX_TOKENS_FIGURE
+
+    for event in events:
+        if isinstance(event, TextDelta):
+            assert isinstance(event.text, str)
+            event.text.encode("utf-8")  # no lone surrogate: it can be printed and stored
+        elif isinstance(event, UsageReport):
+            for figure in (event.prompt_tokens, event.completion_tokens):
+                assert type(figure) is int and 0 <= figure <= MAX_TOKENS_FIGURE
+        else:
+            assert isinstance(event, StreamEnd)
+            assert event.finish_reason is None or isinstance(event.finish_reason, str)
+
+
+@settings(max_examples=600, deadline=None)
+@given(data=st.lists(chunks, max_size=4))
+def test_checked_chunks_give_clean_events_or_say_they_are_malformed(data):
+    from chatcli.client.chunks import Malformed, SurrogateMender, chunk_events, find_error
+
+    mender = SurrogateMender()
+    for item in data:
+        if find_error(item) is not None:
+            continue
+        try:
+            check_events(chunk_events(item, mender))
+        except Malformed as exc:
+            assert "\n" not in str(exc)
+
+
+@FUZZ
+@given(data=st.lists(chunks, min_size=1, max_size=4))
+def test_streams_of_wrongly_typed_chunks_end_in_events_or_one_line(data):
+    body = "".join(f"data: {json.dumps(item)}\n\n" for item in data) + "data: [DONE]\n\n"
+    with FakeServer() as server:
+        server.queue(Reply(raw=body.encode()))
+        client = OpenAIClient(merge({"base_url": server.base_url, "max_retries": 0, "timeout": 5},
+                                    {}, {}), TEST_KEY)
+        try:
+            events = list(client.stream(ChatRequest("test-model", [{"role": "user", "content": "hi"}])))
+        except errors.ChatcliError as exc:
+            assert "\n" not in exc.line() and exc.exit_code in (3, 4, 5, 6, 7)
+            return
+    check_events(events)
+    assert isinstance(events[-1], StreamEnd)

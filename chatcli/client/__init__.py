@@ -1,23 +1,27 @@
 """The openai adapter: one request in, a stream of small events out.
 
 The only module that imports openai, and only when a request is near (the
-import costs about 300 ms). Every SDK exception and network failure leaves
-here as a chatcli error with a one-line message; servers that deviate from
-OpenAI (no usage in streams, no stream_options, no finish_reason, their own
-error shapes) are smoothed over here so nothing above has to know.
+import costs about 300 ms). The official client sends the request (key,
+headers, proxies, TLS, status errors); the body that comes back is read here,
+with bounds, and checked before anything above sees it (chunks.py, sse.py): a
+server is trusted for nothing. Every SDK exception and network failure leaves
+as a chatcli error with a one-line message; servers that deviate from OpenAI
+(no usage in streams, no stream_options, no finish_reason, errors in a 200,
+a JSON body where a stream was asked for) are smoothed over here so nothing
+above has to know.
 """
 
 from __future__ import annotations
 
-import json
-import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from chatcli import errors
 from chatcli.client.failures import describe_for_retry, retry_delay, translate
+from chatcli.client.reading import BodyReader, capped_body
+from chatcli.events import ChatRequest, Completion, Event, StreamEnd, TextDelta, UsageReport
 
 if TYPE_CHECKING:
     import ssl
@@ -26,44 +30,10 @@ if TYPE_CHECKING:
 
     from chatcli.config import Settings
 
+__all__ = ["ChatRequest", "Completion", "Event", "OpenAIClient", "StreamEnd", "TextDelta",
+           "UsageReport", "warm_up"]
 
-@dataclass(frozen=True)
-class ChatRequest:
-    model: str
-    messages: list[dict[str, str]]
-    temperature: float | None = None
-    max_tokens: int | None = None
-
-    def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": self.model, "messages": self.messages}
-        if self.temperature is not None:
-            body["temperature"] = self.temperature
-        if self.max_tokens is not None:
-            body["max_tokens"] = self.max_tokens
-        return body
-
-
-@dataclass(frozen=True)
-class TextDelta:
-    text: str
-
-
-@dataclass(frozen=True)
-class UsageReport:
-    prompt_tokens: int
-    completion_tokens: int
-
-
-@dataclass(frozen=True)
-class StreamEnd:
-    """The stream finished; `finish_reason` is None when the server never sent one."""
-
-    finish_reason: str | None
-
-
-Event = TextDelta | UsageReport | StreamEnd
 Debug = Callable[[str], None]
-_KEYLIKE = re.compile(r"\b(sk|key)-[A-Za-z0-9_\-*.]{4,}")
 
 
 class OpenAIClient:
@@ -77,14 +47,20 @@ class OpenAIClient:
         debug: Debug | None = None,
         notify: Callable[[str], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self._key = api_key
         self._debug = debug
         self._notify = notify
         self._sleep = sleep
+        self._clock = clock
         self._sdk: openai.OpenAI | None = None
+        self._host = (urlsplit(settings.base_url).hostname or "").lower()
+        self._secrets = sorted({v for v in (api_key, *settings.headers.values()) if len(v.strip()) >= 4},
+                               key=len, reverse=True)
         self.usage_in_stream = True  # False once the server rejects stream_options
+        self._reader = BodyReader(settings, clock=clock, redact=self.redact, debug=debug)
 
     def _client(self) -> openai.OpenAI:
         if self._sdk is None:
@@ -92,7 +68,10 @@ class OpenAIClient:
 
             s = self.settings
             # HTTPS_PROXY, HTTP_PROXY and NO_PROXY are honoured by the HTTP client itself.
-            http_client = openai.DefaultHttpxClient(verify=_trust(s.ca_bundle)) if s.ca_bundle else None
+            http_client = openai.DefaultHttpxClient(
+                **({"verify": _trust(s.ca_bundle)} if s.ca_bundle else {}),
+                event_hooks={"request": [self._on_request], "response": [capped_body]},
+            )
             self._sdk = openai.OpenAI(
                 api_key=self._key,
                 base_url=s.base_url,
@@ -102,6 +81,14 @@ class OpenAIClient:
                 http_client=http_client,
             )
         return self._sdk
+
+    def _on_request(self, request: Any) -> None:
+        """A redirect to another host gets none of our headers: the key and every configured
+        header (an Azure `api-key`, say) stay with the endpoint they were configured for."""
+        if (request.url.host or "").lower() != self._host:
+            for name in ("authorization", *self.settings.headers):
+                if name in request.headers:
+                    del request.headers[name]
 
     def _retrying(self, call: Callable[[], Any]) -> Any:
         """Call, retrying rate limits and server errors with backoff (failures.retry_delay)."""
@@ -121,54 +108,60 @@ class OpenAIClient:
                 self._sleep(delay)
 
     def redact(self, text: str) -> str:
-        """Remove the key, and anything that looks like one, from text we show."""
-        if self._key:
-            text = text.replace(self._key, "***")
-        return _KEYLIKE.sub(r"\1-***", text)
+        """Remove the key and every configured header value from text we show, however
+        quoted: as it is, stripped, or escaped as Python shows bytes and strings."""
+        for secret in self._secrets:
+            for form in {secret, secret.strip(), repr(secret)[1:-1], repr(secret.encode())[2:-1]}:
+                if len(form) >= 4:
+                    text = text.replace(form, "***")
+        return text
+
+    # --- requests ----------------------------------------------------------------
 
     def stream(self, request: ChatRequest) -> Iterator[Event]:
         """Stream one reply as events; closing the iterator closes the HTTP stream."""
-        sdk_stream = self._guard(lambda: self._open_stream(request), request)
-        finish: str | None = None
+        response = self._guard(lambda: self._open_stream(request), request)
         try:
-            for chunk in self._guarded_iter(sdk_stream, request):
-                if self._debug:
-                    self._debug("← " + self.redact(chunk.model_dump_json(exclude_unset=True)))
-                if chunk.usage is not None:
-                    u = chunk.usage
-                    yield UsageReport(u.prompt_tokens or 0, u.completion_tokens or 0)
-                for choice in chunk.choices or ():
-                    if choice.index not in (0, None):
-                        continue
-                    text = choice.delta.content if choice.delta else None
-                    if text:
-                        yield TextDelta(text)
-                    finish = choice.finish_reason or finish
-            yield StreamEnd(finish)
+            events = self._reader.events(response.http_response, request)
+            while True:
+                event = self._guard(lambda: next(events, None), request, midstream=True)
+                if event is None:
+                    return
+                yield event
         finally:
-            sdk_stream.close()
+            response.http_response.close()
 
-    def complete(self, request: ChatRequest) -> dict[str, Any]:
-        """One reply without streaming: the server's complete response object."""
+    def complete(self, request: ChatRequest) -> Completion:
+        """One reply without streaming: its text, ending and usage, and the response object."""
 
-        def call() -> dict[str, Any]:
+        def call() -> Completion:
             body = request.body()
             self._show_request(body)
-            raw = self._retrying(lambda: self._client().chat.completions.with_raw_response.create(**body))
-            self._show_response(raw.http_response)
-            data = raw.http_response.json()
-            if self._debug:
-                self._debug("← " + self.redact(json.dumps(data, ensure_ascii=False)))
-            if not isinstance(data, dict) or not data.get("choices"):
-                raise errors.ServerError("the server answered without any choices")
-            return data
+            http = self._retrying(lambda: self._send(body)).http_response
+            try:
+                self._show_response(http)
+                return self._reader.completion(http, request)
+            finally:
+                http.close()
 
         return self._guard(call, request)
 
     def models(self) -> list[str]:
         """Model ids the endpoint lists (GET /models)."""
-        return self._guard(lambda: self._retrying(lambda: sorted(m.id for m in self._client().models.list())),
-                           None)
+
+        def call() -> list[str]:
+            listing = self._client().models.with_streaming_response
+            http = self._retrying(lambda: listing.list().__enter__()).http_response
+            try:
+                return self._reader.model_ids(http)
+            finally:
+                http.close()
+
+        return self._guard(lambda: call(), None)
+
+    def _send(self, body: dict[str, Any]) -> Any:
+        """Send; the body is not read yet (that is done here, with bounds)."""
+        return self._client().chat.completions.with_streaming_response.create(**body).__enter__()
 
     def _open_stream(self, request: ChatRequest) -> Any:
         import openai
@@ -178,7 +171,7 @@ class OpenAIClient:
             body["stream_options"] = {"include_usage": True}
         self._show_request(body)
         try:
-            raw = self._retrying(lambda: self._client().chat.completions.with_raw_response.create(**body))
+            response = self._retrying(lambda: self._send(body))
         except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
             if not self.usage_in_stream or "stream_options" not in f"{exc.message} {exc.param}":
                 raise
@@ -188,16 +181,12 @@ class OpenAIClient:
             if self._debug:
                 self._debug("server rejected stream_options; retrying without it")
             return self._open_stream(request)
-        self._show_response(raw.http_response)
-        return raw.parse()
+        self._show_response(response.http_response)
+        return response
 
-    def _guarded_iter(self, sdk_stream: Any, request: ChatRequest) -> Iterator[Any]:
-        iterator = iter(sdk_stream)
-        while True:
-            chunk = self._guard(lambda: next(iterator, None), request, midstream=True)
-            if chunk is None:
-                return
-            yield chunk
+    # --- reading what came back ---------------------------------------------------
+
+    # --- errors and --debug ---------------------------------------------------------
 
     def _guard(self, call: Callable[[], Any], request: ChatRequest | None, *, midstream=False):
         try:
@@ -209,6 +198,8 @@ class OpenAIClient:
 
     def _show_request(self, body: dict[str, Any]) -> None:
         if self._debug:
+            import json
+
             from chatcli.config import visible_headers
 
             headers = {"Authorization": "Bearer ***", **visible_headers(self.settings.headers)}
@@ -218,6 +209,8 @@ class OpenAIClient:
 
     def _show_response(self, response: Any) -> None:
         if self._debug:
+            import json
+
             wanted = ("content-type", "x-request-id", "openai-processing-ms", "retry-after")
             shown = {k: v for k, v in response.headers.items() if k.lower() in wanted
                      or k.lower().startswith("x-ratelimit")}

@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from chatcli import errors
+from chatcli.client.chunks import BodyError, Malformed
+from chatcli.client.sse import TooLarge
 
 if TYPE_CHECKING:
-    from chatcli.client import ChatRequest
     from chatcli.config import Settings
+    from chatcli.events import ChatRequest
 
 # Codes, types and phrases different servers use for "the prompt does not fit":
 # OpenAI and DeepSeek (context_length_exceeded), vLLM ("maximum context
@@ -49,18 +51,20 @@ def translate(
     midstream: bool = False,
 ) -> errors.ChatcliError:
     """One chatcli error, with what to do next, for any failure of a request."""
+    import httpx2
     import openai
 
     host = urlsplit(settings.base_url).netloc or settings.base_url
     model = request.model if request else settings.model
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
         return errors.NetworkError(
             f"{host} sent nothing for {settings.timeout:g}s"
             + (" in the middle of the reply" if midstream else ""),
             hint="the server may be overloaded; try again, or raise `timeout` in the config",
         )
-    if isinstance(exc, openai.APIConnectionError):
-        cause = redact(str(exc.__cause__ or exc))
+    if isinstance(exc, openai.APIConnectionError | httpx2.TransportError):
+        cause = redact(str(exc.__cause__ or exc) if isinstance(exc, openai.APIConnectionError) else str(exc))
+        cause = cause or type(exc).__name__
         if midstream:
             return errors.NetworkError(f"the connection to {host} broke during the reply: {cause}",
                                        hint="try again")
@@ -70,13 +74,16 @@ def translate(
         )
     if isinstance(exc, openai.APIStatusError):
         return _from_status(exc, settings, model, redact)
-    if isinstance(exc, openai.APIError):  # an error object inside a stream
-        message = redact(exc.message)
-        if is_context_too_long(exc.code, exc.type, message):
-            return _context_error(message)
-        return errors.ServerError(f"the server reported an error during the reply: {message}",
-                                  hint="try again")
-    if isinstance(exc, ValueError | TypeError | AttributeError | KeyError):
+    if isinstance(exc, TooLarge):
+        return errors.ServerError(f"{host} sent {exc}, which no chat-completions reply holds; "
+                                  "reading stopped there",
+                                  hint="check base_url; --debug shows the start of what came back")
+    if isinstance(exc, Malformed):
+        return errors.ServerError(f"{host} sent something that is not valid chat-completions data "
+                                  f"({redact(str(exc))})",
+                                  hint="check that base_url points at an OpenAI-compatible API; "
+                                       "--debug shows the data")
+    if isinstance(exc, ValueError | TypeError | AttributeError | KeyError | httpx2.DecodingError):
         return errors.ServerError(
             f"{host} sent a reply that is not valid chat-completions data ({type(exc).__name__})",
             hint="check that base_url points at an OpenAI-compatible API; --debug shows the data",
@@ -93,9 +100,37 @@ def _server_message(exc: Any) -> str:
 
 
 def _from_status(exc: Any, settings: Settings, model: str, redact: Callable[[str], str]):
-    status = exc.status_code
-    message = redact(_server_message(exc))
-    code, type_ = exc.code, exc.type
+    retry = exc.response.headers.get("retry-after")
+    return classify(exc.status_code, redact(_server_message(exc)), exc.code, exc.type, settings, model,
+                    retry_after=retry, quota=_is_quota(exc))
+
+
+def from_body(error: BodyError, settings: Settings, model: str, redact: Callable[[str], str], *,
+              midstream: bool = False) -> errors.ChatcliError:
+    """An error a server put in a body (a 200 whose JSON is an `error`, an error event in a
+    stream), classified as the same error with a proper HTTP status would be."""
+    message = redact(error.message)
+    if is_context_too_long(error.code, error.type, message):
+        return _context_error(message)
+    words = f"{error.code} {error.type} {message}".lower()
+    status = error.status if error.status is not None and 400 <= error.status < 600 else None
+    if status is None and ("quota" in words or "rate_limit" in words or "rate limit" in words):
+        status = 429
+    elif status is None and _AUTH_WORDS.search(f"{error.code} {error.type}"):
+        status = 401
+    if status is not None:
+        return classify(status, message, error.code, error.type, settings, model, quota="quota" in words)
+    where = "during the reply" if midstream else "instead of a reply"
+    return errors.ServerError(f"the server reported an error {where}: {message}",
+                              hint="try again; --debug shows what came back")
+
+
+_AUTH_WORDS = re.compile(r"api[ _-]?key|unauthori[sz]ed|authenticat|permission|forbidden", re.IGNORECASE)
+
+
+def classify(status: int, message: str, code: str | None, type_: str | None, settings: Settings,
+             model: str, *, retry_after: str | None = None, quota: bool = False) -> errors.ChatcliError:
+    """The chatcli error for a server's error with this HTTP status, words and codes."""
     if status == 401:
         return errors.AuthError(f"the server rejected the API key (401): {message}",
                                 hint="check the key and which variable or command provides it "
@@ -110,13 +145,12 @@ def _from_status(exc: Any, settings: Settings, model: str, redact: Callable[[str
         return errors.RequestError(f"{settings.base_url} has no chat-completions endpoint (404)",
                                    hint="base_url usually ends in /v1")
     if status == 429:
-        retry = exc.response.headers.get("retry-after")
-        if _is_quota(exc):
+        if quota:
             return errors.RateLimitError(f"the account is out of quota: {message}",
                                          hint="check your plan and billing with the provider")
         return errors.RateLimitError(
             f"rate limited (429): {message}",
-            hint=f"wait {retry}s and try again" if retry else "wait a little and try again",
+            hint=f"wait {retry_after}s and try again" if retry_after else "wait a little and try again",
         )
     if is_context_too_long(code, type_, message):
         return _context_error(message)

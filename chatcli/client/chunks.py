@@ -1,0 +1,186 @@
+"""What the client takes from a server's JSON, checked: types, ranges, encodings.
+
+A chunk of a stream or a whole response is read into events only after its
+parts have been checked: usage figures must be whole numbers in a sane range
+(anything else is dropped, and the usage estimated), content must be text (a
+number is taken as its digits, a list of text parts is joined; anything else
+is malformed), and lone UTF-16 surrogates, which cannot be stored or printed,
+become U+FFFD, even when a server splits a pair across two chunks. An `error`
+object in place of `choices` is found wherever a server puts it. Standard
+library only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from chatcli.events import Event, StreamEnd, TextDelta, UsageReport
+
+MAX_TOKENS_FIGURE = 10**9  # no request uses a billion tokens: a larger figure is nonsense
+_FINISH_CHARS = 40
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class Malformed(ValueError):
+    """Well-formed JSON that is not chat-completions data."""
+
+
+@dataclass(frozen=True)
+class BodyError:
+    """An error the server put in a body (a 200 with `error`, an error event in a stream)."""
+
+    message: str
+    code: str | None = None
+    type: str | None = None
+    status: int | None = None
+
+
+def load_json(text: str | bytes) -> Any:
+    """JSON, or Malformed: also for nesting too deep to parse and absurdly long numbers."""
+    try:
+        return json.loads(text, strict=False)  # raw tabs and newlines inside strings happen
+    except (ValueError, RecursionError) as exc:
+        raise Malformed("a chunk that is not JSON" if isinstance(exc, ValueError)
+                        else "JSON nested too deeply to read") from None
+
+
+def find_error(data: Any) -> BodyError | None:
+    """The error a body carries instead of a reply, in any of the shapes servers use."""
+    if not isinstance(data, dict) or data.get("choices"):
+        return None
+    error = data.get("error")
+    if isinstance(error, dict):
+        return _error(error.get("message") or error.get("msg") or error, error)
+    if isinstance(error, str) and error.strip():
+        return _error(error, data)
+    if data.get("object") == "error" or ("message" in data and "choices" not in data):
+        return _error(data.get("message"), data)  # vLLM, and plain {"code", "message"}
+    if "detail" in data and "choices" not in data:
+        return _error(data["detail"], data)  # FastAPI-style servers
+    return None
+
+
+def _error(message: Any, fields: dict[str, Any]) -> BodyError:
+    text = message if isinstance(message, str) else json.dumps(message, ensure_ascii=False)[:500]
+    code = fields.get("code")
+    status = code if isinstance(code, int) and not isinstance(code, bool) else fields.get("status")
+    return BodyError(
+        message=text.strip() or "(no message)",
+        code=str(code) if isinstance(code, str | int) and not isinstance(code, bool) else None,
+        type=fields.get("type") if isinstance(fields.get("type"), str) else None,
+        status=status if isinstance(status, int) and not isinstance(status, bool) else None,
+    )
+
+
+def _count(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and 0 <= value <= MAX_TOKENS_FIGURE:
+        return value
+    return None
+
+
+def read_usage(raw: Any) -> UsageReport | None:
+    """The usage figures, or None when they are missing or cannot be right."""
+    if not isinstance(raw, dict):
+        return None
+    prompt, completion = _count(raw.get("prompt_tokens")), _count(raw.get("completion_tokens"))
+    if prompt is None or completion is None:
+        return None
+    return UsageReport(prompt, completion)
+
+
+def read_text(content: Any) -> str | None:
+    """A message's content as text: a string, a number's digits, or a list of text parts."""
+    if content is None or isinstance(content, str):
+        return content
+    if isinstance(content, int | float) and not isinstance(content, bool):
+        return str(content)
+    if isinstance(content, list):
+        texts = [part.get("text") if isinstance(part, dict) else part for part in content]
+        if all(isinstance(text, str) for text in texts):
+            return "".join(texts)
+    raise Malformed(f"content that is not text ({type(content).__name__})")
+
+
+def read_finish(value: Any) -> str | None:
+    return value[:_FINISH_CHARS] if isinstance(value, str) and value else None
+
+
+def _first_choice(data: dict[str, Any]) -> dict[str, Any] | None:
+    choices = data.get("choices")
+    if choices is None:
+        return None
+    if not isinstance(choices, list):
+        raise Malformed(f"choices that are not a list ({type(choices).__name__})")
+    for choice in choices:
+        if not isinstance(choice, dict):
+            raise Malformed(f"a choice that is not an object ({type(choice).__name__})")
+        if choice.get("index", 0) in (0, None):
+            return choice
+    return None
+
+
+def chunk_events(data: Any, mender: SurrogateMender) -> list[Event]:
+    """The events of one streamed chunk (its error, if it carries one, is the caller's)."""
+    if not isinstance(data, dict):
+        raise Malformed(f"a chunk that is not a JSON object ({type(data).__name__})")
+    events: list[Event] = []
+    choice = _first_choice(data)
+    if choice is not None:
+        delta = choice.get("delta")
+        if delta is None:
+            delta = choice.get("message")  # a few servers put the whole message in a chunk
+        if delta is not None and not isinstance(delta, dict):
+            raise Malformed(f"a delta that is not an object ({type(delta).__name__})")
+        text = mender.feed(read_text((delta or {}).get("content")) or "")
+        if text:
+            events.append(TextDelta(text))
+        finish = read_finish(choice.get("finish_reason"))
+        if finish is not None:
+            events.append(StreamEnd(finish))
+    usage = read_usage(data.get("usage"))
+    if usage is not None:
+        events.append(usage)
+    return events
+
+
+def completion_events(data: Any) -> tuple[str, str | None, UsageReport | None]:
+    """A whole (non-streamed) response: its text, finish reason and usage."""
+    if not isinstance(data, dict):
+        raise Malformed(f"a response that is not a JSON object ({type(data).__name__})")
+    choice = _first_choice(data)
+    if choice is None:
+        raise Malformed("a response without any choices")
+    message = choice.get("message")
+    if message is not None and not isinstance(message, dict):
+        raise Malformed(f"a message that is not an object ({type(message).__name__})")
+    mender = SurrogateMender()
+    text = mender.feed(read_text((message or {}).get("content")) or "") + mender.close()
+    return text, read_finish(choice.get("finish_reason")), read_usage(data.get("usage"))
+
+
+class SurrogateMender:
+    """Text with lone UTF-16 surrogates replaced by U+FFFD; a pair split across two
+    chunks (servers that count in UTF-16) is joined into its character."""
+
+    def __init__(self) -> None:
+        self._held = ""
+
+    def feed(self, text: str) -> str:
+        text, self._held = self._held + text, ""
+        if not text or _SURROGATE.search(text) is None:
+            return text
+        if "\ud800" <= text[-1] <= "\udbff":  # a high surrogate: its pair may come next
+            text, self._held = text[:-1], text[-1]
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+    def close(self) -> str:
+        held, self._held = self._held, ""
+        return "\ufffd" if held else ""

@@ -1,0 +1,60 @@
+"""What a reply is made of as it arrives: small tagged values shared by client, chat and render.
+
+The client turns a server's stream (or a whole response) into these; chat.py
+collects them into a message. A new kind of content is a new value here, not a
+new method on every consumer. Standard library only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    model: str
+    messages: list[dict[str, str]]
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.model, "messages": self.messages}
+        if self.temperature is not None:
+            body["temperature"] = self.temperature
+        if self.max_tokens is not None:
+            body["max_tokens"] = self.max_tokens
+        return body
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class StreamEnd:
+    """The stream finished; `finish_reason` is None when the server never sent one."""
+
+    finish_reason: str | None
+
+
+Event = TextDelta | UsageReport | StreamEnd
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A whole reply (no streaming): its text, how it ended, the usage the server
+    reported (None when it reported none that could be used), and the server's
+    response object as it came."""
+
+    text: str
+    finish_reason: str | None
+    usage: UsageReport | None
+    response: dict[str, Any]
