@@ -46,6 +46,8 @@ class Journal(Protocol):
 
     def user(self, message: Message) -> Message: ...
 
+    def answering(self, question: Message) -> None: ...
+
     def reply_progress(self, parts: list[str]) -> None: ...
 
     def reply_done(self, message: Message) -> Message: ...
@@ -56,6 +58,9 @@ class NoJournal:
 
     def user(self, message: Message) -> Message:
         return message
+
+    def answering(self, question: Message) -> None:
+        pass
 
     def reply_progress(self, parts: list[str]) -> None:
         pass
@@ -118,6 +123,7 @@ def send(
     journal = journal or NoJournal()
     window = window_for(conversation, settings)
     _refuse_far_too_big(conversation, settings)
+    journal.answering(conversation.messages[-1])
     try:
         return _attempt(conversation, window, client, settings, sink, journal, stream)
     except errors.ContextTooLongError:

@@ -23,7 +23,7 @@ class Recorder:
     at most every `interval` seconds while it streams (the first time one
     interval after its first words, so a short reply costs one write), and
     finally with how it ended. A failure to save is reported
-    once through `warn` and the conversation goes on in memory.
+    once through `on_failure` and the conversation goes on in memory.
     """
 
     def __init__(
@@ -33,7 +33,7 @@ class Recorder:
         *,
         meta: Callable[[], dict[str, str | None]],
         name: str | None = None,
-        warn: Callable[[str], None] = lambda text: None,
+        on_failure: Callable[[StorageError], None] = lambda error: None,
         interval: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -41,22 +41,29 @@ class Recorder:
         self.conversation_id = conversation_id
         self._meta = meta
         self._name = name
-        self._warn = warn
+        self._on_failure = on_failure
         self._interval = interval
         self._clock = clock
         self._reply_id: int | None = None
+        self._question_id: int | None = None  # what the reply being received answers
+        self._written = 0  # parts of the reply already saved
+        self._seq = 0
         self._started: float | None = None  # when the current reply's first words came
         self._last_write = 0.0
-        self.broken = False
+        self.failure: StorageError | None = None  # the first write that failed; none after it
+
+    @property
+    def broken(self) -> bool:
+        return self.failure is not None
 
     def _safely(self, write: Callable[[], int | None]) -> int | None:
-        if self.broken:
+        if self.failure is not None:
             return None
         try:
             return write()
         except StorageError as exc:
-            self.broken = True
-            self._warn(f"{exc.message}; this conversation is no longer being saved")
+            self.failure = exc
+            self._on_failure(exc)
             return None
 
     def _ensure(self, first: Message) -> int:
@@ -70,27 +77,38 @@ class Recorder:
                                                     model=self._meta().get("model")))
         return _with_id(message, saved)
 
+    def answering(self, question: Message) -> None:
+        """The reply about to arrive answers `question` (saved next to it, whoever else writes)."""
+        self._question_id = question.id
+
     def reply_progress(self, parts: list[str]) -> None:
+        """Save what arrived since the last write (at most every `interval` seconds)."""
         now = self._clock()
         if self._started is None:
             self._started = self._last_write = now
         if now - self._last_write < self._interval:
             return
         self._last_write = now
-        partial = Message("assistant", "".join(parts), finish_reason=STREAMING)
+        new, self._written = "".join(parts[self._written:]), len(parts)
         reply_id = self._reply_id
         if reply_id is None:
-            self._reply_id = self._safely(lambda: self.store.add(self._ensure(partial), partial,
-                                                                 model=self._meta().get("model")))
+            partial = Message("assistant", new, finish_reason=STREAMING)
+            self._reply_id = self._safely(lambda: self.store.add(
+                self._ensure(partial), partial, model=self._meta().get("model"),
+                reply_to=self._question_id))
         else:
-            self._safely(lambda: self.store.update(reply_id, partial))
+            self._seq += 1
+            seq = self._seq
+            self._safely(lambda: self.store.append(reply_id, seq, new))
 
     def reply_done(self, message: Message) -> Message:
         reply_id, self._reply_id = self._reply_id, None
         self._started = None
+        self._written = self._seq = 0
         if reply_id is None:
             return _with_id(message, self._safely(lambda: self.store.add(
-                self._ensure(message), message, model=self._meta().get("model"))))
+                self._ensure(message), message, model=self._meta().get("model"),
+                reply_to=self._question_id)))
         self._safely(lambda: self.store.update(reply_id, message))
         return _with_id(message, reply_id)
 

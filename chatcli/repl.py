@@ -62,8 +62,8 @@ class SlashCompleter(Completer):
         try:
             command = commands.find(name.lower())
             choices = command.complete(self.session) if command.complete else []
-        except (errors.ChatcliError, KeyboardInterrupt):
-            return  # no key yet, endpoint down: simply no suggestions
+        except (Exception, KeyboardInterrupt):
+            return  # no key yet, endpoint down, a bug: simply no suggestions, never a broken line
         for choice in choices:
             # Model names come from the server: one with control characters is not offered.
             if choice.startswith(arg) and is_plain(choice):
@@ -81,13 +81,47 @@ def _bindings() -> KeyBindings:
     return keys
 
 
-def _history(path: Path | None) -> History:
+class _KeptHistory(FileHistory):
+    """The input history file. Earlier lines are read from it; a new line is added to it
+    unless `keep` is off (--no-save: nothing typed is written anywhere). A file that
+    cannot be written is reported once and the session goes on with the history in
+    memory: a line typed is never lost to a full disk."""
+
+    def __init__(self, path: Path, *, keep: bool, warn: Callable[[str], None]) -> None:
+        super().__init__(str(path))
+        self.keep = keep
+        self._warn = warn
+
+    def load_history_strings(self) -> Iterator[str]:
+        try:
+            yield from super().load_history_strings()
+        except (OSError, ValueError) as exc:
+            self._warn(f"the input history {self.filename} cannot be read ({exc}); starting without it")
+
+    def store_string(self, string: str) -> None:
+        if not self.keep:
+            return
+        try:
+            super().store_string(string)
+        except OSError as exc:
+            self.keep = False
+            self._warn(f"the input history {self.filename} cannot be written "
+                       f"({exc.strerror or exc}); lines typed now are kept only until you leave")
+
+
+def _history(path: Path | None, *, keep: bool, warn: Callable[[str], None]) -> History:
     if path is None:
         return InMemoryHistory()
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if not path.exists():
-        path.touch(mode=0o600)  # what was typed may be private
-    return FileHistory(str(path))
+    try:
+        if keep:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not path.exists():
+                path.touch(mode=0o600)  # what was typed may be private
+    except OSError as exc:
+        warn(f"the input history {path} cannot be kept ({exc.strerror or exc}); "
+             "lines typed now are kept only until you leave")
+        return InMemoryHistory()
+    return _KeptHistory(path, keep=keep, warn=warn)
 
 
 class Repl:
@@ -102,6 +136,7 @@ class Repl:
         markdown: bool = True,
         history_path: Path | None = None,
         vi_mode: bool = False,
+        keep_history: bool = True,
         input: Any = None,
         output: Any = None,
         env: Mapping[str, str] | None = None,
@@ -114,7 +149,7 @@ class Repl:
         self.env = os.environ if env is None else env
         self.prompt: PromptSession[str] = PromptSession(
             PROMPT,
-            history=_history(history_path),
+            history=_history(history_path, keep=keep_history, warn=diag.warning),
             auto_suggest=AutoSuggestFromHistory(),
             completer=SlashCompleter(session),
             complete_in_thread=True,
@@ -127,6 +162,7 @@ class Repl:
             input=input,
             output=output,
         )
+        self._editor_failures = 0
         if on_first_draw is not None:
             self._once_drawn(on_first_draw)
 
@@ -148,13 +184,24 @@ class Repl:
         return errors.EXIT_OK
 
     def _read(self) -> str | None:
-        """The next line; '' after Ctrl-C (the line is cleared), None at Ctrl-D."""
+        """The next line; '' after Ctrl-C (the line is cleared), None at Ctrl-D.
+
+        Any other failure of the line editor is told in one line and the session goes
+        on; only if it fails again and again (the terminal is gone) does the session end."""
         try:
-            return self.prompt.prompt()
+            line = self.prompt.prompt()
         except KeyboardInterrupt:
             return ""
         except EOFError:
             return None
+        except Exception as exc:
+            self._editor_failures += 1
+            self.diag.error(f"the line editor failed ({type(exc).__name__}: {exc})")
+            if self._editor_failures >= 3:
+                return None
+            return ""
+        self._editor_failures = 0
+        return line
 
     def _dispatch(self, line: str) -> bool:
         """Run one line; False when the session should end."""
@@ -218,9 +265,12 @@ class Repl:
 
     def _toolbar(self) -> str:
         s = self.session.settings
-        window = self.session.window()
-        share = 100 * window.tokens / window.budget if window.budget else 100
-        return visible(f" {s.profile or 'default'} | {s.model} | context {share:.0f}% | /help")
+        try:
+            window = self.session.window()
+            share = f"{100 * window.tokens / window.budget if window.budget else 100:.0f}%"
+        except Exception:  # the bar is drawn inside the line editor: it must never fail
+            share = "?"
+        return visible(f" {s.profile or 'default'} | {s.model} | context {share} | /help")
 
 
 @contextmanager

@@ -43,6 +43,7 @@ class Session:
         self.profiles = profiles or []
         self.store = store
         self._warn = warn
+        self.save_failure: errors.StorageError | None = None  # the first write that failed
         self._client_factory = client_factory
         self._load_profile = load_profile
         self._client: ChatClient | None = None
@@ -172,7 +173,12 @@ class Session:
     def _recorder(self, conversation_id: int | None, name: str | None = None) -> Journal:
         if self.store is None:
             return NoJournal()
-        return Recorder(self.store, conversation_id, meta=self._meta, name=name, warn=self._warn)
+        return Recorder(self.store, conversation_id, meta=self._meta, name=name,
+                        on_failure=self._saving_failed)
+
+    def _saving_failed(self, error: errors.StorageError) -> None:
+        self.save_failure = self.save_failure or error
+        self._warn(f"{error.message}; this conversation is no longer being saved")
 
     def _meta(self) -> dict[str, str | None]:
         return {"profile": self.settings.profile, "model": self.settings.model,
@@ -188,7 +194,12 @@ class Session:
         return self.store
 
     def new(self, *, name: str | None = None, system: str | None = None) -> int | None:
-        """Start a fresh conversation; the previous one stays saved. Returns the previous id."""
+        """Start a fresh conversation; the previous one stays saved. Returns the previous id.
+
+        A name already in use is refused: one name, one conversation."""
+        if name is not None and self.store is not None and self.store.find(name) is not None:
+            raise errors.UsageError(f"a conversation named {name!r} already exists",
+                                    hint=f"/resume {name} opens it; /new with another name starts one")
         previous = self.conversation_id
         self.conversation = Conversation(system=system)
         self._journal = self._recorder(None, name)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from chatcli.conversation import Message
 from chatcli.errors import StorageError
+from chatcli.migrations import MIGRATIONS
 
 DB_NAME = "chatcli.db"
 STREAMING = "streaming"  # finish_reason of a reply being received; after a crash it stays
@@ -44,78 +45,6 @@ def _patiently(step: Callable[[], object]) -> None:
                 raise
         time.sleep(delay)
         delay = min(delay * 2, 0.2)
-
-
-def _script(db: sqlite3.Connection, script: str) -> None:
-    """Run statements one by one: executescript would commit the migration's transaction."""
-    statement = ""
-    for line in script.splitlines(keepends=True):
-        statement += line
-        if sqlite3.complete_statement(statement):
-            db.execute(statement)
-            statement = ""
-
-
-def _schema_1(db: sqlite3.Connection) -> None:
-    _script(db, """
-        CREATE TABLE conversations (
-            id INTEGER PRIMARY KEY,
-            name TEXT UNIQUE,
-            title TEXT NOT NULL DEFAULT '',
-            created_at REAL NOT NULL,
-            updated_at REAL NOT NULL,
-            profile TEXT,
-            model TEXT,
-            system_prompt TEXT
-        );
-        CREATE TABLE messages (
-            id INTEGER PRIMARY KEY,
-            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
-            role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
-            content TEXT NOT NULL,
-            tokens INTEGER,
-            tokens_estimated INTEGER NOT NULL DEFAULT 1,
-            model TEXT,
-            finish_reason TEXT,
-            pinned INTEGER NOT NULL DEFAULT 0,
-            created_at REAL NOT NULL,
-            updated_at REAL NOT NULL
-        );
-    """)
-
-
-def _schema_2(db: sqlite3.Connection) -> None:
-    """Full-text search. The trigram tokenizer finds Chinese words inside a run of
-    characters; SQLite before 3.34 lacks it, and falls back to word tokens."""
-    try:
-        db.execute("CREATE VIRTUAL TABLE messages_fts USING fts5(content, content='messages', "
-                   "content_rowid='id', tokenize='trigram')")
-    except sqlite3.OperationalError:
-        db.execute("CREATE VIRTUAL TABLE messages_fts USING fts5(content, content='messages', "
-                   "content_rowid='id')")
-    _script(db, """
-        CREATE TRIGGER messages_ai AFTER INSERT ON messages BEGIN
-            INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
-        END;
-        CREATE TRIGGER messages_ad AFTER DELETE ON messages BEGIN
-            INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
-        END;
-        CREATE TRIGGER messages_au AFTER UPDATE OF content ON messages BEGIN
-            INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
-            INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
-        END;
-        INSERT INTO messages_fts(messages_fts) VALUES ('rebuild');
-    """)
-
-
-def _schema_3(db: sqlite3.Connection) -> None:
-    _script(db, """
-        CREATE INDEX messages_by_conversation ON messages(conversation_id, id);
-        CREATE INDEX conversations_by_update ON conversations(updated_at);
-    """)
-
-
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_schema_1, _schema_2, _schema_3)
 
 
 @dataclass(frozen=True)
@@ -215,13 +144,19 @@ class Store:
 
     def create(self, *, name: str | None = None, title: str = "", profile: str | None = None,
                model: str | None = None, system_prompt: str | None = None) -> int:
+        """A new conversation; with a name, the one of that name, created if none has it yet.
+
+        Finding and creating are one transaction: two processes opening the same new
+        name at once share one conversation instead of one of them failing."""
         now = self._clock()
         with self._write() as db:
-            cursor = db.execute(
+            db.execute(
                 "INSERT INTO conversations (name, title, created_at, updated_at, profile, model, "
-                "system_prompt) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "system_prompt) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
                 (name, title, now, now, profile, model, system_prompt))
-            return int(cursor.lastrowid or 0)
+            if name is None:
+                return int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
+            return int(db.execute("SELECT id FROM conversations WHERE name = ?", (name,)).fetchone()[0])
 
     def update_conversation(self, conversation_id: int, **fields: object) -> None:
         allowed = {"name", "title", "profile", "model", "system_prompt"}
@@ -241,7 +176,7 @@ class Store:
     def find(self, ref: str) -> ConversationInfo | None:
         """A conversation by name, or by number when no conversation has that name."""
         rows = self._read(_INFO + " WHERE c.name = ?", (ref,))
-        if not rows and ref.isdigit():
+        if not rows and is_number(ref):
             rows = self._read(_INFO + " WHERE c.id = ?", (int(ref),))
         return ConversationInfo(*rows[0]) if rows else None
 
@@ -262,22 +197,39 @@ class Store:
     # --- messages --------------------------------------------------------------
 
     def load(self, conversation_id: int) -> list[Message]:
+        """The messages in order: each reply right after the question it answers."""
         rows = self._read(
             "SELECT id, role, content, tokens, tokens_estimated, pinned, finish_reason FROM messages "
-            "WHERE conversation_id = ? ORDER BY id", (conversation_id,))
-        return [_message(row) for row in rows]
+            "WHERE conversation_id = ? ORDER BY coalesce(reply_to, id), id", (conversation_id,))
+        messages = []
+        for row in rows:
+            if row[6] == STREAMING:  # the process ended while this reply was arriving
+                chunks = self._read("SELECT text FROM message_chunks WHERE message_id = ? ORDER BY seq",
+                                    (row[0],))
+                row = (row[0], row[1], row[2] + "".join(text for (text,) in chunks), *row[3:])
+            messages.append(_message(row))
+        return messages
 
-    def add(self, conversation_id: int, message: Message, *, model: str | None = None) -> int:
+    def add(self, conversation_id: int, message: Message, *, model: str | None = None,
+            reply_to: int | None = None) -> int:
         now = self._clock()
         with self._write() as db:
             cursor = db.execute(
                 "INSERT INTO messages (conversation_id, role, content, tokens, tokens_estimated, "
-                "model, finish_reason, pinned, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "model, finish_reason, pinned, created_at, updated_at, reply_to) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (conversation_id, message.role, message.content, message.tokens,
-                 int(message.estimated), model, message.finish_reason, int(message.pinned), now, now))
+                 int(message.estimated), model, message.finish_reason, int(message.pinned), now, now,
+                 reply_to))
             db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation_id))
             return int(cursor.lastrowid or 0)
+
+    def append(self, message_id: int, seq: int, text: str) -> None:
+        """More text of a reply that is still arriving: costs what `text` costs, however long
+        the reply already is. `update` with the whole text ends it."""
+        with self._write() as db:
+            db.execute("INSERT INTO message_chunks (message_id, seq, text) VALUES (?, ?, ?)",
+                       (message_id, seq, text))
 
     def update(self, message_id: int, message: Message) -> None:
         with self._write() as db:
@@ -286,6 +238,7 @@ class Store:
                 "pinned = ?, updated_at = ? WHERE id = ?",
                 (message.content, message.tokens, int(message.estimated), message.finish_reason,
                  int(message.pinned), self._clock(), message_id))
+            db.execute("DELETE FROM message_chunks WHERE message_id = ?", (message_id,))
 
     def remove(self, message_ids: Sequence[int]) -> None:
         with self._write() as db:
@@ -315,6 +268,11 @@ class Store:
 
     def integrity(self) -> str:
         return str(self._read("PRAGMA integrity_check")[0][0])
+
+
+def is_number(ref: str) -> bool:
+    """A conversation number as typed: ASCII digits that fit SQLite's integers."""
+    return ref.isascii() and ref.isdigit() and int(ref) < 2**63
 
 
 def _message(row: tuple) -> Message:

@@ -16,9 +16,10 @@ PACKAGE = Path(__file__).resolve().parent.parent / "chatcli"
 
 # Higher layers may import lower ones (later in the list), never the reverse.
 LAYERS = ["cli", "repl", "commands", "session", "doctor", "chat", "render", "client", "export",
-          "recorder", "store", "config", "schema", "conversation", "mdblocks", "textsafe", "events", "errors"]
+          "recorder", "store", "migrations", "config", "schema", "conversation", "mdblocks", "textsafe",
+          "events", "errors"]
 HOMES = {"openai": {"client"}, "rich": {"render"}, "typer": {"cli"},
-         "prompt_toolkit": {"repl", "keybindings"}, "sqlite3": {"store"}, "click": set()}
+         "prompt_toolkit": {"repl", "keybindings"}, "sqlite3": {"store", "migrations"}, "click": set()}
 LAZY = {"openai", "rich"}
 STDLIB_ONLY = {"conversation", "errors", "mdblocks", "schema", "export", "textsafe", "events",
                "client/chunks", "client/sse"}

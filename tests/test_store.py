@@ -174,14 +174,14 @@ def test_recorder_saves_the_question_first_and_the_reply_at_a_bounded_rate(store
 
 
 def test_recorder_warns_once_and_carries_on_when_saving_fails(store):
-    warnings: list[str] = []
-    recorder = Recorder(store, None, meta=lambda: {}, warn=warnings.append)
+    failures: list[StorageError] = []
+    recorder = Recorder(store, None, meta=lambda: {}, on_failure=failures.append)
     recorder.user(Message(USER, "first"))
     store.close()  # the database goes away under it
     kept = recorder.user(Message(USER, "second"))
     recorder.reply_done(Message(ASSISTANT, "reply"))
     assert kept.content == "second"
-    assert len(warnings) == 1 and "no longer being saved" in warnings[0]
+    assert len(failures) == 1 and recorder.failure is failures[0]
 
 
 WRITER = textwrap.dedent("""

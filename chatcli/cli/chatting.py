@@ -120,8 +120,17 @@ def ask(
     answer(text, piped, flags, settings)
 
 
+def saving(flags: Flags, settings: Settings) -> bool:
+    return not flags.no_save and settings.save
+
+
+def must_save(flags: Flags) -> bool:
+    """--session and -c ask for a saved conversation: not saving it is a failure (exit 8)."""
+    return bool(flags.session or flags.resume_latest) and not flags.no_save
+
+
 def open_session(flags: Flags, settings: Settings, diag: Diagnostics, *,
-                 key: str | None = None) -> Session:
+                 key: str | None = None, interactive: bool = False) -> Session:
     """A session wired to the client, the store and the profiles, resumed as the flags ask.
 
     `key`, when already resolved for `settings`, is used as it is: api_key_cmd may be a
@@ -140,15 +149,17 @@ def open_session(flags: Flags, settings: Settings, diag: Diagnostics, *,
         return build_settings(Flags(profile=name, config=flags.config))
 
     store = None
-    if not (flags.no_save or not settings.save):
+    if saving(flags, settings):
         try:
             store = open_store(data_dir(env, settings))
         except errors.StorageError as exc:
-            if flags.session or flags.resume_latest:
+            if must_save(flags):
                 raise
             diag.warning(f"{exc.line()}; this conversation will not be saved")
+    # A one-shot answer that must be saved says so once, at the end, as its exit code.
+    warn = (lambda text: None) if must_save(flags) and not interactive else diag.warning
     session = Session(settings, client_factory=make_client, load_profile=load_profile,
-                      profiles=list(settings.profiles), store=store, warn=diag.warning)
+                      profiles=list(settings.profiles), store=store, warn=warn)
     if flags.session:
         session.open(flags.session)
     elif flags.resume_latest and session.resume_latest() is None:
@@ -172,8 +183,13 @@ def answer(question: str | None, piped: str | None, flags: Flags, settings: Sett
         sink = MarkdownSink(file=sys.stdout)
     else:
         sink = PlainSink(sys.stdout)
-    result = session.ask(compose_user_message(question, piped), sink,
-                         stream=not (flags.no_stream or flags.json))
+    try:
+        result = session.ask(compose_user_message(question, piped), sink,
+                             stream=not (flags.no_stream or flags.json))
+    except errors.ChatcliError:
+        if must_save(flags) and session.save_failure is not None:
+            diag.warning(f"{session.save_failure.message}; this conversation was not saved")
+        raise
     if flags.json:
         sys.stdout.write(json_safe(json.dumps(result.response, indent=2, ensure_ascii=False)) + "\n")
         sys.stdout.flush()
@@ -182,6 +198,9 @@ def answer(question: str | None, piped: str | None, flags: Flags, settings: Sett
     if flags.usage:
         diag.usage(format_usage(result.usage, price_input=settings.price_input,
                                 price_output=settings.price_output, currency=settings.currency))
+    if must_save(flags) and session.save_failure is not None:
+        raise errors.StorageError(f"{session.save_failure.message}; the reply was not saved",
+                                  hint=session.save_failure.hint)
 
 
 class _NullSink:
@@ -206,7 +225,7 @@ def interact(flags: Flags, settings: Settings | None = None, *, first: str | Non
     settings = settings or build_settings(flags, diag)
     if settings.key_source.kind in ("none", "env", "value"):
         resolve_api_key(settings, env)  # a first run without a key learns how to set one up now
-    session = open_session(flags, settings, diag)
+    session = open_session(flags, settings, diag, interactive=True)
     color = wants_color(sys.stdout, env)
     diag.usage(f"chatcli {__version__} · {settings.model} at {settings.base_url} · "
                "/help for commands, Ctrl-D to leave")
@@ -219,8 +238,13 @@ def interact(flags: Flags, settings: Settings | None = None, *, first: str | Non
         diag=diag,
         markdown=color and settings.markdown and not plain,
         history_path=data_dir(env, settings) / "input_history",
+        # --no-save writes nothing typed anywhere; a data directory that failed was told once.
+        keep_history=saving(flags, settings) and session.store is not None,
         vi_mode=settings.vi_mode,
         input=repl.terminal_input() if first is not None or not sys.stdin.isatty() else None,
         on_first_draw=client.warm_up,
     )
-    return loop.run(first_message=first)
+    code = loop.run(first_message=first)
+    if code == errors.EXIT_OK and must_save(flags) and session.save_failure is not None:
+        return errors.EXIT_STORAGE  # said when it happened; the exit code says it again
+    return code

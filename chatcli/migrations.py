@@ -1,0 +1,123 @@
+"""The database schema, one migration per version: how chatcli.db came to be as it is.
+
+Each step runs in its own transaction (store.py drives them) and never loses
+data; a test builds every earlier version and migrates it. Only store.py
+imports this module.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+
+def _script(db: sqlite3.Connection, script: str) -> None:
+    """Run statements one by one: executescript would commit the migration's transaction."""
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            db.execute(statement)
+            statement = ""
+
+
+def _schema_1(db: sqlite3.Connection) -> None:
+    _script(db, """
+        CREATE TABLE conversations (
+            id INTEGER PRIMARY KEY,
+            name TEXT UNIQUE,
+            title TEXT NOT NULL DEFAULT '',
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            profile TEXT,
+            model TEXT,
+            system_prompt TEXT
+        );
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
+            content TEXT NOT NULL,
+            tokens INTEGER,
+            tokens_estimated INTEGER NOT NULL DEFAULT 1,
+            model TEXT,
+            finish_reason TEXT,
+            pinned INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+    """)
+
+
+def _schema_2(db: sqlite3.Connection) -> None:
+    """Full-text search. The trigram tokenizer finds Chinese words inside a run of
+    characters; SQLite before 3.34 lacks it, and falls back to word tokens."""
+    try:
+        db.execute("CREATE VIRTUAL TABLE messages_fts USING fts5(content, content='messages', "
+                   "content_rowid='id', tokenize='trigram')")
+    except sqlite3.OperationalError:
+        db.execute("CREATE VIRTUAL TABLE messages_fts USING fts5(content, content='messages', "
+                   "content_rowid='id')")
+    _script(db, """
+        CREATE TRIGGER messages_ai AFTER INSERT ON messages BEGIN
+            INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+        END;
+        CREATE TRIGGER messages_ad AFTER DELETE ON messages BEGIN
+            INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+        END;
+        CREATE TRIGGER messages_au AFTER UPDATE OF content ON messages BEGIN
+            INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+            INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+        END;
+        INSERT INTO messages_fts(messages_fts) VALUES ('rebuild');
+    """)
+
+
+def _schema_3(db: sqlite3.Connection) -> None:
+    _script(db, """
+        CREATE INDEX messages_by_conversation ON messages(conversation_id, id);
+        CREATE INDEX conversations_by_update ON conversations(updated_at);
+    """)
+
+
+def _schema_4(db: sqlite3.Connection) -> None:
+    """Saving a reply as it streams costs O(new text); a reply is answered next to its question.
+
+    A reply being received keeps its text in message_chunks, one row per write,
+    and is indexed for search only once it has ended (so a long reply is not
+    indexed again at every write). reply_to links a reply to its question, so two
+    processes writing one conversation keep each answer after its own question.
+    Replies left 'streaming' by a crash were indexed by the old triggers; they are
+    marked interrupted first, which keeps the index consistent.
+    """
+    _script(db, """
+        CREATE TABLE message_chunks (
+            message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            text TEXT NOT NULL,
+            PRIMARY KEY (message_id, seq)
+        ) WITHOUT ROWID;
+        ALTER TABLE messages ADD COLUMN reply_to INTEGER;
+        UPDATE messages SET finish_reason = 'interrupted' WHERE finish_reason = 'streaming';
+        DROP TRIGGER messages_ai;
+        DROP TRIGGER messages_ad;
+        DROP TRIGGER messages_au;
+        CREATE TRIGGER messages_ai AFTER INSERT ON messages
+        WHEN new.finish_reason IS NOT 'streaming' BEGIN
+            INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+        END;
+        CREATE TRIGGER messages_ad AFTER DELETE ON messages
+        WHEN old.finish_reason IS NOT 'streaming' BEGIN
+            INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+        END;
+        CREATE TRIGGER messages_au AFTER UPDATE OF content, finish_reason ON messages BEGIN
+            INSERT INTO messages_fts(messages_fts, rowid, content)
+                SELECT 'delete', old.id, old.content WHERE old.finish_reason IS NOT 'streaming';
+            INSERT INTO messages_fts(rowid, content)
+                SELECT new.id, new.content WHERE new.finish_reason IS NOT 'streaming';
+        END;
+    """)
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_schema_1, _schema_2, _schema_3,
+                                                                _schema_4)
