@@ -11,6 +11,7 @@ Standard library only; the renderer in render.py does the drawing.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 _FENCE = re.compile(r"^ *(?P<marker>`{3,}|~{3,})(?P<info>.*)$")
 _HEADING = re.compile(r"^ {0,3}#{1,6}(\s|$)")
@@ -18,10 +19,14 @@ _LIST_ITEM = re.compile(r"^ {0,3}([-*+]|\d{1,9}[.)])(\s|$)")
 
 
 class BlockSplitter:
-    """Feed text in any chunks; get back finished blocks, oldest first."""
+    """Feed text in any chunks; get back finished blocks, oldest first.
+
+    Each feed costs time in proportion to the new text, however long the open
+    block or its unfinished line has grown (a 4 MB paragraph with no newline).
+    """
 
     def __init__(self) -> None:
-        self._partial = ""  # the line still being received
+        self._pieces: list[str] = []  # the line still being received, as it came
         self._lines: list[str] = []  # the open block's complete lines
         self._fence: str | None = None  # the marker of the open fenced code block
         self._fence_is_block = False  # the fence is the block (not inside a list)
@@ -31,26 +36,65 @@ class BlockSplitter:
     @property
     def open_text(self) -> str:
         """The open block as received so far, including a partial last line."""
-        lines = self._lines + ([self._partial] if self._partial else [])
-        return "\n".join(lines)
+        partial = "".join(self._pieces)
+        return "\n".join(self._lines + ([partial] if partial else []))
+
+    def open_tail(self, limit: int) -> tuple[str, bool]:
+        """The end of the open block: all of it when it holds at most 2 * `limit` characters,
+        else its last `limit` to 2 * `limit`, starting at a line's start where there is one
+        (after a space in one enormous line); and whether anything was left out. Costs
+        about `limit`, however long the block has grown."""
+        want = 2 * limit
+        taken: list[str] = []
+        size = 0
+        for element in self._backwards():
+            if size + len(element) > want:
+                taken.append(element[len(element) - (want - size):])
+                break
+            taken.append(element)
+            size += len(element)
+        else:
+            return "".join(reversed(taken)), False
+        text = "".join(reversed(taken))
+        start = text.find("\n", 0, len(text) - limit) + 1 or text.find(" ", 0, len(text) - limit) + 1
+        return text[start:], True
+
+    def _backwards(self) -> Iterator[str]:
+        """The open block's text in pieces, last first (what open_text joins)."""
+        yield from reversed(self._pieces)
+        for number, line in enumerate(reversed(self._lines)):
+            if number or self._pieces:
+                yield "\n"
+            yield line
 
     @property
     def open_fence(self) -> str | None:
         """The fence marker when the open block is a fenced code block still being received."""
         return self._fence if self._fence_is_block else None
 
+    @property
+    def open_fence_line(self) -> str:
+        """The line that opened the open fenced code block (its info string names the language)."""
+        return self._lines[0] if self.open_fence and self._lines else ""
+
     def feed(self, text: str) -> list[str]:
+        if "\n" not in text:
+            if text:
+                self._pieces.append(text)
+            return []
+        lines = ("".join(self._pieces) + text).split("\n")
+        last = lines.pop()
+        self._pieces = [last] if last else []
         done: list[str] = []
-        lines = (self._partial + text).split("\n")
-        self._partial = lines.pop()
         for line in lines:
             done += self._line(line.rstrip("\r"))
         return done
 
     def close(self) -> list[str]:
         """End of the reply: the open block, and a partial line, are finished too."""
-        done = self._line(self._partial) if self._partial else []
-        self._partial = ""
+        partial = "".join(self._pieces)
+        done = self._line(partial) if partial else []
+        self._pieces = []
         return [*done, *self._flush()]
 
     def _line(self, line: str) -> list[str]:
@@ -111,6 +155,63 @@ def _closes(line: str, marker: str) -> bool:
 
 def _continues_list(line: str) -> bool:
     return line.startswith((" ", "\t")) or bool(_LIST_ITEM.match(line))
+
+
+# A live view of an unfinished block: what Markdown would show raw only because the
+# rest has not arrived yet (`**bo`, an open `code span`, a lone `#`) is completed or
+# held back, so the open block is always seen rendered, never as markers.
+_RUN = re.compile(r"`+|\*+|_+|~~+")
+_MARKER_LINE = re.compile(r"^ {0,3}(#{1,6}|`{1,2}|~{1,2}|[-*+]|\d{1,9}[.)]?)$")
+_PUNCT = set("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+
+
+def live_markdown(text: str, *, cut_start: bool = False) -> str:
+    """`text` (an unfinished block) as it may be shown live: emphasis and code spans that are
+    still open are closed, a delimiter or marker line that is still arriving is held back,
+    and, when the start of the block was left out (`cut_start`), closers whose openers
+    went with it are dropped."""
+    head, newline, last = text.rpartition("\n")
+    if _MARKER_LINE.match(last):
+        text = head  # "#", "``", "-": what the line will be is not known yet
+    elif not newline and _MARKER_LINE.match(text):
+        return ""
+    out: list[str] = []
+    opened: list[str] = []
+    position = 0
+    for match in _RUN.finditer(text):
+        if match.start() < position:
+            continue  # inside a code span already passed over
+        run = match.group()
+        out.append(text[position:match.start()])
+        position = match.end()
+        if match.end() == len(text):
+            break  # a run still arriving: "**" or "*" or "`" at the very end is held back
+        if run[0] == "`":
+            close = re.compile(rf"(?<!`){run}(?!`)").search(text, match.end())
+            if close is None:
+                out.append(run + text[match.end():].rstrip() + run)
+                position = len(text)
+                break
+            out.append(text[match.start():close.end()])
+            position = close.end()
+            continue
+        before = text[match.start() - 1] if match.start() else " "
+        after = text[match.end()]
+        opens = not after.isspace() and (after not in _PUNCT or before.isspace() or before in _PUNCT)
+        closes = not before.isspace() and (before not in _PUNCT or after.isspace() or after in _PUNCT)
+        if run[0] == "_" and before.isalnum() and after.isalnum():
+            opens = closes = False  # snake_case is not emphasis
+        if closes and run in opened:
+            while opened and opened.pop() != run:
+                pass
+        elif opens:
+            opened.append(run)
+        elif closes and cut_start:
+            continue  # its opener was in the part left out
+        out.append(run)
+    out.append(text[position:])
+    shown = "".join(out).rstrip()
+    return shown + "".join(reversed(opened)) if shown else ""
 
 
 def code_blocks(text: str) -> list[str]:

@@ -189,17 +189,27 @@ class MarkdownSink:
         self._printed += 1
 
     def _draw_open(self) -> None:
+        """Redraw the live view of the open block: its end only (what the screen can show),
+        so a redraw costs the same however long the block grows, and completed
+        (live_markdown) so that it is seen rendered, never as raw markers."""
         from rich.live import Live
         from rich.markdown import Markdown
 
-        text = self._splitter.open_text
+        from chatcli.mdblocks import live_markdown
+
+        height = max(self.console.height - 2, 3)
+        text, cut = self._splitter.open_tail(height * max(self.console.width, 20))
+        if fence := self._splitter.open_fence:
+            if cut:
+                text = self._splitter.open_fence_line + "\n" + text
+            text += "\n" + fence  # close the fence so it renders as code
+        else:
+            text = live_markdown(text, cut_start=cut)
         if not text.strip():
             if self._live is not None:
                 self._live.update("", refresh=True)
             return
-        if self._splitter.open_fence:
-            text += "\n" + self._splitter.open_fence  # close the fence so it renders as code
-        view = _Tail(Markdown(text), max(self.console.height - 2, 3))
+        view = _Tail(Markdown(text), height)
         if self._live is None:
             self._live = Live(view, console=self.console, auto_refresh=False, transient=True,
                               redirect_stdout=False, redirect_stderr=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import re
 
 import pyte
 import pytest
@@ -196,3 +197,86 @@ def test_terminal_lines_carry_no_padding():
     sink.end()
     lines = out.getvalue().replace("\x1b[2K", "").split("\n")
     assert all(line == line.rstrip(" ") for line in lines)
+
+
+# --- the live view of the open block ------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("The **Do", "The **Do**"),
+    ("The **", "The"),
+    ("The **Dodgers*", "The **Dodgers**"),
+    ("The **Dodgers** w", "The **Dodgers** w"),
+    ("use `pri", "use `pri`"),
+    ("a `code *x` and *it", "a `code *x` and *it*"),
+    ("Intro\n##", "Intro"),
+    ("#", ""),
+    ("snake_case_name and 2 * 3 * 4", "snake_case_name and 2 * 3 * 4"),
+    ("~~gone", "~~gone~~"),
+    ("* item **bo", "* item **bo**"),
+])
+def test_an_open_block_is_completed_so_it_renders_without_raw_markers(text, shown):
+    from chatcli.mdblocks import live_markdown
+
+    assert live_markdown(text) == shown
+
+
+def test_closers_whose_openers_were_left_out_are_dropped():
+    from chatcli.mdblocks import live_markdown
+
+    assert live_markdown("ers** tail and **more", cut_start=True) == "ers tail and **more**"
+
+
+def live_frames(text: str, size: int, width: int = 60, height: int = 12) -> str:
+    """Everything a terminal receives while `text` streams in `size`-character chunks,
+    with the live view redrawn after every chunk."""
+    out = io.StringIO()
+    console = Console(file=out, width=width, height=height, force_terminal=True, color_system="standard")
+    ticks = itertools.count()
+    sink = MarkdownSink(console, clock=lambda: next(ticks), refresh=0)
+    for part in chunks(text, size):
+        sink.text(part)
+    sink.end()
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5])
+def test_no_frame_of_the_live_view_shows_raw_markers(size):
+    text = ("The **Dodgers** won in *2020*, with `code` and ~~no~~ marks.\n"
+            "## A heading\n\nSecond **paragraph** with `more code` and _words_.\n")
+    received = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", live_frames(text, size))
+    assert "**" not in received and "`" not in received and "~~" not in received
+    assert "##" not in received and "_words_" not in received
+    assert "Dodgers" in received and "paragraph" in received
+
+
+def test_a_redraw_costs_the_same_however_long_the_open_block_grows(monkeypatch):
+    import rich.markdown
+
+    sizes: list[int] = []
+
+    class Measured(rich.markdown.Markdown):
+        def __init__(self, markup: str, *args, **kwargs) -> None:
+            sizes.append(len(markup))
+            super().__init__(markup, *args, **kwargs)
+
+    monkeypatch.setattr(rich.markdown, "Markdown", Measured)
+    paragraph = "Some **bold** words and `code` here. " * 8000  # 300 kB, one paragraph, no newline
+    live_frames(paragraph, 500, width=80, height=24)
+    *draws, final = sizes
+    assert len(draws) > 500 and max(draws) <= 2 * 24 * 80 + 10
+    assert final == len(paragraph)  # the finished block is rendered once, whole
+
+
+@settings(max_examples=200, deadline=None)
+@given(parts=st.lists(st.text(alphabet="ab \n*`#", max_size=40), max_size=30),
+       limit=st.integers(min_value=1, max_value=60))
+def test_the_open_tail_is_the_end_of_the_open_block(parts, limit):
+    splitter = BlockSplitter()
+    for part in parts:
+        splitter.feed(part)
+    whole = splitter.open_text
+    tail, cut = splitter.open_tail(limit)
+    assert whole.endswith(tail)
+    assert cut == (tail != whole)
+    assert len(tail) <= 2 * limit and (not cut or len(tail) >= min(limit, len(whole)) or " " not in whole)
