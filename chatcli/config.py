@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,6 +33,8 @@ class KeySource:
     detail: str = ""  # variable name or command
     origin: str = ""  # which layer named it
     value: str | None = field(default=None, repr=False)
+    home: str = ""  # the endpoint this key was configured for: it is sent nowhere else
+    passed_over: str = ""  # for "none": keys that exist but belong to another endpoint
 
     def describe(self, env: Mapping[str, str]) -> str:
         """How `config show` and `doctor` name the source, never the key."""
@@ -74,6 +76,7 @@ class Settings:
     profile: str | None = None
     profiles: tuple[str, ...] = ()  # every profile the file defines, for /profile and Tab
     config_path: Path | None = None
+    origins: Mapping[str, str] = field(default_factory=dict)  # key -> the layer its value came from
 
 
 def default_config_path(env: Mapping[str, str]) -> Path:
@@ -152,7 +155,7 @@ def _check_table(path: Path, text: str, table: tuple[str, ...], data: dict[str, 
 
 
 def _fail(path: Path, text: str, table: tuple[str, ...], key: str, kind: str, value: Any) -> None:
-    shown = "(hidden)" if key == "api_key" else repr(value)
+    shown = "(hidden)" if KEYS_BY_NAME.get(key) and KEYS_BY_NAME[key].secret else repr(value)
     line = _locate(text, table, key)
     raise ConfigError(f"{path}{line}: {_dotted(table, key)}: expected {kind}, got {shown}")
 
@@ -203,7 +206,11 @@ def merge(
     *,
     path: Path | None = None,
 ) -> Settings:
-    """Merge defaults < file < profile < environment < flags into Settings. Pure."""
+    """Merge defaults < file < profile < environment < flags into Settings. Pure.
+
+    One exception to the order keeps keys safe: a profile's base_url is not
+    overridden by OPENAI_BASE_URL, because a profile's endpoint and key travel
+    together (see `_key_source`)."""
     profile = select_profile(data, env, flags.get("profile"))
     profiles = data.get("profiles", {})
     if profile is not None and profile not in profiles:
@@ -214,23 +221,27 @@ def merge(
         )
     top = {k: v for k, v in data.items() if k not in TOP_LEVEL_ONLY}
     table = profiles.get(profile, {}) if profile else {}
-    from_env = {name: env[var] for var, name in ENV_SETTINGS.items() if env.get(var)}
-    layers = [
-        ({k.name: k.default for k in KEYS if k.default is not None}, "defaults"),
+    layers: list[tuple[Mapping[str, Any], str]] = [
+        ({k.name: k.default for k in KEYS if k.default is not None}, "default"),
         (top, f"{path}"),
         (table, f"profile {profile}"),
-        (from_env, "environment"),
-        ({k: v for k, v in flags.items() if v is not None and k != "profile"}, "flags"),
+        *(({name: env[var]}, f"environment {var}") for var, name in ENV_SETTINGS.items()
+          if env.get(var) and not (name == "base_url" and "base_url" in table)),
+        ({k: v for k, v in flags.items() if v is not None and k != "profile"}, "flag"),
     ]
     merged: dict[str, Any] = {}
-    for layer, _ in layers:
-        merged.update({k: v for k, v in layer.items() if k not in KEY_FIELDS})
+    origins: dict[str, str] = {}
+    for layer, origin in layers:
+        for key, value in layer.items():
+            if key not in KEY_FIELDS:
+                merged[key], origins[key] = value, origin
     return Settings(
         **merged,
-        key_source=_key_source(top, table, env, path, profile),
+        key_source=_key_source(top, table, env, path, profile, merged["base_url"]),
         profile=profile,
         profiles=tuple(sorted(profiles)),
         config_path=path,
+        origins=origins,
     )
 
 
@@ -240,19 +251,29 @@ def _key_source(
     env: Mapping[str, str],
     path: Path | None,
     profile: str | None,
+    endpoint: str,
 ) -> KeySource:
-    """The last layer that names a key wins, with one exception for safety.
-
-    OPENAI_API_KEY is not used when the selected profile names its own key
-    source: a profile for DeepSeek must not send an OpenAI key to DeepSeek
-    because the OpenAI key happens to be exported in the shell.
+    """The key for `endpoint`: the first, in the order profile, OPENAI_API_KEY, file, that
+    was configured for that endpoint. A key is only ever sent to the endpoint of the
+    layer that supplied it (its own base_url, or the one it inherits): a profile's
+    key never goes to OPENAI_BASE_URL, and OPENAI_API_KEY never goes to a profile's
+    server, so a key exported in your shell for one provider never reaches another.
     """
-    profile_source = _named_source(table, f"profile {profile} in {path}")
-    if profile_source is not None:
-        return profile_source
-    if env.get("OPENAI_API_KEY"):
-        return KeySource("env", "OPENAI_API_KEY", "environment")
-    return _named_source(top, f"{path}") or KeySource("none")
+    file_url = top.get("base_url", KEYS_BY_NAME["base_url"].default)
+    candidates = [
+        (_named_source(table, f"profile {profile} in {path}"), table.get("base_url", file_url)),
+        (KeySource("env", "OPENAI_API_KEY", "environment") if env.get("OPENAI_API_KEY") else None,
+         env.get("OPENAI_BASE_URL") or file_url),
+        (_named_source(top, f"{path}"), file_url),
+    ]
+    passed_over = []
+    for source, home in candidates:
+        if source is None:
+            continue
+        if same_endpoint(home, endpoint):
+            return replace(source, home=home)
+        passed_over.append(f"{source.describe(env)} is for {home}")
+    return KeySource("none", passed_over="; ".join(passed_over))
 
 
 def _named_source(layer: Mapping[str, Any], origin: str) -> KeySource | None:
@@ -263,6 +284,17 @@ def _named_source(layer: Mapping[str, Any], origin: str) -> KeySource | None:
     if "api_key" in layer:
         return KeySource("value", "", origin, value=layer["api_key"])
     return None
+
+
+def same_endpoint(one: str, other: str) -> bool:
+    """The same scheme, host and port: where a key may go."""
+    a, b = urlsplit(one), urlsplit(other)
+    ports = {"http": 80, "https": 443}
+    try:
+        return ((a.scheme, (a.hostname or "").lower(), a.port or ports.get(a.scheme))
+                == (b.scheme, (b.hostname or "").lower(), b.port or ports.get(b.scheme)))
+    except ValueError:  # a port that is not a number
+        return False
 
 
 def is_local(base_url: str) -> bool:
@@ -286,9 +318,17 @@ def resolve_api_key(settings: Settings, env: Mapping[str, str]) -> str:
     elif source.kind == "cmd":
         key = _run_key_command(source)
     if key and key.strip():
-        return key.strip()
+        return _sendable(key.strip(), source, env)
     if is_local(settings.base_url):
         return NO_KEY_NEEDED
+    if source.passed_over:
+        where = settings.origins.get("base_url", "the config")
+        raise ConfigError(
+            f"no API key for {settings.base_url} (from {where}): {source.passed_over}, and keys "
+            "are only sent to the endpoint they were configured with",
+            hint="set api_key_env or api_key_cmd next to that base_url (in the same profile), "
+                 "or unset OPENAI_BASE_URL",
+        )
     raise ConfigError(
         "no API key: export OPENAI_API_KEY=..., or set api_key_env (a variable name) "
         f"or api_key_cmd (a command that prints the key) in {settings.config_path}",
@@ -296,22 +336,64 @@ def resolve_api_key(settings: Settings, env: Mapping[str, str]) -> str:
     )
 
 
-def _run_key_command(source: KeySource) -> str:
-    import subprocess
+def _sendable(key: str, source: KeySource, env: Mapping[str, str]) -> str:
+    """The key, if HTTP can carry it in a header; else an error that names the problem
+    and where the key comes from, and never shows the key."""
+    if re.fullmatch(r"[\x21-\x7e]+", key):
+        return key
+    if any(ch.isspace() for ch in key):
+        problem = "a space or a line break"
+    elif not key.isascii():
+        problem = "a character that is not ASCII"
+    else:
+        problem = "a control character"
+    raise ConfigError(f"the API key from {source.describe(env)} contains {problem}, so it cannot be "
+                      "sent in an HTTP header", hint="check the key where it is set; it is not shown here")
 
+
+def _run_key_command(source: KeySource, timeout: float = 60) -> str:
+    """The first line the command prints. Once that line has come and the command has
+    exited, its children are not waited for (`pass` may leave an agent running)."""
+    import selectors
+    import subprocess
+    import tempfile
+    import time
+
+    deadline = time.monotonic() + timeout
     try:
-        done = subprocess.run(
-            source.detail, shell=True, capture_output=True, text=True, timeout=60, check=False
-        )
+        with tempfile.TemporaryFile() as errors_file:
+            process = subprocess.Popen(source.detail, shell=True, stdout=subprocess.PIPE,
+                                       stderr=errors_file)
+            assert process.stdout is not None
+            output = bytearray()
+            with selectors.DefaultSelector() as selector:
+                selector.register(process.stdout, selectors.EVENT_READ)
+                while b"\n" not in output.lstrip() and len(output) < 65536:
+                    if not selector.select(max(deadline - time.monotonic(), 0)):
+                        raise subprocess.TimeoutExpired(source.detail, timeout)
+                    data = os.read(process.stdout.fileno(), 4096)
+                    if not data:
+                        break
+                    output += data
+            process.stdout.close()
+            try:  # a command that printed its line and keeps running is not waited for long
+                code: int | None = process.wait(min(max(deadline - time.monotonic(), 0.1), 5))
+            except subprocess.TimeoutExpired:
+                code = None if output.strip() else process.wait(max(deadline - time.monotonic(), 0.1))
+            errors_file.seek(0)
+            reason = errors_file.read(4096).decode("utf-8", "replace")
     except (OSError, subprocess.TimeoutExpired) as exc:
+        if isinstance(exc, subprocess.TimeoutExpired):
+            process.kill()
         raise ConfigError(f"api_key_cmd `{source.detail}` could not run: {exc}") from None
-    if done.returncode != 0 or not done.stdout.strip():
-        reason = (done.stderr.strip().splitlines() or ["it printed nothing"])[-1]
+    lines = output.decode("utf-8", "replace").strip().splitlines()
+    if code not in (0, None) or not lines:
+        last = (reason.strip().splitlines() or ["it printed nothing"])[-1]
         raise ConfigError(
-            f"api_key_cmd `{source.detail}` failed (exit {done.returncode}): {reason}",
+            f"api_key_cmd `{source.detail}` failed (exit {code}): {last}",
             hint=f"run it yourself to check; it is set by {source.origin}",
         )
-    return done.stdout.strip().splitlines()[0]
+    return lines[0]
 
 
 _SECRET_HEADER = re.compile(r"auth|key|token|secret|cookie", re.IGNORECASE)
@@ -328,21 +410,26 @@ def describe(settings: Settings, env: Mapping[str, str]) -> str:
 
     path = settings.config_path
     state = "exists" if path and path.exists() else "not found, using defaults"
+    source = settings.key_source
+    key = source.describe(env) if source.kind != "none" else f"none ({source.passed_over})" \
+        if source.passed_over else "none"
     lines = [
         f"# config file: {path} ({state})",
         f"# profile: {settings.profile or '(none)'}",
-        f"# api key: {settings.key_source.describe(env)}",
+        f"# api key: {key}" + (f", sent only to {source.home}" if source.home else ""),
+        "# each value is followed by where it came from: default, the file, a profile,",
+        "# the environment or a flag",
     ]
-    for key in KEYS:
-        if key.name in KEY_FIELDS:
+    for spec in KEYS:
+        if spec.name in KEY_FIELDS:
             continue
-        value = getattr(settings, key.name)
-        if key.name == "headers":
+        value = getattr(settings, spec.name)
+        if spec.name == "headers":
             value = visible_headers(value)
         if value is None or value == {}:
-            lines.append(f"# {key.name} is not set")
+            lines.append(f"# {spec.name} is not set")
         else:
-            lines.append(f"{key.name} = {toml_value(value)}")
+            lines.append(f"{spec.name} = {toml_value(value)}  # {settings.origins.get(spec.name, 'default')}")
     return "\n".join(lines) + "\n"
 
 

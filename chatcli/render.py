@@ -36,12 +36,15 @@ def wants_color(stream: TextIO, env: Mapping[str, str]) -> bool:
 class Diagnostics:
     """One-line messages on stderr: errors, warnings, notes, the usage line."""
 
-    def __init__(self, file: TextIO, *, color: bool) -> None:
+    def __init__(self, file: TextIO, *, color: bool,
+                 redact: Callable[[str], str] = lambda text: text) -> None:
         self.file = file
         self.color = color
+        self.redact = redact
 
     def _line(self, kind: str, text: str, prefix: str) -> None:
-        line = f"{prefix}{visible(text)}"  # server messages and stored titles are data
+        # Server messages and stored titles are data; no secret is ever shown.
+        line = f"{prefix}{visible(self.redact(text))}"
         if self.color:
             line = f"{_STYLES[kind]}{line}{_RESET}"
         try:

@@ -9,6 +9,8 @@ Standard library only.
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,24 +35,30 @@ def _is_url(v: Any) -> bool:
     return isinstance(v, str) and v.startswith(("http://", "https://"))
 
 
-def _is_number(lo: float, hi: float | None = None) -> Callable[[Any], bool]:
+def _is_number(lo: float, hi: float) -> Callable[[Any], bool]:
     def check(v: Any) -> bool:
-        ok = isinstance(v, int | float) and not isinstance(v, bool)
-        return ok and v >= lo and (hi is None or v <= hi)
+        ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        return ok and lo <= v <= hi
 
     return check
 
 
-def _is_int(lo: int) -> Callable[[Any], bool]:
-    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= lo
+def _is_int(lo: int, hi: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
 
 
 def _is_bool(v: Any) -> bool:
     return isinstance(v, bool)
 
 
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")  # what HTTP can carry: no CR, LF or NUL
+
+
 def _is_headers(v: Any) -> bool:
-    return isinstance(v, dict) and all(isinstance(x, str) for x in (*v, *v.values()))
+    return isinstance(v, dict) and all(
+        isinstance(name, str) and isinstance(value, str) and _TOKEN.fullmatch(name)
+        and _HEADER_VALUE.fullmatch(value) for name, value in v.items())
 
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -74,36 +82,37 @@ KEYS: tuple[Key, ...] = (
         "file is readable by anything that can read the file.", "sk-...", secret=True),
     Key("temperature", "a number from 0 to 2", _is_number(0, 2),
         "Sampling temperature; unset means the server's default. Flag: --temperature.", 0.7),
-    Key("max_tokens", "a whole number of at least 1", _is_int(1),
+    Key("max_tokens", "a whole number from 1 to 100000000", _is_int(1, 100_000_000),
         "Longest reply, in tokens; unset means the server's default. Flag: --max-tokens.", 2048),
-    Key("context_window", "a whole number of at least 256", _is_int(256),
+    Key("context_window", "a whole number from 256 to 100000000", _is_int(256, 100_000_000),
         "The model's context window in tokens: history is trimmed to fit it, "
         "less the room kept for the reply (max_tokens, or a quarter of the "
         "window up to 4096).", 128000, 128000),
-    Key("max_messages", "a whole number of at least 2", _is_int(2),
+    Key("max_messages", "a whole number from 2 to 1000000", _is_int(2, 1_000_000),
         "Most messages in one request, system prompt included (the API "
         "document allows 20); the oldest turns are dropped first.", 20, 20),
     Key("system_prompt", "a string", _is_str,
         "System prompt sent first in every request. Flag: --system.",
         "You are a concise assistant. Answer in the language of the question."),
-    Key("price_input", "a number of at least 0", _is_number(0),
+    Key("price_input", "a number from 0 to 1000000", _is_number(0, 1_000_000),
         "Price per million prompt tokens, for the cost shown after a reply.", 0.15),
-    Key("price_output", "a number of at least 0", _is_number(0),
+    Key("price_output", "a number from 0 to 1000000", _is_number(0, 1_000_000),
         "Price per million completion tokens.", 0.60),
     Key("currency", "a string", _is_str,
         "Symbol shown before costs (prices are in this currency).", "¥", "$"),
-    Key("headers", "a table of strings", _is_headers,
-        "Extra HTTP headers sent with every request.",
-        {"HTTP-Referer": "https://example.com"}, {}),
-    Key("timeout", "a number of seconds above 0", _is_number(0.001),
+    Key("headers", "a table of header names (letters, digits, -) and one-line values", _is_headers,
+        "Extra HTTP headers sent with every request; only ever to base_url's host, "
+        "never along a redirect to another.",
+        {"HTTP-Referer": "https://example.com"}, {}, secret=True),
+    Key("timeout", "a number of seconds from 0.001 to 86400", _is_number(0.001, 86_400),
         "Seconds to wait for the server to start answering, and then between two "
         "parts of a reply, before giving up.", 120, 120.0),
-    Key("reply_timeout", "a number of seconds (0 for no limit)", _is_number(0),
+    Key("reply_timeout", "a number of seconds up to 86400 (0 for no limit)", _is_number(0, 86_400),
         "Seconds a whole reply may take, however steadily it arrives; a server "
         "that trickles forever is stopped here. 0 means no limit.", 600, 600.0),
-    Key("connect_timeout", "a number of seconds above 0", _is_number(0.001),
+    Key("connect_timeout", "a number of seconds from 0.001 to 3600", _is_number(0.001, 3_600),
         "Seconds to wait for a connection to the server.", 10, 10.0),
-    Key("max_retries", "a whole number of at least 0", _is_int(0),
+    Key("max_retries", "a whole number from 0 to 100", _is_int(0, 100),
         "How often a request that failed with a rate limit (429) or a server "
         "error (5xx) is tried again, waiting as the server's Retry-After asks "
         "(up to 60 s) or 0.5, 1, 2... s. Quota and key errors are never retried.", 2, 2),

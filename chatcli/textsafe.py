@@ -70,3 +70,29 @@ def json_safe(text: str) -> str:
     escape means the same character, so the document's meaning is unchanged.
     """
     return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+class Redactor:
+    """The secrets this process knows (the key, configured header values), removed from
+    text before it is shown: by value, not by what a key usually looks like, and in the
+    forms an error message quotes them (as they are, stripped, or escaped like Python
+    shows a str or bytes value)."""
+
+    def __init__(self, *secrets: str) -> None:
+        self._forms: list[str] = []
+        self.add(*secrets)
+
+    def add(self, *secrets: str) -> None:
+        forms = set(self._forms)
+        for secret in secrets:
+            for form in (secret, secret.strip(), repr(secret)[1:-1],
+                         repr(secret.encode("utf-8", "replace"))[2:-1]):
+                if len(form.strip()) >= 4:
+                    forms.add(form)
+        self._forms = sorted(forms, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for form in self._forms:
+            if form in text:
+                text = text.replace(form, "***")
+        return text

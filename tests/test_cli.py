@@ -209,7 +209,8 @@ def test_api_key_cmd_runs_once_per_ask(run, endpoint, tmp_path, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY")
     runs = tmp_path / "runs"
     config = tmp_path / "c.toml"
-    config.write_text(f'api_key_cmd = "echo run >> {runs}; echo sk-from-the-manager"\n')
+    config.write_text(f'base_url = "{endpoint.base_url}"\n'
+                      f'api_key_cmd = "echo run >> {runs}; echo sk-from-the-manager"\n')
     result = run("ask", "--config", str(config), "hi")
     assert result.code == 0
     assert runs.read_text().splitlines() == ["run"]

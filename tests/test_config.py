@@ -47,7 +47,8 @@ def test_defaults_without_file_env_or_flags():
         ({}, {}, "deepseek-chat", "https://api.deepseek.com"),  # profile beats file
         ({"CHATCLI_MODEL": "env-model"}, {}, "env-model", "https://api.deepseek.com"),  # env beats profile
         ({"CHATCLI_MODEL": "env-model"}, {"model": "flag-model"}, "flag-model", "https://api.deepseek.com"),
-        ({"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}, {}, "deepseek-chat", "http://127.0.0.1:9/v1"),
+        # a profile's endpoint travels with its key: OPENAI_BASE_URL does not override it
+        ({"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}, {}, "deepseek-chat", "https://api.deepseek.com"),
         ({"CHATCLI_PROFILE": "local"}, {}, "llama", "http://127.0.0.1:8080/v1"),
         ({"CHATCLI_PROFILE": "local"}, {"profile": "ds"}, "deepseek-chat", "https://api.deepseek.com"),
     ],
@@ -127,7 +128,8 @@ def test_local_servers_need_no_key():
         ('model = "a"\n\ntemperature = "hot"\n',
          r"^/cfg/config.toml:3: temperature: expected a number from 0 to 2, got 'hot'$"),
         ('[profiles.x]\nmodel = "m"\nmax_tokens = -5\n',
-         r"^/cfg/config.toml:3: profiles.x.max_tokens: expected a whole number of at least 1, got -5$"),
+         r"^/cfg/config.toml:3: profiles.x.max_tokens: expected a whole number from 1 to 100000000, "
+         r"got -5$"),
         ('temprature = 0.5\n',
          r"^/cfg/config.toml:1: unknown key 'temprature' \(did you mean 'temperature'\?\)$"),
         ('[profiles.x]\nmodle = "m"\n',
@@ -135,7 +137,14 @@ def test_local_servers_need_no_key():
         ('base_url = "api.deepseek.com"\n',
          r"^/cfg/config.toml:1: base_url: expected an http:// or https:// URL"),
         ('profiles = 3\n', r"^/cfg/config.toml:1: profiles: expected a table"),
-        ('[headers]\nX-Id = 3\n', r"^/cfg/config.toml:1: headers: expected a table of strings"),
+        ('[headers]\nX-Id = 3\n', r"^/cfg/config.toml:1: headers: expected a table of header names"),
+        ('[headers]\n"X-Api\\nKey" = "v"\n', r"^/cfg/config.toml:1: headers: expected a table of header"),
+        ('[headers]\napi-key = "AZURESECRET_123\\n"\n',
+         r"^/cfg/config.toml:1: headers: expected .* one-line values, got \(hidden\)$"),
+        ('context_window = 99999999999999999\n',
+         r"^/cfg/config.toml:1: context_window: expected a whole number from 256 to 100000000"),
+        ('timeout = inf\n', r"^/cfg/config.toml:1: timeout: expected a number of seconds"),
+        ('temperature = nan\n', r"^/cfg/config.toml:1: temperature: expected a number from 0 to 2"),
     ],
 )
 def test_broken_files_name_file_line_and_key(text, pattern):
@@ -172,11 +181,56 @@ def test_example_file_documents_every_key_and_loads():
     assert settings.model == "deepseek-chat"
 
 
+DS = {"profiles": {"ds": {"base_url": "https://api.deepseek.com", "api_key_env": "DEEPSEEK_API_KEY"},
+                   "local": {"base_url": "http://localhost:8080/v1"},
+                   "remote": {"base_url": "https://llm.example.com/v1"},
+                   "keyonly": {"api_key_env": "KEYONLY"}}}
+KEYS_ENV = {"OPENAI_API_KEY": "sk-openai", "DEEPSEEK_API_KEY": "sk-deepseek", "KEYONLY": "sk-keyonly"}
+
+
+@pytest.mark.parametrize(("data", "env", "profile", "endpoint", "key"), [
+    # the incident: a profile's key went to the host in OPENAI_BASE_URL
+    (DS, {**KEYS_ENV, "OPENAI_BASE_URL": "https://evil.example/v1"}, "ds", "https://api.deepseek.com",
+     "sk-deepseek"),
+    # OPENAI_API_KEY never goes to a profile's other server, with or without OPENAI_BASE_URL
+    (DS, KEYS_ENV, "remote", "https://llm.example.com/v1", None),
+    (DS, {**KEYS_ENV, "OPENAI_BASE_URL": "https://llm.example.com/v1"}, "remote",
+     "https://llm.example.com/v1", "sk-openai"),  # ...unless it was exported for that very server
+    (DS, KEYS_ENV, "local", "http://localhost:8080/v1", "no-key-needed"),
+    # a profile's key without a base_url of its own stays with the endpoint it inherits
+    (DS, {"KEYONLY": "sk-keyonly", "OPENAI_BASE_URL": "https://evil.example/v1"}, "keyonly",
+     "https://evil.example/v1", None),
+    ({"base_url": "https://api.deepseek.com"}, {"OPENAI_API_KEY": "sk-ds"}, None, "https://api.deepseek.com",
+     "sk-ds"),  # a base_url in the file, the key exported: the usual setup works
+    ({}, {"OPENAI_API_KEY": "sk-openai"}, None, "https://api.openai.com/v1", "sk-openai"),
+])
+def test_a_key_is_only_sent_to_the_endpoint_it_was_configured_for(data, env, profile, endpoint, key):
+    settings = merge(data, env, {"profile": profile}, path=P)
+    assert settings.base_url == endpoint
+    if key is None:
+        with pytest.raises(ConfigError, match="keys are only sent to the endpoint they were configured"):
+            resolve_api_key(settings, env)
+    else:
+        assert resolve_api_key(settings, env) == key
+
+
+def test_config_show_says_where_each_value_came_from():
+    data = {"model": "file-model", "temperature": 0.2, **DS}
+    env = {**KEYS_ENV, "CHATCLI_MODEL": "env-model", "OPENAI_BASE_URL": "https://x.example/v1"}
+    text = describe(merge(data, env, {"profile": "ds", "max_tokens": 9}, path=P), env)
+    assert 'model = "env-model"  # environment CHATCLI_MODEL' in text
+    assert 'base_url = "https://api.deepseek.com"  # profile ds' in text
+    assert "temperature = 0.2  # /cfg/config.toml" in text
+    assert "max_tokens = 9  # flag" in text and "max_messages = 20  # default" in text
+    assert "DEEPSEEK_API_KEY (set; from profile ds in /cfg/config.toml), sent only to " \
+           "https://api.deepseek.com" in text
+
+
 def test_describe_shows_settings_and_key_source_but_never_secrets():
     data = {"api_key": "sk-very-secret", "headers": {"X-Api-Key": "hidden-value", "X-Title": "chatcli"}}
     text = describe(merge(data, {}, {}, path=P), {})
     assert "sk-very-secret" not in text and "hidden-value" not in text
-    assert '"X-Title" = "chatcli"' in text
+    assert '"X-Title" = "chatcli" }  # /cfg/config.toml' in text
     assert "api_key in /cfg/config.toml (hidden)" in text
 
 

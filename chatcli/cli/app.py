@@ -20,6 +20,7 @@ from typer.core import TyperGroup
 from chatcli import errors
 from chatcli.config import Settings
 from chatcli.render import Diagnostics, wants_color
+from chatcli.textsafe import Redactor, visible
 
 EPILOG = """\b
 Examples:
@@ -35,8 +36,23 @@ Examples:
 """
 
 
+# Every secret this process learns (the key, configured header values) is removed from
+# every diagnostic line, whatever the message that quotes it.
+REDACT = Redactor()
+
+
 def diagnostics() -> Diagnostics:
-    return Diagnostics(sys.stderr, color=wants_color(sys.stderr, os.environ))
+    return Diagnostics(sys.stderr, color=wants_color(sys.stderr, os.environ), redact=REDACT)
+
+
+def resolve_key(settings: Settings) -> str:
+    """The API key for `settings`, which from now on is never shown, with the header values."""
+    from chatcli.config import resolve_api_key
+
+    REDACT.add(*settings.headers.values())
+    key = resolve_api_key(settings, os.environ)
+    REDACT.add(key)
+    return key
 
 
 def guard(call: Callable[[], Any], *, debug: bool = False) -> int:
@@ -67,7 +83,7 @@ def guard(call: Callable[[], Any], *, debug: bool = False) -> int:
         code = errors.EXIT_OK
     except Exception as exc:
         if debug:
-            traceback.print_exc()
+            sys.stderr.write(REDACT(visible("".join(traceback.format_exception(exc)))))
         diag.error(f"internal error ({type(exc).__name__}: {exc}); please report it, "
                    "with the output of --debug")
         code = errors.EXIT_UNEXPECTED

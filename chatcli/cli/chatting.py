@@ -29,8 +29,9 @@ from chatcli.cli.app import (
     build_settings,
     diagnostics,
     read_stdin,
+    resolve_key,
 )
-from chatcli.config import Settings, data_dir, resolve_api_key
+from chatcli.config import Settings, data_dir
 from chatcli.conversation import compose_user_message
 from chatcli.render import Diagnostics, format_usage, wants_color
 from chatcli.session import Session
@@ -141,7 +142,7 @@ def open_session(flags: Flags, settings: Settings, diag: Diagnostics, *,
     env = os.environ
 
     def make_client(s: Settings) -> client.OpenAIClient:
-        resolved = key if key is not None and s is settings else resolve_api_key(s, env)
+        resolved = key if key is not None and s is settings else resolve_key(s)
         return client.OpenAIClient(s, resolved, notify=diag.note,
                                    debug=diag.debug if flags.debug else None)
 
@@ -172,7 +173,7 @@ def answer(question: str | None, piped: str | None, flags: Flags, settings: Sett
     from chatcli.render import MarkdownSink, PlainSink
 
     diag = diagnostics()
-    key = resolve_api_key(settings, os.environ)  # fail before saving a question that cannot be sent
+    key = resolve_key(settings)  # fail before saving a question that cannot be sent
     session = open_session(flags, settings, diag, key=key)
     if flags.debug:
         diag.debug(f"profile {settings.profile or '(none)'}, model {settings.model}, "
@@ -224,7 +225,7 @@ def interact(flags: Flags, settings: Settings | None = None, *, first: str | Non
     diag = diagnostics()
     settings = settings or build_settings(flags, diag)
     if settings.key_source.kind in ("none", "env", "value"):
-        resolve_api_key(settings, env)  # a first run without a key learns how to set one up now
+        resolve_key(settings)  # a first run without a key learns how to set one up now
     session = open_session(flags, settings, diag, interactive=True)
     color = wants_color(sys.stdout, env)
     diag.usage(f"chatcli {__version__} · {settings.model} at {settings.base_url} · "

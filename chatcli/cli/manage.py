@@ -12,6 +12,7 @@ import typer
 
 from chatcli import errors
 from chatcli.cli.app import (
+    REDACT,
     ConfigOpt,
     Flags,
     ModelOpt,
@@ -23,7 +24,7 @@ from chatcli.cli.app import (
     load_config,
     sessions_app,
 )
-from chatcli.config import data_dir, default_config_path
+from chatcli.config import Settings, data_dir, default_config_path
 from chatcli.render import for_terminal, wants_color
 from chatcli.store import ConversationInfo, Store, open_store
 from chatcli.textsafe import json_safe, visible
@@ -193,11 +194,15 @@ def doctor(ctx: typer.Context, model: ModelOpt = None, profile: ProfileOpt = Non
     from chatcli.export import columns
 
     flags = Flags(model=model, profile=profile, config=config).over(ctx.find_root().obj)
-    checks = run_checks(lambda: load_config(flags), lambda s, key: OpenAIClient(s, key), os.environ,
-                        progress=diagnostics().note)
+    def make_client(settings: Settings, key: str) -> OpenAIClient:
+        REDACT.add(key, *settings.headers.values())
+        return OpenAIClient(settings, key)
+
+    checks = run_checks(lambda: load_config(flags), make_client, os.environ, progress=diagnostics().note)
     marks = {True: "ok", False: "FAIL", None: "note"}
     # What a check found may quote the server (model names, error messages): data.
-    rows = [(c.name, marks[c.ok], visible(c.found + (f" -> {c.fix}" if c.fix and c.ok is not True else "")))
+    rows = [(c.name, marks[c.ok],
+             visible(REDACT(c.found + (f" -> {c.fix}" if c.fix and c.ok is not True else ""))))
             for c in checks]
     if wants_color(sys.stdout, os.environ):
         from chatcli.render import make_console, print_table

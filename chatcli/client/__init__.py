@@ -16,12 +16,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from chatcli import errors
 from chatcli.client.failures import describe_for_retry, retry_delay, translate
 from chatcli.client.reading import BodyReader, capped_body
+from chatcli.config import same_endpoint
 from chatcli.events import ChatRequest, Completion, Event, StreamEnd, TextDelta, UsageReport
+from chatcli.textsafe import Redactor
 
 if TYPE_CHECKING:
     import ssl
@@ -56,9 +57,7 @@ class OpenAIClient:
         self._sleep = sleep
         self._clock = clock
         self._sdk: openai.OpenAI | None = None
-        self._host = (urlsplit(settings.base_url).hostname or "").lower()
-        self._secrets = sorted({v for v in (api_key, *settings.headers.values()) if len(v.strip()) >= 4},
-                               key=len, reverse=True)
+        self.redact = Redactor(api_key, *settings.headers.values())
         self.usage_in_stream = True  # False once the server rejects stream_options
         self._reader = BodyReader(settings, clock=clock, redact=self.redact, debug=debug)
 
@@ -83,9 +82,10 @@ class OpenAIClient:
         return self._sdk
 
     def _on_request(self, request: Any) -> None:
-        """A redirect to another host gets none of our headers: the key and every configured
-        header (an Azure `api-key`, say) stay with the endpoint they were configured for."""
-        if (request.url.host or "").lower() != self._host:
+        """A redirect anywhere but base_url's own scheme, host and port gets none of our
+        headers: the key and every configured header (an Azure `api-key`, say) stay with
+        the endpoint they were configured for, as the HTTP client does for Authorization."""
+        if not same_endpoint(str(request.url), self.settings.base_url):
             for name in ("authorization", *self.settings.headers):
                 if name in request.headers:
                     del request.headers[name]
@@ -106,15 +106,6 @@ class OpenAIClient:
                     self._notify(f"{describe_for_retry(exc)}; trying again in {wait} s "
                                  f"({attempt} of {self.settings.max_retries})")
                 self._sleep(delay)
-
-    def redact(self, text: str) -> str:
-        """Remove the key and every configured header value from text we show, however
-        quoted: as it is, stripped, or escaped as Python shows bytes and strings."""
-        for secret in self._secrets:
-            for form in {secret, secret.strip(), repr(secret)[1:-1], repr(secret.encode())[2:-1]}:
-                if len(form) >= 4:
-                    text = text.replace(form, "***")
-        return text
 
     # --- requests ----------------------------------------------------------------
 
