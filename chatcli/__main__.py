@@ -32,6 +32,20 @@ def main() -> None:
 
         print(f"chatcli {__version__}")
         return
+    try:
+        _main(args)
+    except BaseException as exc:  # a signal before the error boundary was up: no traceback
+        from chatcli.errors import EXIT_INTERRUPTED, Terminated
+
+        if isinstance(exc, Terminated):
+            sys.exit(exc.exit_code)
+        if isinstance(exc, KeyboardInterrupt):
+            sys.stderr.write("chatcli: error: interrupted\n")
+            sys.exit(EXIT_INTERRUPTED)
+        raise
+
+
+def _main(args: tuple[str, ...]) -> None:
     import signal  # not before --version: it imports enum, functools, collections
 
     # A closed terminal (SIGHUP) or a kill (SIGTERM) during a reply unwinds like

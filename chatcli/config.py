@@ -100,14 +100,31 @@ def data_dir(env: Mapping[str, str], settings: Settings | None = None) -> Path:
     return user_data_path("chatcli", appauthor=False)
 
 
-def read_config(path: Path) -> dict[str, Any]:
-    """Parse and validate the file; a missing file is an empty configuration."""
+MAX_CONFIG_BYTES = 1_000_000
+
+
+def read_config(path: Path, *, must_exist: bool = False) -> dict[str, Any]:
+    """Parse and validate the file. A missing file is an empty configuration, unless it
+    was named (--config): then it is an error. Only a bounded amount is ever read, so a
+    device or a pipe that never ends (/dev/zero) is refused, not read forever."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
+        if must_exist:
+            raise ConfigError(f"the config file {path} does not exist",
+                              hint=f"check the path, or create it with `chatcli config init --config "
+                                   f"{path}`") from None
         return {}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the config file: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path} holds more than {MAX_CONFIG_BYTES // 1_000_000} MB; it is not a "
+                          "config file", hint="check the --config path")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: the config file is not UTF-8 text (byte {exc.start})") from None
     return parse_config(text, path)
 
 

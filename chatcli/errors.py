@@ -17,6 +17,7 @@ EXIT_SERVER = 6
 EXIT_REQUEST = 7
 EXIT_STORAGE = 8
 EXIT_INTERRUPTED = 130
+EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE, what a shell reports for a reader that left (`| head`)
 
 
 class ChatcliError(Exception):

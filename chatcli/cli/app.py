@@ -78,9 +78,9 @@ def guard(call: Callable[[], Any], *, debug: bool = False) -> int:
     except (KeyboardInterrupt, EOFError):
         diag.error("interrupted")
         code = errors.EXIT_INTERRUPTED
-    except BrokenPipeError:
+    except (BrokenPipeError, _PipeClosed):
         _silence_stdout()
-        code = errors.EXIT_OK
+        code = errors.EXIT_PIPE_CLOSED
     except Exception as exc:
         if debug:
             sys.stderr.write(REDACT(visible("".join(traceback.format_exception(exc)))))
@@ -90,6 +90,10 @@ def guard(call: Callable[[], Any], *, debug: bool = False) -> int:
     return code if isinstance(code, int) else errors.EXIT_OK
 
 
+class _PipeClosed(Exception):
+    """stdout's reader left; typer would turn the BrokenPipeError into exit 1 (a bug)."""
+
+
 class _CliGroup(TyperGroup):
     """Every failure leaves as one line on stderr and its exit code."""
 
@@ -97,6 +101,12 @@ class _CliGroup(TyperGroup):
         kwargs["standalone_mode"] = False
         debug = "--debug" in (kwargs.get("args") or sys.argv[1:])
         sys.exit(guard(lambda: super(_CliGroup, self).main(*args, **kwargs), debug=debug))
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            raise _PipeClosed() from None
 
 
 def _silence_stdout() -> None:
@@ -183,25 +193,31 @@ NoSaveOpt = Annotated[bool, typer.Option(
 # token; English: about 4 bytes a token). Piped input is read only up to what
 # could possibly fit, so a 10 MB log is refused without holding 10 MB.
 BYTES_PER_TOKEN = 8
+MAX_STDIN_BYTES = 256_000_000  # whatever the context window claims
 
 
-def read_stdin(diag: Diagnostics, *, context_window: int | None = None) -> str | None:
+def _read_at_most(source: Any, size: int) -> bytes:
+    """Up to `size` bytes, read in pieces: memory grows with what arrives, not with `size`."""
+    data = bytearray()
+    while len(data) < size and (piece := source.read(min(1 << 20, size - len(data)))):
+        data += piece
+    return bytes(data)
+
+
+def read_stdin(diag: Diagnostics, *, context_window: int) -> str | None:
     """Piped input as text, or None when stdin is a terminal (or absent).
 
     Bytes that are not UTF-8 are replaced with U+FFFD and reported, never fatal.
-    With a context window, input far larger than it is refused after reading
-    only a bounded amount.
+    Input far larger than the context window is refused after reading only a
+    bounded amount.
     """
     stream = sys.stdin
     if stream is None or stream.closed or stream.isatty():
         return None
     source = stream.buffer if hasattr(stream, "buffer") else None
-    limit = None if context_window is None else 2 * context_window * BYTES_PER_TOKEN
-    if source is None:
-        data = stream.read().encode()
-    else:
-        data = source.read() if limit is None else source.read(limit + 1)
-    if limit is not None and len(data) > limit:
+    limit = min(2 * context_window * BYTES_PER_TOKEN, MAX_STDIN_BYTES)
+    data = stream.read(limit + 1).encode() if source is None else _read_at_most(source, limit + 1)
+    if len(data) > limit:
         raise errors.ContextTooLongError(
             f"stdin holds more than {limit / 1e6:.1f} MB, far more than fits the context window "
             f"of {context_window:,} tokens; nothing was sent",
@@ -220,7 +236,7 @@ def load_config(flags: Flags) -> tuple[Settings, dict[str, Any]]:
     from chatcli.config import default_config_path, merge, read_config
 
     path = flags.config or default_config_path(os.environ)
-    data = read_config(path)
+    data = read_config(path, must_exist=flags.config is not None)
     return merge(data, os.environ, flags.settings_flags(), path=path), data
 
 

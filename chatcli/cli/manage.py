@@ -121,6 +121,8 @@ def sessions_search(
     config: ConfigOpt = None,
 ) -> None:
     """Find messages containing the text, with the matching part in [brackets]."""
+    if not " ".join(text).strip():
+        raise errors.UsageError("nothing to search for", hint='chatcli sessions search "some words"')
     hits = _store(ctx, config).search(" ".join(text))
     if json_out:
         _print_json([hit.__dict__ for hit in hits])
