@@ -249,3 +249,20 @@ def test_an_error_page_too_big_to_be_one_is_not_read_whole(run, endpoint):
     endpoint.queue(big)
     result = run("ask", "q")
     assert result.code == 6 and "error page of more than 1 MB" in result.stderr
+
+
+def test_a_reply_far_larger_than_any_real_one_is_cut_and_kept_as_length(run, endpoint, tmp_path):
+    piece = "a" * 999_999 + "\n"
+
+    def endless():
+        for _ in range(40):  # 40 MB if nobody stopped reading
+            yield ("data: " + json.dumps(chunk(piece)) + "\n\n").encode()
+        yield sse(chunk(finish="stop"))
+
+    endpoint.queue(Reply(body=endless))
+    result = run("ask", "--session", "s", "q")
+    assert result.code == 0
+    assert len(result.stdout) == 10_000_000  # (it ends in a newline of its own)
+    assert "passed 10 million characters" in result.stderr and "cut off there and kept" in result.stderr
+    reply = saved(tmp_path)[1]
+    assert len(reply.content) == 10_000_000 and reply.finish_reason == "length"
