@@ -82,6 +82,17 @@ def cases(env: dict[str, str], sdk: str) -> list[Case]:
              lambda r: extra_cpu(r, "ask 8,000-word Markdown (terminal)")
              <= 4.5 * extra_cpu(r, "ask 2,000-word Markdown (terminal)")
              and r["ask 8,000-word Markdown (terminal)"].rss_mb < 100),
+        Case("ask a 64 kB paragraph (terminal)",
+             lambda: run_on_pty(chatcli("ask", "--no-save", "para64k"), env)),
+        Case("ask a 255 kB paragraph (terminal)",
+             lambda: run_on_pty(chatcli("ask", "--no-save", "para256k"), env),
+             "ask a 64 kB paragraph (terminal)", "extra CPU <= 4.5x the 64 kB's (linear)",
+             lambda r: extra_cpu(r, "ask a 255 kB paragraph (terminal)")
+             <= 4.5 * extra_cpu(r, "ask a 64 kB paragraph (terminal)")),
+        Case("ask a 4 MB paragraph (terminal)",
+             lambda: run_on_pty(chatcli("ask", "--no-save", "para4m"), env),
+             "ask a 255 kB paragraph (terminal)", "RSS < 150 MB",
+             lambda r: r["ask a 4 MB paragraph (terminal)"].rss_mb < 150),
         Case("resume an empty conversation",
              lambda: run_piped(chatcli("ask", "--session", "empty", "capital?"), env)),
         Case("resume 10,000 messages",

@@ -31,6 +31,12 @@ def markdown_answer(words: int) -> str:
     return "\n".join(out)
 
 
+def paragraph(chars: int) -> str:
+    """One Markdown paragraph of `chars` characters, with bold and code, and no newline."""
+    unit = "Some **bold** words and `code` here. "
+    return (unit * (chars // len(unit) + 1))[:chars]
+
+
 def serve(port_file: str) -> None:
     """Run the test server with replies picked by the question (in a process of its own)."""
     import threading
@@ -40,9 +46,14 @@ def serve(port_file: str) -> None:
     from tests.fake_server import FakeServer, Reply
 
     answers = {"md2000": markdown_answer(2000), "md8000": markdown_answer(8000)}
+    # One paragraph without a line break, as a hostile (or runaway) server sends it.
+    paragraphs = {"para64k": paragraph(64_000), "para256k": paragraph(255_000),
+                  "para4m": paragraph(4_000_000)}
 
     def respond(body: dict) -> Reply:
         question = body["messages"][-1]["content"]
+        if question in paragraphs:
+            return Reply(text=paragraphs[question], chunk_chars=64)
         return Reply(text=answers.get(question, "Paris."), chunk_chars=4)
 
     with FakeServer() as server:

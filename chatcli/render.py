@@ -138,6 +138,9 @@ class PlainSink:
         self.file.flush()
 
 
+MAX_RENDERED_BLOCK = 256_000  # characters of one finished block rendered as Markdown
+
+
 class MarkdownSink:
     """Renders the reply as Markdown while it streams, each finished block once."""
 
@@ -188,7 +191,12 @@ class MarkdownSink:
 
         if self._printed:
             self.console.print()
-        self.console.print(_Trimmed(Markdown(block)))
+        if len(block) > MAX_RENDERED_BLOCK:
+            # Rendering holds about 100 bytes a character: a block no real reply has
+            # (a runaway paragraph) is shown as the text it is, in bounded memory.
+            self.console.file.write(block + "\n")
+        else:
+            self.console.print(_Trimmed(Markdown(block)))
         self._printed += 1
 
     def _draw_open(self) -> None:

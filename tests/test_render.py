@@ -261,7 +261,7 @@ def test_a_redraw_costs_the_same_however_long_the_open_block_grows(monkeypatch):
             super().__init__(markup, *args, **kwargs)
 
     monkeypatch.setattr(rich.markdown, "Markdown", Measured)
-    paragraph = "Some **bold** words and `code` here. " * 8000  # 300 kB, one paragraph, no newline
+    paragraph = "Some **bold** words and `code` here. " * 6000  # 222 kB, one paragraph, no newline
     live_frames(paragraph, 500, width=80, height=24)
     *draws, final = sizes
     assert len(draws) > 500 and max(draws) <= 2 * 24 * 80 + 10
@@ -280,3 +280,11 @@ def test_the_open_tail_is_the_end_of_the_open_block(parts, limit):
     assert whole.endswith(tail)
     assert cut == (tail != whole)
     assert len(tail) <= 2 * limit and (not cut or len(tail) >= min(limit, len(whole)) or " " not in whole)
+
+
+def test_a_block_no_real_reply_has_is_shown_as_its_text_in_bounded_memory():
+    from chatcli.render import MAX_RENDERED_BLOCK
+
+    paragraph = "Some **bold** words. " * (MAX_RENDERED_BLOCK // 20)
+    output = render_offline(chunks(paragraph + "\n\nAfter **that**.", 4096))
+    assert output.startswith(paragraph.rstrip()) and output.endswith("After that.\n")
