@@ -262,7 +262,7 @@ def test_a_redraw_costs_the_same_however_long_the_open_block_grows(monkeypatch):
 
     monkeypatch.setattr(rich.markdown, "Markdown", Measured)
     paragraph = "Some **bold** words and `code` here. " * 6000  # 222 kB, one paragraph, no newline
-    live_frames(paragraph, 500, width=80, height=24)
+    live_frames(paragraph, 200, width=80, height=24)
     *draws, final = sizes
     assert len(draws) > 500 and max(draws) <= 2 * 24 * 80 + 10
     assert final == len(paragraph)  # the finished block is rendered once, whole
