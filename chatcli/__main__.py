@@ -13,16 +13,15 @@ import sys
 _SESSION_SHORTCUTS = {(): False, ("-c",): True, ("--continue",): True}
 
 
-def _terminate(signum: int, frame: object) -> None:
-    import signal
+def _leave_now(signum: int, frame: object) -> None:
+    """Ctrl-C, SIGTERM or SIGHUP while chatcli is still starting: nothing needs saving yet,
+    so it leaves at once. (Raising an exception here could break an import half-way, and
+    a half-imported module fails loudly later.) The error boundary takes over from this."""
+    import os
 
-    from chatcli.errors import Terminated
-
-    # The shell forwards the terminal's SIGHUP as well: a second signal must not
-    # interrupt the saving of the partial reply that the first one started.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    raise Terminated(signum)
+    if signum == 2:  # SIGINT: say so, as the error boundary would
+        os.write(2, b"chatcli: error: interrupted\n")
+    os._exit(128 + signum)
 
 
 def main() -> None:
@@ -32,26 +31,10 @@ def main() -> None:
 
         print(f"chatcli {__version__}")
         return
-    try:
-        _main(args)
-    except BaseException as exc:  # a signal before the error boundary was up: no traceback
-        from chatcli.errors import EXIT_INTERRUPTED, Terminated
-
-        if isinstance(exc, Terminated):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, KeyboardInterrupt):
-            sys.stderr.write("chatcli: error: interrupted\n")
-            sys.exit(EXIT_INTERRUPTED)
-        raise
-
-
-def _main(args: tuple[str, ...]) -> None:
     import signal  # not before --version: it imports enum, functools, collections
 
-    # A closed terminal (SIGHUP) or a kill (SIGTERM) during a reply unwinds like
-    # Ctrl-C, so the partial reply is saved, then chatcli leaves without a word.
-    signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(signal.SIGHUP, _terminate)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _leave_now)
     if args in _SESSION_SHORTCUTS and sys.stdin.isatty() and sys.stdout.isatty():
         from chatcli.cli.app import Flags, guard
         from chatcli.cli.chatting import interact

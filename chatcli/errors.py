@@ -20,14 +20,19 @@ EXIT_INTERRUPTED = 130
 EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE, what a shell reports for a reader that left (`| head`)
 
 
+MAX_MESSAGE_CHARS = 2000  # an error page quoted whole would not be one line a person reads
+
+
 class ChatcliError(Exception):
     """A failure with a one-line message and an exit code; never shown as a traceback."""
 
     exit_code = EXIT_UNEXPECTED
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
-        # Server messages sometimes span lines; the user gets exactly one.
+        # Server messages sometimes span lines, or pages; the user gets exactly one line.
         self.message = " ".join(message.split())
+        if len(self.message) > MAX_MESSAGE_CHARS:
+            self.message = self.message[:MAX_MESSAGE_CHARS] + "…"
         self.hint = " ".join(hint.split()) if hint else None
         super().__init__(self.line())
 

@@ -266,3 +266,9 @@ def test_a_reply_far_larger_than_any_real_one_is_cut_and_kept_as_length(run, end
     assert "passed 10 million characters" in result.stderr and "cut off there and kept" in result.stderr
     reply = saved(tmp_path)[1]
     assert len(reply.content) == 10_000_000 and reply.finish_reason == "length"
+
+
+def test_a_long_error_page_is_quoted_as_one_short_line(run, endpoint):
+    endpoint.queue(Reply(status=400, error={"error": {"message": "boom " * 100_000, "type": "x"}}))
+    result = run("ask", "q")
+    assert result.code == 7 and result.stderr.count("\n") == 1 and len(result.stderr) < 2200

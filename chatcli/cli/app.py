@@ -55,11 +55,34 @@ def resolve_key(settings: Settings) -> str:
     return key
 
 
+def terminate(signum: int, frame: object) -> None:
+    """SIGTERM or SIGHUP: unwind like Ctrl-C, so a partial reply is saved, then leave quietly."""
+    import signal
+
+    # The shell forwards the terminal's SIGHUP as well: a second signal must not
+    # interrupt the saving of the partial reply that the first one started.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    raise errors.Terminated(signum)
+
+
+def _arm_signals() -> None:
+    """From here on, signals become exceptions that the boundary below catches."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, terminate)
+        signal.signal(signal.SIGHUP, terminate)
+
+
 def guard(call: Callable[[], Any], *, debug: bool = False) -> int:
     """Run `call`; turn every failure into one line on stderr and return the exit code."""
     from typer._click.exceptions import ClickException  # typer's vendored click
 
     diag = diagnostics()
+    _arm_signals()
     try:
         code = call()
     except errors.ChatcliError as exc:
