@@ -200,6 +200,9 @@ class Session:
         if name is not None and self.store is not None and self.store.find(name) is not None:
             raise errors.UsageError(f"a conversation named {name!r} already exists",
                                     hint=f"/resume {name} opens it; /new with another name starts one")
+        return self._fresh(name=name, system=system)
+
+    def _fresh(self, *, name: str | None, system: str | None) -> int | None:
         previous = self.conversation_id
         self.conversation = Conversation(system=system)
         self._journal = self._recorder(None, name)
@@ -222,10 +225,11 @@ class Session:
         """Resume the conversation named or numbered `ref`, or start one named `ref`."""
         info = self.stored().find(ref)
         if info is None:
-            if ref.isdigit():
+            if ref.isascii() and ref.isdigit():
                 raise errors.UsageError(f"no conversation {ref}",
                                         hint="`chatcli sessions list` shows them")
-            self.new(name=ref, system=self.conversation.system)
+            # Created with its first message; if another window creates it first, both share it.
+            self._fresh(name=ref, system=self.conversation.system)
             return None
         self.resume(info)
         return info
