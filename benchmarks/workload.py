@@ -47,8 +47,7 @@ def serve(port_file: str) -> None:
 
     answers = {"md2000": markdown_answer(2000), "md8000": markdown_answer(8000)}
     # One paragraph without a line break, as a hostile (or runaway) server sends it.
-    paragraphs = {"para64k": paragraph(64_000), "para256k": paragraph(255_000),
-                  "para4m": paragraph(4_000_000)}
+    paragraphs = {"para1m": paragraph(1_000_000), "para4m": paragraph(4_000_000)}
 
     def respond(body: dict) -> Reply:
         question = body["messages"][-1]["content"]
