@@ -36,8 +36,9 @@ def main() -> None:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _leave_now)
     if args in _SESSION_SHORTCUTS and sys.stdin.isatty() and sys.stdout.isatty():
-        from chatcli.cli.app import Flags, guard
+        from chatcli.cli.app import guard
         from chatcli.cli.chatting import interact
+        from chatcli.cli.options import Flags
 
         flags = Flags(resume_latest=_SESSION_SHORTCUTS[args])
         sys.exit(guard(lambda: interact(flags)))

@@ -212,8 +212,11 @@ def readable_secret(path: Path, data: Mapping[str, Any]) -> str | None:
 
 
 def select_profile(data: Mapping[str, Any], env: Mapping[str, str], flag: str | None) -> str | None:
-    """The profile name: the --profile flag, else CHATCLI_PROFILE, else the file's `profile`."""
-    return flag or env.get("CHATCLI_PROFILE") or data.get("profile") or None
+    """The profile name: the --profile flag, else CHATCLI_PROFILE, else the file's `profile`;
+    an empty name given on purpose (--profile "") means no profile."""
+    if flag is not None:
+        return flag or None
+    return env.get("CHATCLI_PROFILE") or data.get("profile") or None
 
 
 def merge(

@@ -10,14 +10,13 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, fields
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 from typer.core import TyperGroup
 
 from chatcli import errors
+from chatcli.cli.options import Flags
 from chatcli.config import Settings
 from chatcli.render import Diagnostics, wants_color
 from chatcli.textsafe import Redactor, visible
@@ -153,63 +152,6 @@ sessions_app = typer.Typer(help="List, search, export and remove saved conversat
                            no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(sessions_app, name="sessions")
-
-
-@dataclass
-class Flags:
-    """What the command line says; None means "not given" so the merge can skip it."""
-
-    model: str | None = None
-    system_prompt: str | None = None
-    profile: str | None = None
-    temperature: float | None = None
-    max_tokens: int | None = None
-    config: Path | None = None
-    debug: bool = False
-    usage: bool = False
-    no_stream: bool = False
-    json: bool = False
-    session: str | None = None
-    resume_latest: bool = False
-    no_save: bool = False
-
-    def over(self, base: Flags | None) -> Flags:
-        """These flags, falling back to `base` (the options given before the subcommand)."""
-        if base is None:
-            return self
-        merged = {f.name: getattr(self, f.name) or getattr(base, f.name) for f in fields(self)}
-        return Flags(**merged)
-
-    def settings_flags(self) -> dict[str, Any]:
-        return {"model": self.model, "system_prompt": self.system_prompt,
-                "profile": self.profile, "temperature": self.temperature,
-                "max_tokens": self.max_tokens}
-
-
-ModelOpt = Annotated[str | None, typer.Option("--model", "-m", metavar="NAME", help="Model to ask for.")]
-SystemOpt = Annotated[str | None, typer.Option("--system", "-s", metavar="TEXT", help="System prompt.")]
-ProfileOpt = Annotated[str | None, typer.Option(
-    "--profile", "-p", metavar="NAME", help="Profile from the config file ([profiles.NAME]).")]
-TempOpt = Annotated[float | None, typer.Option(
-    "--temperature", "-t", metavar="X", min=0.0, max=2.0, help="Sampling temperature, 0 to 2.")]
-MaxTokOpt = Annotated[int | None, typer.Option(
-    "--max-tokens", metavar="N", min=1, help="Longest reply in tokens.")]
-ConfigOpt = Annotated[Path | None, typer.Option(
-    "--config", metavar="FILE",
-    help="Config file to use (default: CHATCLI_CONFIG or the user config dir).")]
-DebugOpt = Annotated[bool, typer.Option(
-    "--debug", help="Print request and response details to stderr (the key is redacted).")]
-UsageOpt = Annotated[bool, typer.Option("--usage", help="Print the token usage line on stderr.")]
-NoStreamOpt = Annotated[bool, typer.Option("--no-stream", help="Wait for the whole reply.")]
-JsonOpt = Annotated[bool, typer.Option(
-    "--json", help="Print the complete response object as JSON (implies --no-stream).")]
-SessionOpt = Annotated[str | None, typer.Option(
-    "--session", metavar="NAME|ID", help="Continue the saved conversation with this name or "
-    "number; a new name starts one.")]
-ContinueOpt = Annotated[bool, typer.Option(
-    "--continue", "-c", help="Continue the most recent conversation.")]
-NoSaveOpt = Annotated[bool, typer.Option(
-    "--no-save", help="Do not save this conversation.")]
 
 
 # Text takes at most about this many bytes per token (UTF-8 CJK: 3 bytes and one

@@ -11,26 +11,13 @@ import typer
 
 from chatcli import __version__, errors
 from chatcli.cli.app import (
-    ConfigOpt,
-    ContinueOpt,
-    DebugOpt,
-    Flags,
-    JsonOpt,
-    MaxTokOpt,
-    ModelOpt,
-    NoSaveOpt,
-    NoStreamOpt,
-    ProfileOpt,
-    SessionOpt,
-    SystemOpt,
-    TempOpt,
-    UsageOpt,
     app,
     build_settings,
     diagnostics,
     read_stdin,
     resolve_key,
 )
+from chatcli.cli.options import Flags, with_flags
 from chatcli.config import Settings, data_dir
 from chatcli.conversation import compose_user_message
 from chatcli.render import Diagnostics, format_usage, wants_color
@@ -45,36 +32,22 @@ def _version(value: bool) -> None:
 
 
 @app.callback(invoke_without_command=True)
+@with_flags
 def root(
     ctx: typer.Context,
-    model: ModelOpt = None,
-    system: SystemOpt = None,
-    profile: ProfileOpt = None,
-    temperature: TempOpt = None,
-    max_tokens: MaxTokOpt = None,
-    config: ConfigOpt = None,
-    debug: DebugOpt = False,
-    usage: UsageOpt = False,
-    no_stream: NoStreamOpt = False,
-    json_out: JsonOpt = False,
-    session: SessionOpt = None,
-    resume: ContinueOpt = False,
-    no_save: NoSaveOpt = False,
+    flags: Flags,
     interactive: Annotated[bool, typer.Option(
         "--interactive", "-i", help="Send piped text as the first message, then stay in the "
         "interactive session.")] = False,
-    no_markdown: Annotated[bool, typer.Option(
-        "--no-markdown", help="Print replies as plain text, not rendered Markdown.")] = False,
     version: Annotated[bool, typer.Option(
         "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
     """On a terminal, an interactive session (/help inside lists its commands).
     With piped input, answer it and exit, like `ask`."""
-    flags = Flags(model, system, profile, temperature, max_tokens, config, debug, usage,
-                  no_stream, json_out, session, resume, no_save)
     ctx.obj = flags
     if ctx.invoked_subcommand is not None:
         return
+    flags.check()
     diag = diagnostics()
     settings = build_settings(flags, diag)
     piped = read_stdin(diag, context_window=settings.context_window)
@@ -85,32 +58,20 @@ def root(
         answer(None, piped, flags, settings)
         return
     first = piped if piped and piped.strip() else None
-    raise typer.Exit(interact(flags, settings, first=first, plain=no_markdown))
+    raise typer.Exit(interact(flags, settings, first=first))
 
 
 @app.command()
+@with_flags
 def ask(
     ctx: typer.Context,
+    flags: Flags,
     question: Annotated[list[str] | None, typer.Argument(
         help="The question; several words are joined with spaces.", show_default=False)] = None,
-    model: ModelOpt = None,
-    system: SystemOpt = None,
-    profile: ProfileOpt = None,
-    temperature: TempOpt = None,
-    max_tokens: MaxTokOpt = None,
-    config: ConfigOpt = None,
-    debug: DebugOpt = False,
-    usage: UsageOpt = False,
-    no_stream: NoStreamOpt = False,
-    json_out: JsonOpt = False,
-    session: SessionOpt = None,
-    resume: ContinueOpt = False,
-    no_save: NoSaveOpt = False,
 ) -> None:
     """Answer one question and exit. Piped text is sent too: first, between <stdin> tags,
     then the question."""
-    flags = Flags(model, system, profile, temperature, max_tokens, config, debug, usage,
-                  no_stream, json_out, session, resume, no_save).over(ctx.obj)
+    flags = flags.over(ctx.obj).check()
     text = " ".join(question or [])
     diag = diagnostics()
     settings = build_settings(flags, diag)
@@ -180,7 +141,7 @@ def answer(question: str | None, piped: str | None, flags: Flags, settings: Sett
                    f"endpoint {settings.base_url}, key from {settings.key_source.describe(os.environ)}")
     if flags.json:
         sink: Any = _NullSink()
-    elif wants_color(sys.stdout, os.environ):
+    elif wants_color(sys.stdout, os.environ) and settings.markdown and not flags.no_markdown:
         sink = MarkdownSink(file=sys.stdout)
     else:
         sink = PlainSink(sys.stdout)
@@ -212,8 +173,7 @@ class _NullSink:
         pass
 
 
-def interact(flags: Flags, settings: Settings | None = None, *, first: str | None = None,
-             plain: bool = False) -> int:
+def interact(flags: Flags, settings: Settings | None = None, *, first: str | None = None) -> int:
     """The interactive session: prompt_toolkit in, Rich out. Returns the exit code."""
     from chatcli import client, repl
     from chatcli.render import make_console
@@ -237,7 +197,7 @@ def interact(flags: Flags, settings: Settings | None = None, *, first: str | Non
         session,
         console=make_console(sys.stdout, color=color),
         diag=diag,
-        markdown=color and settings.markdown and not plain,
+        markdown=color and settings.markdown and not flags.no_markdown,
         history_path=data_dir(env, settings) / "input_history",
         # --no-save writes nothing typed anywhere; a data directory that failed was told once.
         keep_history=saving(flags, settings) and session.store is not None,

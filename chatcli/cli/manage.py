@@ -13,10 +13,6 @@ import typer
 from chatcli import errors
 from chatcli.cli.app import (
     REDACT,
-    ConfigOpt,
-    Flags,
-    ModelOpt,
-    ProfileOpt,
     app,
     build_settings,
     config_app,
@@ -24,6 +20,7 @@ from chatcli.cli.app import (
     load_config,
     sessions_app,
 )
+from chatcli.cli.options import ConfigOpt, Flags, ModelOpt, ProfileOpt
 from chatcli.config import Settings, data_dir, default_config_path
 from chatcli.render import for_terminal, wants_color
 from chatcli.store import ConversationInfo, Store, open_store

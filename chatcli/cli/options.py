@@ -1,0 +1,128 @@
+"""The options `chatcli` and `chatcli ask` share, declared once.
+
+Each option is declared here, once, and `with_flags` adds them all to a
+command's signature, so `chatcli -t 0 ask` and `chatcli ask -t 0` are the same
+option. What the command line says becomes `Flags`, where None means "not
+given": options before the subcommand are the fallback for the ones after it,
+merged with `is not None`, so 0 and "" are values like any other.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from chatcli import errors
+
+
+@dataclass
+class Flags:
+    """What the command line says; None means "not given" so the merge can skip it."""
+
+    model: str | None = None
+    system_prompt: str | None = None
+    profile: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    config: Path | None = None
+    debug: bool | None = None
+    usage: bool | None = None
+    no_stream: bool | None = None
+    json: bool | None = None
+    session: str | None = None
+    resume_latest: bool | None = None
+    no_save: bool | None = None
+    no_markdown: bool | None = None
+
+    def over(self, base: Flags | None) -> Flags:
+        """These flags, falling back to `base` (the options given before the subcommand)."""
+        if base is None:
+            return self
+        return Flags(**{f.name: getattr(base, f.name) if getattr(self, f.name) is None
+                        else getattr(self, f.name) for f in fields(self)})
+
+    def settings_flags(self) -> dict[str, Any]:
+        return {"model": self.model, "system_prompt": self.system_prompt,
+                "profile": self.profile, "temperature": self.temperature,
+                "max_tokens": self.max_tokens}
+
+    def check(self) -> Flags:
+        """Values the option parser lets through but that mean nothing."""
+        if self.model is not None and not self.model.strip():
+            raise errors.UsageError("--model needs a model name", hint="chatcli ask -m gpt-4o-mini ...")
+        if self.temperature is not None and not math.isfinite(self.temperature):
+            raise errors.UsageError(f"--temperature must be a number from 0 to 2, not {self.temperature}")
+        if self.session is not None and not self.session.strip():
+            raise errors.UsageError("--session needs a name or a number",
+                                    hint="chatcli sessions list shows them")
+        return self
+
+
+def _flag(*names: str, help: str) -> Any:
+    return Annotated[bool | None, typer.Option(*names, help=help, show_default=False)]
+
+
+# (the parameter's name, the Flags field it fills, its declaration)
+SHARED: tuple[tuple[str, str, Any], ...] = (
+    ("model", "model", Annotated[str | None, typer.Option(
+        "--model", "-m", metavar="NAME", help="Model to ask for.")]),
+    ("system", "system_prompt", Annotated[str | None, typer.Option(
+        "--system", "-s", metavar="TEXT", help='System prompt ("" for none).')]),
+    ("profile", "profile", Annotated[str | None, typer.Option(
+        "--profile", "-p", metavar="NAME", help='Profile from the config file ([profiles.NAME]; '
+        '"" for none).')]),
+    ("temperature", "temperature", Annotated[float | None, typer.Option(
+        "--temperature", "-t", metavar="X", min=0.0, max=2.0, help="Sampling temperature, 0 to 2.")]),
+    ("max_tokens", "max_tokens", Annotated[int | None, typer.Option(
+        "--max-tokens", metavar="N", min=1, max=100_000_000, help="Longest reply in tokens.")]),
+    ("config", "config", Annotated[Path | None, typer.Option(
+        "--config", metavar="FILE",
+        help="Config file to use (default: CHATCLI_CONFIG or the user config dir).")]),
+    ("debug", "debug", _flag(
+        "--debug", help="Print request and response details to stderr (the key is redacted).")),
+    ("usage", "usage", _flag("--usage", help="Print the token usage line on stderr.")),
+    ("no_stream", "no_stream", _flag("--no-stream", help="Wait for the whole reply.")),
+    ("json_out", "json", _flag(
+        "--json", help="Print the complete response object as JSON (implies --no-stream).")),
+    ("no_markdown", "no_markdown", _flag(
+        "--no-markdown", help="Print replies as plain text, not rendered Markdown.")),
+    ("session", "session", Annotated[str | None, typer.Option(
+        "--session", metavar="NAME|ID", help="Continue the saved conversation with this name or "
+        "number; a new name starts one.")]),
+    ("resume", "resume_latest", _flag("--continue", "-c", help="Continue the most recent conversation.")),
+    ("no_save", "no_save", _flag("--no-save", help="Do not save this conversation, nor what you type.")),
+)
+
+
+def with_flags(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`command(ctx, flags, **its own parameters)` as a typer command that also takes every
+    shared option; the options are gathered into `flags` (a Flags, not yet merged)."""
+    own = list(inspect.signature(command, eval_str=True).parameters.values())
+    context, rest = own[0], own[2:]  # (ctx, flags, *own options)
+    shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=declared, default=None)
+              for name, _, declared in SHARED]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        given = {field: kwargs.pop(name) for name, field, _ in SHARED}
+        return command(kwargs.pop(context.name), Flags(**given), **kwargs)
+
+    parameters = [context.replace(kind=inspect.Parameter.KEYWORD_ONLY),
+                  *(p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in rest), *shared]
+    wrapper.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+    del wrapper.__wrapped__  # typer must see the signature above, not the command's own
+    return wrapper
+
+
+_DECLARED = {name: declared for name, _, declared in SHARED}
+ModelOpt = _DECLARED["model"]
+ProfileOpt = _DECLARED["profile"]
+ConfigOpt = _DECLARED["config"]

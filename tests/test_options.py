@@ -1,0 +1,123 @@
+"""The options `chatcli` and `chatcli ask` share: declared once, the same before and after
+`ask`, and 0 and "" are values like any other."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from tests.conftest import TEST_KEY
+from tests.fake_server import Reply
+
+BIN = Path(sys.executable).with_name("chatcli")
+
+
+def positions(*option: str) -> list[tuple[list[str], list[str]]]:
+    """The option before `ask`, and after it."""
+    return [([*option], []), ([], [*option])]
+
+
+@pytest.mark.parametrize(("option", "field", "sent"), [
+    (["-t", "0"], "temperature", 0.0),
+    (["--temperature", "2"], "temperature", 2.0),
+    (["--max-tokens", "1"], "max_tokens", 1),
+    (["--max-tokens", "100000000"], "max_tokens", 100_000_000),
+    (["-m", "deepseek-chat"], "model", "deepseek-chat"),
+])
+@pytest.mark.parametrize("where", ["before ask", "after ask"])
+def test_each_value_reaches_the_request_in_either_position(run, endpoint, option, field, sent, where):
+    before, after = positions(*option)[0 if where == "before ask" else 1]
+    result = run(*before, "ask", *after, "hi")
+    assert result.code == 0, result.stderr
+    assert endpoint.chat_requests[-1][field] == sent
+
+
+def test_after_ask_wins_even_when_it_is_zero(run, endpoint):
+    assert run("-t", "1", "ask", "-t", "0", "hi").code == 0
+    assert endpoint.chat_requests[-1]["temperature"] == 0.0
+    assert run("-t", "0", "ask", "hi").code == 0
+    assert endpoint.chat_requests[-1]["temperature"] == 0.0
+    assert run("-m", "gpt-4o-mini", "ask", "-m", "test-model", "hi").code == 0
+    assert endpoint.chat_requests[-1]["model"] == "test-model"
+
+
+@pytest.mark.parametrize(("option", "words"), [
+    (["-t", "2.5"], "'--temperature' / '-t': Input should be less than or equal to 2"),
+    (["-t", "-0.1"], "'--temperature' / '-t': Input should be greater than or equal to 0"),
+    (["-t", "nan"], "--temperature"),
+    (["-t", "inf"], "--temperature"),
+    (["-t", "hot"], "--temperature"),
+    (["--max-tokens", "0"], "'--max-tokens': Input should be greater than or equal to 1"),
+    (["--max-tokens", "100000001"], "'--max-tokens': Input should be less than or equal to 100000000"),
+    (["-m", ""], "--model needs a model name"),
+    (["--session", ""], "--session needs a name or a number"),
+    (["--config", ""], "config"),
+])
+@pytest.mark.parametrize("where", ["before ask", "after ask"])
+def test_impossible_values_are_one_line_and_exit_2_in_either_position(run, endpoint, option, words, where):
+    before, after = positions(*option)[0 if where == "before ask" else 1]
+    result = run(*before, "ask", *after, "hi")
+    assert result.code == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and words in result.stderr
+    assert endpoint.chat_requests == []
+
+
+def config(tmp_path, text: str) -> str:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize("where", ["before ask", "after ask"])
+def test_empty_system_and_profile_mean_none(run, endpoint, tmp_path, where):
+    path = config(tmp_path, 'system_prompt = "Be terse."\nprofile = "other"\n'
+                            '[profiles.other]\nbase_url = "http://127.0.0.1:9/v1"\n')
+    before, after = positions("-s", "", "-p", "")[0 if where == "before ask" else 1]
+    result = run("--config", path, *before, "ask", *after, "hi")
+    assert result.code == 0, result.stderr
+    assert endpoint.chat_requests[-1]["messages"] == [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize("where", ["before ask", "after ask"])
+def test_switches_work_in_either_position(run, endpoint, where):
+    from chatcli.store import Store
+
+    def saved() -> int:
+        db = Path(os.environ["CHATCLI_DATA_DIR"]) / "chatcli.db"
+        return len(Store(db).list()) if db.exists() else 0
+
+    for switch, check in (
+        ("--usage", lambda r, count: r.stderr.startswith("tokens: ")),
+        ("--json", lambda r, count: json.loads(r.stdout)["object"] == "chat.completion"),
+        ("--no-stream", lambda r, count: "stream" not in endpoint.chat_requests[-1]),
+        ("--no-save", lambda r, count: saved() == count),
+    ):
+        count = saved()
+        before, after = positions(switch)[0 if where == "before ask" else 1]
+        result = run(*before, "ask", *after, "hi")
+        assert result.code == 0 and check(result, count), (switch, result)
+
+
+def on_a_terminal(endpoint, tmp_path, *args: str) -> str:
+    env = {**os.environ, "OPENAI_BASE_URL": endpoint.base_url, "OPENAI_API_KEY": TEST_KEY,
+           "CHATCLI_MODEL": "test-model", "TERM": "xterm-256color"}
+    child = pexpect.spawn(str(BIN), list(args), env=env, dimensions=(30, 80), encoding="utf-8", timeout=30)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    return child.before
+
+
+@pytest.mark.parametrize("args", [["--no-markdown", "ask", "hi"], ["ask", "--no-markdown", "hi"],
+                                  ["--config", "{config}", "ask", "hi"]],
+                         ids=["before ask", "after ask", "markdown = false"])
+def test_ask_honours_every_way_of_asking_for_plain_text(endpoint, tmp_path, args):
+    endpoint.default = Reply(text="Some **bold** words.")
+    path = config(tmp_path, "markdown = false\n")
+    shown = on_a_terminal(endpoint, tmp_path, *(a.replace("{config}", path) for a in args))
+    assert "Some **bold** words." in shown and "\x1b[1m" not in shown
