@@ -214,6 +214,36 @@ def live_markdown(text: str, *, cut_start: bool = False) -> str:
     return shown + "".join(reversed(opened)) if shown else ""
 
 
+_TABLE_DELIMITER = re.compile(r"^ {0,3}\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$")
+
+
+def hard_breaks(block: str) -> str:
+    """A block with each single newline inside its text made a line break, as chat
+    interfaces show replies (Markdown would join the lines into one). Code, tables and
+    the structure of lists, headings and fences are left as they are."""
+    lines = block.split("\n")
+    if _opens_fence(lines[0]) or (len(lines) > 1 and _TABLE_DELIMITER.match(lines[1])):
+        return block
+    out = []
+    fence: str | None = None
+    for line, following in zip(lines, [*lines[1:], ""], strict=True):
+        if fence is not None:
+            fence = None if _closes(line, fence) else fence
+        elif marker := _opens_fence(line):
+            fence = marker
+        elif line.strip() and following.strip() and not _starts_structure(following) \
+                and not line.endswith(("  ", "\\")):
+            line += "  "  # a hard line break in CommonMark
+        out.append(line)
+    return "\n".join(out)
+
+
+def _starts_structure(line: str) -> bool:
+    """A line that begins something of its own: a list item, a heading, a fence, a table row."""
+    return bool(_LIST_ITEM.match(line) or _HEADING.match(line) or _opens_fence(line)
+                or line.lstrip().startswith("|"))
+
+
 def code_blocks(text: str) -> list[str]:
     """The contents of the fenced code blocks in `text`, in order, without the fences.
 

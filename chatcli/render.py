@@ -177,6 +177,11 @@ class MarkdownSink:
                 self._print_block(block)
             self._draw_open()
 
+    def whole(self, text: str) -> None:
+        """Print a whole document (a saved conversation), block by block, nothing live."""
+        for block in [*self._splitter.feed(visible(text)), *self._splitter.close()]:
+            self._print_block(block)
+
     def end(self) -> None:
         with _uninterrupted():
             blocks = self._splitter.close()
@@ -189,6 +194,8 @@ class MarkdownSink:
     def _print_block(self, block: str) -> None:
         from rich.markdown import Markdown
 
+        from chatcli.mdblocks import hard_breaks
+
         if self._printed:
             self.console.print()
         if len(block) > MAX_RENDERED_BLOCK:
@@ -196,7 +203,7 @@ class MarkdownSink:
             # (a runaway paragraph) is shown as the text it is, in bounded memory.
             self.console.file.write(block + "\n")
         else:
-            self.console.print(_Trimmed(Markdown(block)))
+            self.console.print(_Trimmed(Markdown(hard_breaks(block))))
         self._printed += 1
 
     def _draw_open(self) -> None:
@@ -206,7 +213,7 @@ class MarkdownSink:
         from rich.live import Live
         from rich.markdown import Markdown
 
-        from chatcli.mdblocks import live_markdown
+        from chatcli.mdblocks import hard_breaks, live_markdown
 
         height = max(self.console.height - 2, 3)
         text, cut = self._splitter.open_tail(height * max(self.console.width, 20))
@@ -215,7 +222,7 @@ class MarkdownSink:
                 text = self._splitter.open_fence_line + "\n" + text
             text += "\n" + fence  # close the fence so it renders as code
         else:
-            text = live_markdown(text, cut_start=cut)
+            text = hard_breaks(live_markdown(text, cut_start=cut))
         if not text.strip():
             if self._live is not None:
                 self._live.update("", refresh=True)

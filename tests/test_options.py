@@ -121,3 +121,15 @@ def test_ask_honours_every_way_of_asking_for_plain_text(endpoint, tmp_path, args
     path = config(tmp_path, "markdown = false\n")
     shown = on_a_terminal(endpoint, tmp_path, *(a.replace("{config}", path) for a in args))
     assert "Some **bold** words." in shown and "\x1b[1m" not in shown
+
+
+def test_line_breaks_survive_on_a_terminal_in_ask_and_sessions_show(endpoint, tmp_path, monkeypatch):
+    import pyte
+
+    monkeypatch.setenv("CHATCLI_DATA_DIR", str(tmp_path / "data"))
+    endpoint.default = Reply(text="Roses are **red**\nViolets are blue")
+    for args in (["ask", "--session", "poem", "a poem"], ["sessions", "show", "poem"]):
+        screen = pyte.Screen(80, 30)
+        pyte.Stream(screen).feed(on_a_terminal(endpoint, tmp_path, *args))
+        rows = [row.rstrip() for row in screen.display]
+        assert "Roses are red" in rows and "Violets are blue" in rows, rows

@@ -288,3 +288,25 @@ def test_a_block_no_real_reply_has_is_shown_as_its_text_in_bounded_memory():
     paragraph = "Some **bold** words. " * (MAX_RENDERED_BLOCK // 20)
     output = render_offline(chunks(paragraph + "\n\nAfter **that**.", 4096))
     assert output.startswith(paragraph.rstrip()) and output.endswith("After that.\n")
+
+
+# --- single newlines ------------------------------------------------------------------
+
+
+def test_a_single_newline_in_a_reply_is_a_line_break_on_screen():
+    output = render_offline(chunks("Roses are red\nViolets are blue\n\n- one\n- two\n  more", 3))
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    assert lines[:2] == ["Roses are red", "Violets are blue"]
+    assert lines[2:] == ["• one", "• two", "more"]
+
+
+@pytest.mark.parametrize("block", [
+    "```python\nx = 1\ny = 2\n```",
+    "| a | b |\n|---|---|\n| 1 | 2 |",
+    "1. Run:\n\n   ```sh\n   make\n   make test\n   ```",
+    "# Title",
+])
+def test_code_tables_and_fences_inside_lists_are_left_as_they_are(block):
+    from chatcli.mdblocks import hard_breaks
+
+    assert hard_breaks(block) == block

@@ -102,12 +102,18 @@ def sessions_list(
 
 @sessions_app.command("show")
 def sessions_show(ctx: typer.Context, ref: Ref, config: ConfigOpt = None) -> None:
-    """Print a conversation as Markdown."""
+    """Print a conversation: rendered on a terminal, as Markdown text into a pipe."""
     from chatcli.export import to_markdown
 
     store = _store(ctx, config)
     info = _find(store, ref)
-    sys.stdout.write(for_terminal(to_markdown(info, store.load(info.id)), sys.stdout))
+    text = to_markdown(info, store.load(info.id))
+    if wants_color(sys.stdout, os.environ):  # rendered, as replies are
+        from chatcli.render import MarkdownSink
+
+        MarkdownSink(file=sys.stdout).whole(text)
+    else:
+        sys.stdout.write(for_terminal(text, sys.stdout))
 
 
 @sessions_app.command("search")
