@@ -141,7 +141,21 @@ class Window:
         return self.tokens > self.budget
 
     def to_api(self) -> list[dict[str, str]]:
-        return [m.to_api() for m in self.messages]
+        """The messages as the API takes them, never two of the same role in a row.
+
+        A question whose reply failed stays in the conversation (shown, saved,
+        /retry-able); when another question follows it, the two are sent as one
+        message (once, if the second repeats the first), because many servers'
+        chat templates reject two user messages in a row."""
+        sent: list[dict[str, str]] = []
+        for message in self.messages:
+            api = message.to_api()
+            if sent and sent[-1]["role"] == api["role"]:
+                if api["content"] != sent[-1]["content"]:
+                    sent[-1] = {**sent[-1], "content": f"{sent[-1]['content']}\n\n{api['content']}"}
+                continue
+            sent.append(api)
+        return sent
 
 
 def reply_budget(context_window: int, max_tokens: int | None) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -201,3 +203,21 @@ def test_trimming_invariants(history, system, max_messages, budget):
         restored_count = len(window.messages) + len(newest_dropped)
         restored_tokens = window.tokens + sum(history[i].tokens for i in newest_dropped)
         assert restored_count > max_messages or restored_tokens > budget
+
+
+def test_what_is_sent_never_holds_two_messages_of_the_same_role_in_a_row():
+    history = [Message(USER, "the log:\nERROR x"), Message(USER, "why did it crash?"),
+               Message(ASSISTANT, "because"), Message(USER, "again?"), Message(USER, "again?")]
+    sent = build_window("Be brief.", history, budget=10_000).to_api()
+    assert sent == [{"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": "the log:\nERROR x\n\nwhy did it crash?"},
+                    {"role": "assistant", "content": "because"},
+                    {"role": "user", "content": "again?"}]
+
+
+@given(st.lists(st.sampled_from([USER, ASSISTANT]), max_size=12))
+def test_no_two_roles_in_a_row_whatever_the_history(roles):
+    history = [Message(role, f"{role} {n}") for n, role in enumerate(roles)]
+    sent = build_window(None, history, budget=10_000).to_api()
+    assert all(a["role"] != b["role"] for a, b in itertools.pairwise(sent))
+    assert "".join(m["content"] for m in sent).count(" ") == len(roles)  # nothing lost

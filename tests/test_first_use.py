@@ -1,0 +1,21 @@
+"""What a new user tripped over (issue 10): each case as they met it."""
+
+from __future__ import annotations
+
+from chatcli.store import Store
+from tests.fake_server import Reply, error_body
+from tests.test_repl import CTRL_D, ENTER, Harness
+
+
+def test_after_a_failed_turn_the_next_request_still_alternates(server, tmp_path):
+    server.queue(Reply(status=500, error=error_body("busy", "server_error")))
+    harness = Harness(server, tmp_path)
+    harness.session.store = Store(tmp_path / "chatcli.db")
+    harness.session.new()
+    harness.run("first question" + ENTER + "second question" + ENTER + "/history" + ENTER + CTRL_D)
+    sent = harness.sent[-1]
+    assert [m["role"] for m in sent] == ["user"]
+    assert sent[0]["content"] == "first question\n\nsecond question"
+    assert "first question" in harness.out.getvalue()  # still shown by /history
+    saved = Store(tmp_path / "chatcli.db").load(1)
+    assert [m.content for m in saved] == ["first question", "second question", "Hello! How can I help?"]
