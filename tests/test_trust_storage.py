@@ -96,8 +96,10 @@ def test_new_with_a_name_in_use_is_refused(server, tmp_path):
 
 
 def test_ten_parallel_asks_to_a_new_session_keep_every_question_next_to_its_answer(endpoint, tmp_path):
-    endpoint.responder = lambda body: Reply(text="answer to " + body["messages"][-1]["content"],
-                                            chunk_chars=3, delay=0.002)
+    # Each process sends what it has seen: another's unanswered question comes first, joined
+    # to its own (never two user messages in a row); its own question is the last part.
+    endpoint.responder = lambda body: Reply(
+        text="answer to " + body["messages"][-1]["content"].split("\n\n")[-1], chunk_chars=3, delay=0.002)
     env = os.environ.copy()
     runs = [subprocess.Popen([str(BIN), "ask", "--session", "NEW", f"question {n}"], env=env,
                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
