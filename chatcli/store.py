@@ -159,13 +159,18 @@ class Store:
             return int(db.execute("SELECT id FROM conversations WHERE name = ?", (name,)).fetchone()[0])
 
     def update_conversation(self, conversation_id: int, **fields: object) -> None:
+        """Change a conversation's details. A new title or name is not a use of it: it does
+        not move the conversation to the top of the list (nor make it the one -c resumes)."""
         allowed = {"name", "title", "profile", "model", "system_prompt"}
         assert set(fields) <= allowed, fields
         assignments = ", ".join(f"{k} = ?" for k in fields)
+        values: list[object] = list(fields.values())
+        if not set(fields) <= {"name", "title"}:
+            assignments += ", updated_at = ?"
+            values.append(self._clock())
         with self._write() as db:
             try:
-                db.execute(f"UPDATE conversations SET {assignments}, updated_at = ? WHERE id = ?",
-                           (*fields.values(), self._clock(), conversation_id))
+                db.execute(f"UPDATE conversations SET {assignments} WHERE id = ?", (*values, conversation_id))
             except sqlite3.IntegrityError:
                 raise StorageError(f"another conversation is already named {fields.get('name')!r}") from None
 

@@ -19,3 +19,13 @@ def test_after_a_failed_turn_the_next_request_still_alternates(server, tmp_path)
     assert "first question" in harness.out.getvalue()  # still shown by /history
     saved = Store(tmp_path / "chatcli.db").load(1)
     assert [m.content for m in saved] == ["first question", "second question", "Hello! How can I help?"]
+
+
+def test_renaming_a_conversation_is_not_using_it(run, endpoint):
+    run("ask", "--session", "old", "first")
+    run("ask", "--session", "new", "second")
+    assert run("sessions", "rename", "old", "A better title").code == 0
+    run("-c", "ask", "and then?")  # -c resumes the one used last, not the one renamed
+    assert [m["content"] for m in endpoint.chat_requests[-1]["messages"] if m["role"] == "user"] == [
+        "second", "and then?"]
+    assert run("sessions", "list").stdout.splitlines()[1].split()[0] == "2"
