@@ -56,11 +56,11 @@ def run_checks(
     checks.append(endpoint)
     if endpoint.ok is False:
         return checks
-    if models is not None:
-        checks.append(_model_check(settings, models))
     progress(f"streaming a short reply from {settings.model}...")
-    checks += _stream_checks(client, settings)
-    return checks
+    streamed = _stream_checks(client, settings)
+    if models is not None:
+        checks.append(_model_check(settings, models, answered=streamed[0].ok is True))
+    return checks + streamed
 
 
 def _config_check(settings: Settings, data: dict[str, Any]) -> Check:
@@ -86,10 +86,13 @@ def _endpoint_check(client: Any, settings: Settings) -> tuple[Check, list[str] |
     return Check(name, True, f"{settings.base_url} answers and lists {len(models)} models"), models
 
 
-def _model_check(settings: Settings, models: list[str]) -> Check:
+def _model_check(settings: Settings, models: list[str], *, answered: bool) -> Check:
     if settings.model in models:
         return Check("model", True, f"{settings.model} is available")
     sample = ", ".join(models[:6]) + (", ..." if len(models) > 6 else "")
+    if answered:  # llama.cpp and others serve one model whatever the name asked for
+        return Check("model", None, f"{settings.model} is not among the endpoint's models "
+                     f"({sample or 'none'}), but it answered: the server ignores the name")
     return Check("model", False, f"{settings.model} is not among the endpoint's models",
                  f"set `model` or use --model; it lists: {sample or 'nothing'}", errors.EXIT_REQUEST)
 

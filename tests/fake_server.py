@@ -91,6 +91,7 @@ class FakeServer:
         self.requests: list[Recorded] = []
         self.models = ["gpt-4o-mini", "test-model", "deepseek-chat"]
         self.rejects_stream_options = False  # like servers that predate include_usage
+        self.any_model = False  # like llama.cpp: one model, whatever name is asked for
         self.responder: Callable[[dict[str, Any]], Reply] | None = None  # picks a reply by request
         self.stopping = threading.Event()
         self.abandoned = 0  # bodies the client stopped reading before their end
@@ -173,7 +174,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(reply.status, reply.error or error_body("failed", "server_error"),
                        reply.headers)
             return
-        if body.get("model") not in self.fake.models:
+        if body.get("model") not in self.fake.models and not self.fake.any_model:
             message = f"The model `{body.get('model')}` does not exist or you do not have access to it."
             self._json(404, error_body(message, "invalid_request_error", "model_not_found"))
             return

@@ -29,3 +29,13 @@ def test_renaming_a_conversation_is_not_using_it(run, endpoint):
     assert [m["content"] for m in endpoint.chat_requests[-1]["messages"] if m["role"] == "user"] == [
         "second", "and then?"]
     assert run("sessions", "list").stdout.splitlines()[1].split()[0] == "2"
+
+
+def test_doctor_passes_a_server_that_ignores_the_model_name_with_a_note(run, endpoint):
+    endpoint.any_model = True  # llama.cpp lists the file it loaded and answers to any name
+    endpoint.models = ["qwen2.5-0.5b-instruct-q4_k_m.gguf"]
+    result = run("doctor", "-m", "local")
+    assert result.code == 0, result.stdout
+    assert "local is not among the endpoint's models" in result.stdout
+    assert "but it answered: the server ignores the name" in result.stdout
+    assert "FAIL" not in result.stdout
