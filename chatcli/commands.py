@@ -191,8 +191,18 @@ def _history(session: Session, arg: str) -> Output:
         rows.append((str(number), message.role, f"{'~' if message.estimated else ''}{message.tokens}",
                      f"{state} {marks}".strip(), _preview(message.content)))
     lines = (f"next request: {len(window.messages)} messages, ~{window.tokens} of {window.budget} "
-             f"tokens; {len(window.dropped)} left out",)
+             f"tokens; {len(window.dropped)} left out"
+             + (f" to fit {' and '.join(_LIMITS[limit](session) for limit in window.limited_by)}"
+                if window.limited_by else ""),)
     return Output(lines=lines, table=Table(("#", "role", "tokens", "state", "text"), rows))
+
+
+_LIMITS = {
+    "max_messages": lambda session: f"max_messages = {session.settings.max_messages} (the API "
+                                    "document allows 20 messages a request)",
+    "context": lambda session: f"the context window ({session.settings.context_window:,} tokens, "
+                               "less the room kept for the reply)",
+}
 
 
 def _preview(text: str, width: int = 60) -> str:

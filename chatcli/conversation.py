@@ -11,6 +11,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 SYSTEM, USER, ASSISTANT = "system", "user", "assistant"
 
@@ -134,6 +135,9 @@ class Window:
     dropped: tuple[Message, ...]
     tokens: int
     budget: int
+    max_messages: int = DEFAULT_MAX_MESSAGES
+    # What made trimming drop turns: the message limit, the token budget, or both.
+    limited_by: tuple[Literal["max_messages", "context"], ...] = ()
 
     @property
     def over_budget(self) -> bool:
@@ -197,11 +201,13 @@ def build_window(
     count = len(head) + len(history)
     tokens = sum(m.tokens for m in head) + sum(m.tokens for m in history) + REPLY_PRIMING
     dropped: list[int] = []
+    limits: set[Literal["max_messages", "context"]] = set()
     for group in groups[:-1]:
         if count <= max_messages and tokens <= budget:
             break
         if any(history[i].pinned for i in group):
             continue
+        limits.add("max_messages" if count > max_messages else "context")
         dropped.extend(group)
         count -= len(group)
         tokens -= sum(history[i].tokens for i in group)
@@ -212,6 +218,8 @@ def build_window(
         dropped=tuple(history[i] for i in dropped),
         tokens=tokens,
         budget=budget,
+        max_messages=max_messages,
+        limited_by=tuple(sorted(limits, key=["max_messages", "context"].index)),
     )
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
 
-from chatcli.conversation import Usage
+from chatcli.conversation import Usage, Window
 from chatcli.errors import ChatcliError
 from chatcli.textsafe import visible
 
@@ -98,9 +98,15 @@ def usage_text(usage: Usage) -> str:
             f"{mark}{usage.total_tokens}" + (" (estimated)" if usage.estimated else ""))
 
 
-def dropped_note(count: int) -> str:
+def dropped_note(window: Window) -> str:
+    """`8 older messages left out to fit max_messages = 20 (/history)`: what trimming did,
+    and which limit made it."""
+    count = len(window.dropped)
     noun = "message" if count == 1 else "messages"
-    return f"{count} older {noun} left out to fit (/history)"
+    why = " and ".join(f"max_messages = {window.max_messages}" if limit == "max_messages" else
+                       f"the context ({window.budget:,} tokens for the request)"
+                       for limit in window.limited_by)
+    return f"{count} older {noun} left out to fit {why or 'the limits'} (/history)"
 
 
 def is_terminal(file: TextIO) -> bool:

@@ -260,7 +260,7 @@ class Repl:
         line = format_usage(result.usage, price_input=s.price_input, price_output=s.price_output,
                             currency=s.currency, session=self.session.total)
         if result.window.dropped:
-            line += " · " + dropped_note(len(result.window.dropped))
+            line += " · " + dropped_note(result.window)
         self.console.print(line, style="dim", markup=False, highlight=False)
 
     def _toolbar(self) -> str:

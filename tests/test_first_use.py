@@ -39,3 +39,16 @@ def test_doctor_passes_a_server_that_ignores_the_model_name_with_a_note(run, end
     assert "local is not among the endpoint's models" in result.stdout
     assert "but it answered: the server ignores the name" in result.stdout
     assert "FAIL" not in result.stdout
+
+
+def test_the_note_says_which_limit_trimmed(run, endpoint, tmp_path):
+    roomy = tmp_path / "roomy.toml"
+    roomy.write_text("max_messages = 3\n")
+    for n in range(3):
+        run("ask", "--config", str(roomy), "--session", "s", f"question {n}")
+    result = run("ask", "--config", str(roomy), "--session", "s", "--usage", "and now?")
+    assert "left out to fit max_messages = 3 (/history)" in result.stderr
+    tight = tmp_path / "tight.toml"
+    tight.write_text("context_window = 256\nmax_tokens = 100\n")
+    result = run("ask", "--config", str(tight), "--session", "s", "--usage", "word " * 100)
+    assert "left out to fit the context (156 tokens for the request) (/history)" in result.stderr

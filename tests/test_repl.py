@@ -233,7 +233,8 @@ def test_history_shows_what_is_sent_and_what_is_left_out(server, tmp_path):
     repl.run("one" + ENTER + "two" + ENTER + "three" + ENTER + "/history" + ENTER + CTRL_D)
     assert [m["content"] for m in repl.sent[2]] == ["two", "Hello! How can I help?", "three"]
     out = repl.out.getvalue()
-    assert "2 older messages left out to fit (/history)" in out  # said after the reply that trimmed
+    assert "2 older messages left out to fit max_messages = 3 (/history)" in out  # said after the reply
+    assert "4 left out to fit max_messages = 3 (the API document allows 20" in out
     assert "next request: 2 messages" in out and "4 left out" in out
     table = out[out.index("next request"):]
     assert table.count("left out") == 5 and table.count(" sent ") == 2

@@ -20,7 +20,7 @@ from chatcli.cli.app import (
 from chatcli.cli.options import Flags, with_flags
 from chatcli.config import Settings, data_dir
 from chatcli.conversation import compose_user_message
-from chatcli.render import Diagnostics, format_usage, wants_color
+from chatcli.render import Diagnostics, dropped_note, format_usage, wants_color
 from chatcli.session import Session
 from chatcli.textsafe import json_safe
 
@@ -158,8 +158,9 @@ def answer(question: str | None, piped: str | None, flags: Flags, settings: Sett
     if result.notice:
         diag.warning(result.notice)
     if flags.usage:
-        diag.usage(format_usage(result.usage, price_input=settings.price_input,
-                                price_output=settings.price_output, currency=settings.currency))
+        line = format_usage(result.usage, price_input=settings.price_input,
+                            price_output=settings.price_output, currency=settings.currency)
+        diag.usage(line + (f" · {dropped_note(result.window)}" if result.window.dropped else ""))
     if must_save(flags) and session.save_failure is not None:
         raise errors.StorageError(f"{session.save_failure.message}; the reply was not saved",
                                   hint=session.save_failure.hint)
