@@ -52,3 +52,13 @@ def test_the_note_says_which_limit_trimmed(run, endpoint, tmp_path):
     tight.write_text("context_window = 256\nmax_tokens = 100\n")
     result = run("ask", "--config", str(tight), "--session", "s", "--usage", "word " * 100)
     assert "left out to fit the context (156 tokens for the request) (/history)" in result.stderr
+
+
+def test_a_question_where_a_command_goes_suggests_ask(run, endpoint):
+    for args, hint in ((["what is 2+2"], "to ask it: chatcli ask 'what is 2+2'"),
+                       (["hello", "there"], "to ask it: chatcli ask 'hello there'"),
+                       (["version"], "chatcli --version prints the version"),
+                       (["sesions", "list"], "did you mean `chatcli sessions`?")):
+        result = run(*args)
+        assert result.code == 2 and result.stderr.count("\n") == 1 and hint in result.stderr, result
+    assert endpoint.chat_requests == []

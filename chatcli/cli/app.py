@@ -130,6 +130,26 @@ class _CliGroup(TyperGroup):
         except BrokenPipeError:
             raise _PipeClosed() from None
 
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            raise errors.UsageError(f"{name!r} is not a command", hint=_what_was_meant(
+                name, args, list(self.list_commands(ctx))))
+        return super().resolve_command(ctx, args)
+
+
+def _what_was_meant(name: str, args: list[str], commands: list[str]) -> str:
+    """A hint for a word that is not a command: the command it nearly is, or asking it."""
+    import difflib
+    import shlex
+
+    if name.lower() in ("version", "v"):
+        return "chatcli --version prints the version"
+    close = difflib.get_close_matches(name.lower(), commands, n=1, cutoff=0.75)
+    if close and " " not in name:
+        return f"did you mean `chatcli {close[0]}`?"
+    return f"to ask it: chatcli ask {shlex.quote(' '.join(args))}"
+
 
 def _silence_stdout() -> None:
     """After a broken pipe, point stdout at /dev/null so the final flush is quiet."""
