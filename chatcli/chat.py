@@ -84,6 +84,7 @@ class TurnResult:
     window: Window
     notice: str | None = None  # why the reply may be incomplete
     response: dict[str, Any] | None = None  # the complete response object (no stream)
+    context_window: int | None = None  # the model's context size, when the server stated it
 
 
 def window_for(conversation: Conversation, settings: Settings) -> Window:
@@ -126,14 +127,16 @@ def send(
     journal.answering(conversation.messages[-1])
     try:
         return _attempt(conversation, window, client, settings, sink, journal, stream)
-    except errors.ContextTooLongError:
+    except errors.ContextTooLongError as exc:
         if conversation.messages[-1].role != USER:
             raise  # part of a reply arrived and is kept: not a request to repeat
-        smaller = _shrunk(conversation, window, settings)
+        refused = exc
+        smaller = _shrunk(conversation, window, settings, refused)
     result = _attempt(conversation, smaller, client, settings, sink, journal, stream)
     note = (f"the server said the conversation was too long; {len(smaller.dropped)} older messages "
             "were left out and it was asked again")
-    return replace(result, notice="; ".join(filter(None, (note, result.notice))))
+    return replace(result, notice="; ".join(filter(None, (note, result.notice))),
+                   context_window=refused.limit)
 
 
 def _attempt(conversation, window, client, settings, sink, journal, stream) -> TurnResult:
@@ -162,18 +165,29 @@ def _refuse_far_too_big(conversation: Conversation, settings: Settings) -> None:
             hint="send a part of it, or raise context_window if the model takes more")
 
 
-def _shrunk(conversation: Conversation, window: Window, settings: Settings) -> Window:
-    """A window about half the size of one the server refused, or an error saying why not."""
+def _shrunk(conversation: Conversation, window: Window, settings: Settings,
+            refused: errors.ContextTooLongError) -> Window:
+    """A window that should fit where the server refused `window`: sized to the context the
+    server stated (its count turned into our estimate's terms), else about half as large;
+    or an error with both numbers when even the newest message cannot fit."""
+    if refused.limit:
+        scale = window.tokens / refused.used if refused.used else 1.0
+        budget = int(reply_budget(refused.limit, settings.max_tokens) * min(scale, 1.0))
+    else:
+        budget = window.tokens // 2
     smaller = build_window(conversation.system, conversation.messages,
-                           max_messages=settings.max_messages, budget=window.tokens // 2)
-    if len(smaller.messages) == len(window.messages):
-        newest = conversation.messages[-1]
-        raise errors.ContextTooLongError(
-            f"the server says the conversation is too long for the model, and the newest message "
-            f"alone is about {newest.tokens:,} tokens (estimated; context_window is set to "
-            f"{settings.context_window:,})",
-            hint="send less text, or unpin messages with /pin")
-    return smaller
+                           max_messages=settings.max_messages, budget=budget)
+    if len(smaller.messages) < len(window.messages) and not smaller.over_budget:
+        return smaller
+    newest = conversation.messages[-1]
+    limit = (f"the model takes {refused.limit:,} tokens (the server says so)" if refused.limit else
+             f"context_window is set to {settings.context_window:,}")
+    pinned = any(m.pinned for m in conversation.messages[:-1])
+    raise errors.ContextTooLongError(
+        f"the conversation is too long for the model even with older messages left out: the "
+        f"newest message alone is about {newest.tokens:,} tokens (estimated), and {limit}",
+        hint="send less text" + (", or unpin messages (/pin N)" if pinned else ""),
+        limit=refused.limit, used=refused.used)
 
 
 def _streamed(conversation, request, window, client, settings, sink, journal) -> TurnResult:

@@ -84,7 +84,16 @@ class RequestError(ChatcliError):
 
 
 class ContextTooLongError(RequestError):
-    """The conversation does not fit in the model's context window."""
+    """The conversation does not fit in the model's context window.
+
+    `limit` is the context size the server stated, `used` the tokens it counted in the
+    request, when it said them."""
+
+    def __init__(self, message: str, *, hint: str | None = None, limit: int | None = None,
+                 used: int | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.limit = limit
+        self.used = used
 
 
 class StorageError(ChatcliError):

@@ -8,7 +8,8 @@ commands and the REPL can be tested without a terminal.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -61,9 +62,28 @@ class Session:
     # --- turns -----------------------------------------------------------------
 
     def ask(self, text: str, sink: Sink, *, stream: bool = True) -> TurnResult:
-        return self._finish(run_turn(self.conversation, text, client=self.client,
-                                     settings=self.settings, sink=sink, stream=stream,
-                                     journal=self._journal))
+        with self._learning():
+            return self._finish(run_turn(self.conversation, text, client=self.client,
+                                         settings=self.settings, sink=sink, stream=stream,
+                                         journal=self._journal))
+
+    @contextmanager
+    def _learning(self) -> Iterator[None]:
+        """A context size the server states is used for the rest of the session."""
+        try:
+            yield
+        except errors.ContextTooLongError as exc:
+            self._learn_context(exc.limit, tell=False)  # the error itself says the limit
+            raise
+
+    def _learn_context(self, limit: int | None, *, tell: bool = True) -> None:
+        if limit and limit != self.settings.context_window:
+            self.settings = replace(self.settings, context_window=limit)
+            self._window = None
+            if tell:
+                self._warn(f"the server says the model's context is {limit:,} tokens: chatcli uses "
+                           f"that for the rest of this session (context_window = {limit} in the config "
+                           "keeps it)")
 
     def retry(self, sink: Sink) -> TurnResult:
         """Send the last question again, dropping the reply it got (if any)."""
@@ -75,10 +95,12 @@ class Session:
             raise errors.UsageError("nothing to retry yet")
         self._forget(dropped)
         self._window = None
-        return self._finish(send(self.conversation, client=self.client, settings=self.settings,
-                                 sink=sink, journal=self._journal))
+        with self._learning():
+            return self._finish(send(self.conversation, client=self.client, settings=self.settings,
+                                     sink=sink, journal=self._journal))
 
     def _finish(self, result: TurnResult) -> TurnResult:
+        self._learn_context(result.context_window)
         self.last = result
         self.total = self.total + result.usage
         self._window = None

@@ -62,3 +62,46 @@ def test_a_question_where_a_command_goes_suggests_ask(run, endpoint):
         result = run(*args)
         assert result.code == 2 and result.stderr.count("\n") == 1 and hint in result.stderr, result
     assert endpoint.chat_requests == []
+
+
+LLAMA_CPP_TOO_LONG = {"error": {"code": 400, "message": "the request exceeds the available context size, "
+                                "try increasing it", "type": "exceed_context_size_error",
+                                "n_prompt_tokens": 3000, "n_ctx": 2048}}
+
+
+def test_an_overflowing_piped_question_to_llama_cpp_names_both_numbers(run, endpoint, tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text("context_window = 2048\n")
+    endpoint.queue(Reply(status=400, error=LLAMA_CPP_TOO_LONG))
+    result = run("ask", "--config", str(config), "summarise", input="a log line with words\n" * 300)
+    assert result.code == 7 and result.stdout == ""
+    line = result.stderr.splitlines()[0]
+    assert "the newest message alone is about" in line and "the model takes 2,048 tokens" in line
+    assert "/pin" not in result.stderr  # nothing is pinned in a one-shot question
+
+
+def test_an_error_event_in_a_stream_from_llama_cpp_is_exit_7_too(run, endpoint):
+    import json
+
+    event = f"data: {json.dumps(LLAMA_CPP_TOO_LONG)}\n\n".encode()
+    endpoint.queue(Reply(body=lambda: [event]), Reply(body=lambda: [event]))
+    result = run("ask", "a question")
+    assert result.code == 7 and "too long" in result.stderr
+
+
+def test_the_stated_context_is_used_for_the_rest_of_the_session(server, tmp_path):
+    from tests.fake_server import CONTEXT_TOO_LONG
+
+    from chatcli.conversation import Message
+
+    harness = Harness(server, tmp_path, max_messages=100)
+    for n in range(6):
+        harness.session.conversation.messages += [Message("user", f"old question {n} " * 200),
+                                                  Message("assistant", "old answer " * 200)]
+    server.queue(Reply(status=400, error={"error": CONTEXT_TOO_LONG}))  # "maximum ... is 4096 tokens"
+    harness.run("a new question" + ENTER + "/tokens" + ENTER + CTRL_D)
+    first, second = harness.sent
+    assert len(second) < len(first) and second[-1]["content"] == "a new question"
+    assert harness.session.settings.context_window == 4096
+    assert "context is 4,096 tokens: chatcli uses that for the rest of this session" in harness.err.getvalue()
+    assert "context window 4096" in harness.out.getvalue()

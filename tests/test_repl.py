@@ -36,10 +36,11 @@ class Harness:
         data = {"base_url": server.base_url, "model": "test-model", "max_retries": 0, "timeout": 5,
                 **settings}
         self.settings = merge(data, {}, {})
-        self.session = Session(self.settings, client_factory=lambda s: OpenAIClient(s, TEST_KEY),
-                               load_profile=self._profile, profiles=["other"])
         self.out = io.StringIO()
         self.err = io.StringIO()
+        self.session = Session(self.settings, client_factory=lambda s: OpenAIClient(s, TEST_KEY),
+                               load_profile=self._profile, profiles=["other"],
+                               warn=Diagnostics(self.err, color=False).warning)
         self.history = tmp_path / "history"
 
     def _profile(self, name):

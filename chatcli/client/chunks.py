@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from chatcli.events import Event, StreamEnd, TextDelta, UsageReport
@@ -37,6 +37,7 @@ class BodyError:
     code: str | None = None
     type: str | None = None
     status: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)  # the error object, for its other fields
 
 
 def load_json(text: str | bytes) -> Any:
@@ -69,6 +70,7 @@ def _error(message: Any, fields: dict[str, Any]) -> BodyError:
     code = fields.get("code")
     status = code if isinstance(code, int) and not isinstance(code, bool) else fields.get("status")
     return BodyError(
+        details=fields,
         message=text.strip() or "(no message)",
         code=str(code) if isinstance(code, str | int) and not isinstance(code, bool) else None,
         type=fields.get("type") if isinstance(fields.get("type"), str) else None,

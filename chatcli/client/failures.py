@@ -102,7 +102,7 @@ def _server_message(exc: Any) -> str:
 def _from_status(exc: Any, settings: Settings, model: str, redact: Callable[[str], str]):
     retry = exc.response.headers.get("retry-after")
     return classify(exc.status_code, redact(_server_message(exc)), exc.code, exc.type, settings, model,
-                    retry_after=retry, quota=_is_quota(exc))
+                    retry_after=retry, quota=_is_quota(exc), details=exc.body)
 
 
 def from_body(error: BodyError, settings: Settings, model: str, redact: Callable[[str], str], *,
@@ -111,7 +111,7 @@ def from_body(error: BodyError, settings: Settings, model: str, redact: Callable
     stream), classified as the same error with a proper HTTP status would be."""
     message = redact(error.message)
     if is_context_too_long(error.code, error.type, message):
-        return _context_error(message)
+        return _context_error(message, error.details)
     words = f"{error.code} {error.type} {message}".lower()
     status = error.status if error.status is not None and 400 <= error.status < 600 else None
     if status is None and ("quota" in words or "rate_limit" in words or "rate limit" in words):
@@ -119,7 +119,8 @@ def from_body(error: BodyError, settings: Settings, model: str, redact: Callable
     elif status is None and _AUTH_WORDS.search(f"{error.code} {error.type}"):
         status = 401
     if status is not None:
-        return classify(status, message, error.code, error.type, settings, model, quota="quota" in words)
+        return classify(status, message, error.code, error.type, settings, model, quota="quota" in words,
+                        details=error.details)
     where = "during the reply" if midstream else "instead of a reply"
     return errors.ServerError(f"the server reported an error {where}: {message}",
                               hint="try again; --debug shows what came back")
@@ -129,7 +130,8 @@ _AUTH_WORDS = re.compile(r"api[ _-]?key|unauthori[sz]ed|authenticat|permission|f
 
 
 def classify(status: int, message: str, code: str | None, type_: str | None, settings: Settings,
-             model: str, *, retry_after: str | None = None, quota: bool = False) -> errors.ChatcliError:
+             model: str, *, retry_after: str | None = None, quota: bool = False,
+             details: Any = None) -> errors.ChatcliError:
     """The chatcli error for a server's error with this HTTP status, words and codes."""
     if status == 401:
         return errors.AuthError(f"the server rejected the API key (401): {message}",
@@ -153,7 +155,7 @@ def classify(status: int, message: str, code: str | None, type_: str | None, set
             hint=f"wait {retry_after}s and try again" if retry_after else "wait a little and try again",
         )
     if is_context_too_long(code, type_, message):
-        return _context_error(message)
+        return _context_error(message, details)
     if status >= 500:
         return errors.ServerError(f"the server failed ({status}): {message}",
                                   hint="try again later")
@@ -161,11 +163,42 @@ def classify(status: int, message: str, code: str | None, type_: str | None, set
                                hint="check the model name and parameters; --debug shows the request")
 
 
-def _context_error(message: str) -> errors.ContextTooLongError:
+# How servers state the model's context size, and how much the request took.
+_LIMIT_PHRASES = re.compile(
+    r"maximum context length is (\d+)|context (?:window|size|length)(?: is| of)? (\d+)|"
+    r"token limit:? (\d+)|max(?:imum)?[_ ]?(?:input|model)[_ ]?(?:length|tokens)(?: is|:)? (\d+)",
+    re.IGNORECASE)
+_USED_PHRASES = re.compile(r"resulted in (\d+) tokens|you requested (\d+) tokens|"
+                           r"prompt (?:has|contains|is) (\d+) tokens", re.IGNORECASE)
+
+
+def stated_sizes(message: str, details: Any = None) -> tuple[int | None, int | None]:
+    """The context size the server states and the tokens it counted, where it says them:
+    in its words (OpenAI, vLLM, Moonshot, TGI) or in fields (llama.cpp's n_ctx)."""
+    fields = details if isinstance(details, dict) else {}
+
+    def number(*candidates: Any) -> int | None:
+        for value in candidates:
+            if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 10**9:
+                return value
+            if isinstance(value, str) and value.isdigit() and 0 < int(value) < 10**9:
+                return int(value)
+        return None
+
+    limit_match = _LIMIT_PHRASES.search(message)
+    used_match = _USED_PHRASES.search(message)
+    limit = number(fields.get("n_ctx"), *(limit_match.groups() if limit_match else ()))
+    used = number(fields.get("n_prompt_tokens"), *(used_match.groups() if used_match else ()))
+    return limit, used
+
+
+def _context_error(message: str, details: Any = None) -> errors.ContextTooLongError:
+    limit, used = stated_sizes(message, details)
     return errors.ContextTooLongError(
         f"the conversation is too long for the model: {message}",
         hint="set context_window in the config to the model's size, lower max_messages, "
              "or send less text",
+        limit=limit, used=used,
     )
 
 
