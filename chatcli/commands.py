@@ -8,13 +8,14 @@ retry, edit, copy). Nothing here draws or reads the keyboard.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from chatcli import errors
 from chatcli.export import local_time
 from chatcli.mdblocks import code_blocks
-from chatcli.render import usage_text
+from chatcli.render import counted, usage_text
 from chatcli.session import Session
 from chatcli.textsafe import without_controls
 
@@ -93,7 +94,7 @@ def _resume(session: Session, arg: str) -> Output:
     if info is None:
         raise errors.UsageError(f"no conversation {arg!r}", hint="/sessions lists them")
     session.resume(info)
-    lines = [f"resumed {info.id}: {info.title or '(untitled)'} ({info.message_count} messages)"]
+    lines = [f"resumed {info.id}: {info.title or '(untitled)'} ({counted(info.message_count, 'message')})"]
     if info.model and info.model != session.settings.model:
         lines.append(f"it used {info.model}; now using {session.settings.model} (/model to switch)")
     return Output(lines=tuple(lines))
@@ -140,7 +141,7 @@ def _temperature(session: Session, arg: str) -> Output:
     if not arg:
         value = session.settings.temperature
         return Output(lines=(f"temperature: {'the server default' if value is None else value}",))
-    value = None if arg == "default" else _number(arg, "temperature", float, 0, 2)
+    value = None if arg == "default" else _number(arg, "temperature", float, 0, 2, default=True)
     session.update(temperature=value)
     return Output(lines=(f"temperature: {'the server default' if value is None else value}",))
 
@@ -149,20 +150,21 @@ def _max_tokens(session: Session, arg: str) -> Output:
     if not arg:
         value = session.settings.max_tokens
         return Output(lines=(f"max tokens: {'the server default' if value is None else value}",))
-    value = None if arg == "default" else _number(arg, "max tokens", int, 1, None)
+    value = None if arg == "default" else _number(arg, "max tokens", int, 1, 100_000_000, default=True)
     session.update(max_tokens=value)
     return Output(lines=(f"max tokens: {'the server default' if value is None else value}",))
 
 
-def _number(text: str, what: str, kind: type, low: float, high: float | None):
+def _number(text: str, what: str, kind: type, low: float, high: float | None, *,
+            default: bool = False):
     try:
         value = kind(text)
     except ValueError:
         value = None
-    if value is None or value < low or (high is not None and value > high):
+    if value is None or not math.isfinite(value) or value < low or (high is not None and value > high):
         limit = f"from {low} to {high}" if high is not None else f"of at least {low}"
-        raise errors.UsageError(f"{what} must be a {'whole ' if kind is int else ''}number {limit}, "
-                                f"or 'default'")
+        raise errors.UsageError(f"{what} must be a {'whole ' if kind is int else ''}number {limit}"
+                                + (", or 'default'" if default else ""))
     return value
 
 
@@ -174,7 +176,7 @@ def _undo(session: Session, arg: str) -> Output:
     removed = session.undo()
     if not removed:
         return Output(lines=("nothing to undo",))
-    return Output(lines=(f"removed the last turn ({len(removed)} messages)",))
+    return Output(lines=(f"removed the last turn ({counted(len(removed), 'message')})",))
 
 
 def _history(session: Session, arg: str) -> Output:

@@ -16,6 +16,7 @@ from typing import Any
 from chatcli import errors
 from chatcli.config import Settings, readable_secret, resolve_api_key
 from chatcli.events import ChatRequest, StreamEnd, TextDelta, UsageReport
+from chatcli.render import counted
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def run_checks(
 def _config_check(settings: Settings, data: dict[str, Any]) -> Check:
     path = settings.config_path or Path("config.toml")
     if problem := readable_secret(path, data):
-        return Check("config file", False, problem, f"chmod 600 {path}", errors.EXIT_USAGE)
+        return Check("config file", False, problem, exit_code=errors.EXIT_USAGE)  # it names the fix
     if path.exists():
         profile = f", profile {settings.profile}" if settings.profile else ""
         return Check("config file", True, f"{path} is valid{profile}")
@@ -83,7 +84,7 @@ def _endpoint_check(client: Any, settings: Settings) -> tuple[Check, list[str] |
         return Check(name, None, f"{settings.base_url} answers but lists no models ({exc.message})"), None
     except errors.ChatcliError as exc:
         return _failed(name, exc), None
-    return Check(name, True, f"{settings.base_url} answers and lists {len(models)} models"), models
+    return Check(name, True, f"{settings.base_url} answers and lists {counted(len(models), 'model')}"), models
 
 
 def _model_check(settings: Settings, models: list[str], *, answered: bool) -> Check:

@@ -98,15 +98,18 @@ def usage_text(usage: Usage) -> str:
             f"{mark}{usage.total_tokens}" + (" (estimated)" if usage.estimated else ""))
 
 
+def counted(count: int, noun: str) -> str:
+    """`1 message`, `2 messages`: a count and its noun, as a person writes them."""
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
+
+
 def dropped_note(window: Window) -> str:
     """`8 older messages left out to fit max_messages = 20 (/history)`: what trimming did,
     and which limit made it."""
-    count = len(window.dropped)
-    noun = "message" if count == 1 else "messages"
     why = " and ".join(f"max_messages = {window.max_messages}" if limit == "max_messages" else
                        f"the context ({window.budget:,} tokens for the request)"
                        for limit in window.limited_by)
-    return f"{count} older {noun} left out to fit {why or 'the limits'} (/history)"
+    return f"{counted(len(window.dropped), 'older message')} left out to fit {why or 'the limits'} (/history)"
 
 
 def is_terminal(file: TextIO) -> bool:

@@ -90,9 +90,8 @@ def test_an_error_event_in_a_stream_from_llama_cpp_is_exit_7_too(run, endpoint):
 
 
 def test_the_stated_context_is_used_for_the_rest_of_the_session(server, tmp_path):
-    from tests.fake_server import CONTEXT_TOO_LONG
-
     from chatcli.conversation import Message
+    from tests.fake_server import CONTEXT_TOO_LONG
 
     harness = Harness(server, tmp_path, max_messages=100)
     for n in range(6):
@@ -105,3 +104,25 @@ def test_the_stated_context_is_used_for_the_rest_of_the_session(server, tmp_path
     assert harness.session.settings.context_window == 4096
     assert "context is 4,096 tokens: chatcli uses that for the rest of this session" in harness.err.getvalue()
     assert "context window 4096" in harness.out.getvalue()
+
+
+def test_counts_and_hints_read_as_a_person_writes_them(run, endpoint, server, tmp_path):
+    endpoint.models = ["test-model"]
+    shown = run("doctor").stdout
+    assert "lists 1 model\n" in shown or "lists 1 model " in shown
+    path = tmp_path / "k.toml"
+    path.write_text('api_key = "sk-in-file-0123"\n')
+    path.chmod(0o644)
+    shown = run("doctor", "--config", str(path)).stdout
+    assert shown.count("chmod 600") == 1  # said once, not "chmod 600 k.toml -> chmod 600 k.toml"
+    run("ask", "--session", "one", "hi")
+    harness = Harness(server, tmp_path)
+    harness.run("/pin x" + ENTER + "/temperature x" + ENTER + CTRL_D)
+    err = harness.err.getvalue()
+    assert "the message number must be a whole number of at least 1 (" not in err
+    assert "message number must be a whole number of at least 1\n" in err  # no 'or default' here
+    assert "temperature must be a number from 0 to 2, or 'default'" in err
+    endpoint.queue(Reply(status=404, error=error_body("The model `x` does not exist", "invalid_request_error",
+                                                      "model_not_found")))
+    assert "/model in a session" in run("ask", "-m", "x", "hi").stderr
+    assert "removed 1 conversation\n" in run("sessions", "rm", "one", "--yes").stderr

@@ -20,7 +20,7 @@ from chatcli.cli.app import (
 from chatcli.cli.options import Flags, with_flags
 from chatcli.config import Settings, data_dir
 from chatcli.conversation import compose_user_message
-from chatcli.render import Diagnostics, dropped_note, format_usage, wants_color
+from chatcli.render import Diagnostics, counted, dropped_note, format_usage, wants_color
 from chatcli.session import Session
 from chatcli.textsafe import json_safe
 
@@ -66,7 +66,7 @@ def root(
 def ask(
     ctx: typer.Context,
     flags: Flags,
-    question: Annotated[list[str] | None, typer.Argument(
+    question: Annotated[list[str] | None, typer.Argument(metavar="QUESTION",
         help="The question; several words are joined with spaces.", show_default=False)] = None,
 ) -> None:
     """Answer one question and exit. Piped text is sent too: first, between <stdin> tags,
@@ -193,7 +193,8 @@ def interact(flags: Flags, settings: Settings | None = None, *, first: str | Non
                "/help for commands, Ctrl-D to leave")
     info = session.info()
     if info is not None:
-        diag.usage(f"resumed {info.id}: {info.title or '(untitled)'} ({info.message_count} messages)")
+        diag.usage(f"resumed {info.id}: {info.title or '(untitled)'} "
+                   f"({counted(info.message_count, 'message')})")
     loop = repl.Repl(
         session,
         console=make_console(sys.stdout, color=color),

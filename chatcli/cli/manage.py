@@ -22,7 +22,7 @@ from chatcli.cli.app import (
 )
 from chatcli.cli.options import ConfigOpt, Flags, ModelOpt, ProfileOpt
 from chatcli.config import Settings, data_dir, default_config_path
-from chatcli.render import for_terminal, wants_color
+from chatcli.render import counted, for_terminal, wants_color
 from chatcli.store import ConversationInfo, Store, open_store
 from chatcli.textsafe import json_safe, visible
 
@@ -80,7 +80,8 @@ def _find(store: Store, ref: str) -> ConversationInfo:
 def sessions_list(
     ctx: typer.Context,
     json_out: JsonFlag = False,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many, newest first.")] = 50,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, metavar="N",
+                                       help="How many, newest first.")] = 50,
     config: ConfigOpt = None,
 ) -> None:
     """The saved conversations, newest first."""
@@ -100,7 +101,7 @@ def sessions_list(
     sys.stdout.write(columns(rows))
 
 
-@sessions_app.command("show")
+@sessions_app.command("show", short_help="Print a conversation.")
 def sessions_show(ctx: typer.Context, ref: Ref, config: ConfigOpt = None) -> None:
     """Print a conversation: rendered on a terminal, as Markdown text into a pipe."""
     from chatcli.export import to_markdown
@@ -116,10 +117,10 @@ def sessions_show(ctx: typer.Context, ref: Ref, config: ConfigOpt = None) -> Non
         sys.stdout.write(for_terminal(text, sys.stdout))
 
 
-@sessions_app.command("search")
+@sessions_app.command("search", short_help="Find messages that contain some words.")
 def sessions_search(
     ctx: typer.Context,
-    text: Annotated[list[str], typer.Argument(help="Words to find (as one phrase).")],
+    text: Annotated[list[str], typer.Argument(metavar="TEXT", help="Words to find (as one phrase).")],
     json_out: JsonFlag = False,
     config: ConfigOpt = None,
 ) -> None:
@@ -137,7 +138,7 @@ def sessions_search(
         print(f"{hit.conversation_id}  {_cell(hit.title or '(untitled)')}  {hit.role}: {_cell(hit.snippet)}")
 
 
-@sessions_app.command("export")
+@sessions_app.command("export", short_help="Print a conversation as Markdown or JSON.")
 def sessions_export(
     ctx: typer.Context,
     ref: Ref,
@@ -160,7 +161,7 @@ def sessions_export(
 
 @sessions_app.command("rename")
 def sessions_rename(ctx: typer.Context, ref: Ref,
-                    title: Annotated[list[str], typer.Argument(help="The new title.")],
+                    title: Annotated[list[str], typer.Argument(metavar="TITLE", help="The new title.")],
                     config: ConfigOpt = None) -> None:
     """Give a conversation a new title."""
     store = _store(ctx, config)
@@ -170,7 +171,7 @@ def sessions_rename(ctx: typer.Context, ref: Ref,
 @sessions_app.command("rm")
 def sessions_rm(
     ctx: typer.Context,
-    refs: Annotated[list[str], typer.Argument(metavar="ID|NAME...", help="Conversations to remove.")],
+    refs: Annotated[list[str], typer.Argument(metavar="ID|NAME", help="Conversations to remove.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
     config: ConfigOpt = None,
 ) -> None:
@@ -180,16 +181,17 @@ def sessions_rm(
     if not yes:
         if not sys.stdin or not sys.stdin.isatty():
             raise errors.UsageError("not removing without asking; add --yes to remove from a script")
-        listing = ", ".join(f"{i.id} ({i.title or 'untitled'}, {i.message_count} messages)" for i in found)
+        listing = ", ".join(f"{i.id} ({i.title or 'untitled'}, {counted(i.message_count, 'message')})"
+                            for i in found)
         if not typer.confirm(f"Remove {listing}?", default=False, err=True):
             diagnostics().note("nothing removed")
             return
     for info in found:
         store.delete(info.id)
-    diagnostics().note(f"removed {len(found)} conversation(s)")
+    diagnostics().note(f"removed {counted(len(found), 'conversation')}")
 
 
-@app.command()
+@app.command(short_help="Check the setup, from the config file to a streamed reply.")
 def doctor(ctx: typer.Context, model: ModelOpt = None, profile: ProfileOpt = None,
            config: ConfigOpt = None) -> None:
     """Check the setup: config file, key source, endpoint, model, streaming, usage reports.

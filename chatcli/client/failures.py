@@ -143,7 +143,8 @@ def classify(status: int, message: str, code: str | None, type_: str | None, set
     if status == 404:
         if code == "model_not_found" or "model" in message.lower():
             return errors.RequestError(f"model {model!r} was not found at {settings.base_url}",
-                                       hint="pick another with --model or `model` in the config")
+                                       hint="pick another: --model, /model in a session, or `model` in "
+                                            "the config (`chatcli doctor` lists them)")
         return errors.RequestError(f"{settings.base_url} has no chat-completions endpoint (404)",
                                    hint="base_url usually ends in /v1")
     if status == 429:
