@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from chatcli import errors
-from chatcli.export import local_time
+from chatcli.export import last_exchange, local_time
 from chatcli.mdblocks import code_blocks
 from chatcli.render import counted, usage_text
 from chatcli.session import Session
@@ -94,7 +94,8 @@ def _resume(session: Session, arg: str) -> Output:
     if info is None:
         raise errors.UsageError(f"no conversation {arg!r}", hint="/sessions lists them")
     session.resume(info)
-    lines = [f"resumed {info.id}: {info.title or '(untitled)'} ({counted(info.message_count, 'message')})"]
+    lines = [f"resumed {info.id}: {info.title or '(untitled)'} ({counted(info.message_count, 'message')})",
+             *last_exchange(session.conversation.messages)]
     if info.model and info.model != session.settings.model:
         lines.append(f"it used {info.model}; now using {session.settings.model} (/model to switch)")
     return Output(lines=tuple(lines))

@@ -33,6 +33,32 @@ def to_markdown(info: ConversationInfo, messages: list[Message]) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def excerpt(text: str, *, lines: int = 2, width: int = 100) -> list[str]:
+    """The first `lines` non-blank lines of `text`, each cut to `width`, and a last line
+    saying how much more there is: enough to recognise a message, not to reread it."""
+    kept = [line.rstrip() for line in text.splitlines() if line.strip()]
+    shown = [line if len(line) <= width else line[: width - 1] + "…" for line in kept[:lines]]
+    if len(kept) > lines:
+        rest = len(kept) - lines
+        shown.append(f"(… {rest} more line{'' if rest == 1 else 's'})")
+    return shown
+
+
+def last_exchange(messages: list[Message]) -> list[str]:
+    """Where a resumed conversation stands: its last question and the start of its reply."""
+    out: list[str] = []
+    question = next((i for i in range(len(messages) - 1, -1, -1) if messages[i].role == "user"), None)
+    if question is None:
+        return out
+    for message in messages[question:question + 2]:
+        who = ROLE_NAMES.get(message.role, message.role).lower()
+        note = f" ({message.finish_reason})" if message.finish_reason in ("interrupted", "error",
+                                                                            "length") else ""
+        first, *rest = excerpt(message.content) or ["(empty)"]
+        out += [f"  {who}{note}: {first}", *(f"    {line}" for line in rest)]
+    return out
+
+
 def to_json(info: ConversationInfo, messages: list[Message]) -> dict[str, Any]:
     """The conversation with its messages as the chat-completions API takes them."""
     api = ([{"role": "system", "content": info.system_prompt}] if info.system_prompt else [])

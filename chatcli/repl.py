@@ -26,6 +26,7 @@ from prompt_toolkit.key_binding import KeyBindings
 
 from chatcli import commands, errors
 from chatcli.chat import Sink, TurnResult
+from chatcli.export import excerpt
 from chatcli.render import (
     Diagnostics,
     MarkdownSink,
@@ -177,6 +178,10 @@ class Repl:
 
     def run(self, first_message: str | None = None) -> int:
         if first_message:
+            # Piped text is sent without being typed: show what was sent before its answer.
+            print_lines(self.console, [f"{PROMPT}{line}" if n == 0 else f"  {line}"
+                                       for n, line in enumerate(excerpt(first_message, lines=3))],
+                        style="dim")
             self._turn(lambda sink: self.session.ask(first_message, sink))
         while (line := self._read()) is not None:
             if line.strip() and not self._dispatch(line):

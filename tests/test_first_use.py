@@ -126,3 +126,36 @@ def test_counts_and_hints_read_as_a_person_writes_them(run, endpoint, server, tm
                                                       "model_not_found")))
     assert "/model in a session" in run("ask", "-m", "x", "hi").stderr
     assert "removed 1 conversation\n" in run("sessions", "rm", "one", "--yes").stderr
+
+
+def test_resuming_shows_where_the_conversation_stands(run, endpoint, server, tmp_path):
+    import os
+
+    import pexpect
+
+    from tests.test_e2e_terminal import BIN, PROMPT, expect
+
+    run("ask", "--session", "s", "an early question")
+    endpoint.queue(Reply(text="The answer,\nover\nseveral\nlines."))
+    run("ask", "--session", "s", "the latest question")
+    child = pexpect.spawn(str(BIN), ["--session", "s"], env=os.environ.copy(), dimensions=(40, 120),
+                          encoding="utf-8", timeout=30)
+    expect(child, PROMPT)
+    shown = child.before
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
+    assert "resumed 1: an early question (4 messages)" in shown
+    assert "you: the latest question" in shown and "assistant: The answer," in shown
+    assert "(… 2 more lines)" in shown and "an early question\r\n  you" not in shown
+    harness = Harness(server, tmp_path)
+    harness.session.store = Store(tmp_path / "data" / "chatcli.db")
+    harness.run("/resume s" + ENTER + CTRL_D)
+    assert "you: the latest question" in harness.out.getvalue()
+
+
+def test_piped_text_sent_first_is_shown_before_its_answer(server, tmp_path):
+    harness = Harness(server, tmp_path)
+    harness.run(CTRL_D, first="notes from a file\nsecond line\nthird\nfourth\nfifth")
+    out = harness.out.getvalue()
+    assert out.index("> notes from a file") < out.index("Hello! How can I help?")
+    assert "(… 2 more lines)" in out and "fourth" not in out

@@ -20,6 +20,7 @@ from chatcli.cli.app import (
 from chatcli.cli.options import Flags, with_flags
 from chatcli.config import Settings, data_dir
 from chatcli.conversation import compose_user_message
+from chatcli.export import last_exchange
 from chatcli.render import Diagnostics, counted, dropped_note, format_usage, wants_color
 from chatcli.session import Session
 from chatcli.textsafe import json_safe
@@ -195,6 +196,8 @@ def interact(flags: Flags, settings: Settings | None = None, *, first: str | Non
     if info is not None:
         diag.usage(f"resumed {info.id}: {info.title or '(untitled)'} "
                    f"({counted(info.message_count, 'message')})")
+        for line in last_exchange(session.conversation.messages):
+            diag.usage(line)
     loop = repl.Repl(
         session,
         console=make_console(sys.stdout, color=color),
