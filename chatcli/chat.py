@@ -8,7 +8,7 @@ marked with why it ended.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -36,7 +36,7 @@ MAX_REPLY_CHARS = 10_000_000
 
 
 class ChatClient(Protocol):
-    def stream(self, request: ChatRequest) -> Iterator[Event]: ...
+    def stream(self, request: ChatRequest) -> Generator[Event, None, None]: ...
 
     def complete(self, request: ChatRequest) -> Completion: ...
 
@@ -139,7 +139,8 @@ def send(
                    context_window=refused.limit)
 
 
-def _attempt(conversation, window, client, settings, sink, journal, stream) -> TurnResult:
+def _attempt(conversation: Conversation, window: Window, client: ChatClient, settings: Settings, sink: Sink,
+             journal: Journal, stream: bool) -> TurnResult:
     request = ChatRequest(
         model=settings.model,
         messages=window.to_api(),
@@ -190,7 +191,8 @@ def _shrunk(conversation: Conversation, window: Window, settings: Settings,
         limit=refused.limit, used=refused.used)
 
 
-def _streamed(conversation, request, window, client, settings, sink, journal) -> TurnResult:
+def _streamed(conversation: Conversation, request: ChatRequest, window: Window, client: ChatClient,
+              settings: Settings, sink: Sink, journal: Journal) -> TurnResult:
     parts: list[str] = []
     size = 0
     reported: UsageReport | None = None
@@ -226,7 +228,8 @@ def _streamed(conversation, request, window, client, settings, sink, journal) ->
     return _commit(conversation, "".join(parts), finish, reported, window, settings, journal)
 
 
-def _whole(conversation, request, window, client, settings, sink, journal) -> TurnResult:
+def _whole(conversation: Conversation, request: ChatRequest, window: Window, client: ChatClient,
+           settings: Settings, sink: Sink, journal: Journal) -> TurnResult:
     try:
         completion = client.complete(request)
     except KeyboardInterrupt:

@@ -9,21 +9,27 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Callable
+import shlex
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from chatcli import errors
-from chatcli.export import last_exchange, local_time
+from chatcli.export import LISTING, last_exchange, listing_row, unanswered_note
 from chatcli.mdblocks import code_blocks
-from chatcli.render import counted, usage_text
+from chatcli.render import cost_text, counted, usage_text
 from chatcli.session import Session
 from chatcli.textsafe import without_controls
+
+# What the REPL does after a command, beyond printing: leave, ask again, open the
+# editor with the payload, or put the payload on the clipboard.
+Action = Literal["exit", "retry", "edit", "copy"]
 
 
 @dataclass(frozen=True)
 class Table:
     headers: tuple[str, ...]
-    rows: list[tuple[str, ...]]
+    rows: Sequence[tuple[str, ...]]
     title: str = ""
 
 
@@ -31,7 +37,7 @@ class Table:
 class Output:
     lines: tuple[str, ...] = ()
     table: Table | None = None
-    action: str | None = None  # "exit" | "retry" | "edit" | "copy"
+    action: Action | None = None
     payload: str = ""
 
 
@@ -78,23 +84,24 @@ def _new(session: Session, arg: str) -> Output:
 
 
 def _sessions(session: Session, arg: str) -> Output:
+    if arg not in ("", "all"):
+        raise errors.UsageError(f"/sessions takes no {arg!r}", hint="/sessions, or /sessions all")
     store = session.stored()
-    rows = [(str(c.id), c.name or "", c.title, str(c.message_count), c.model or "",
-             local_time(c.updated_at)) for c in store.list(limit=20)]
-    if not rows:
-        return Output(lines=("no saved conversations yet",))
-    return Output(lines=("/resume ID or NAME opens one",),
-                  table=Table(("id", "name", "title", "messages", "model", "last used"), rows))
+    rows = [listing_row(c) for c in store.conversations(limit=20, unanswered=arg == "all")]
+    hidden = 0 if arg == "all" else len(store.unanswered())
+    lines = ([unanswered_note(hidden, listing="/sessions all")] if hidden else []) + (
+        ["/resume ID or TITLE opens one"] if rows else ["no saved conversations yet"])
+    return Output(lines=tuple(lines), table=Table(LISTING, rows) if rows else None)
 
 
 def _resume(session: Session, arg: str) -> Output:
     if not arg:
-        raise errors.UsageError("which one? /resume ID or NAME (/sessions lists them)")
+        raise errors.UsageError("which one? /resume ID or TITLE (/sessions lists them)")
     info = session.stored().find(arg)
     if info is None:
         raise errors.UsageError(f"no conversation {arg!r}", hint="/sessions lists them")
     session.resume(info)
-    lines = [f"resumed {info.id}: {info.title or '(untitled)'} ({counted(info.message_count, 'message')})",
+    lines = [f"resumed {info.id}: {info.label} ({counted(info.message_count, 'message')})",
              *last_exchange(session.conversation.messages)]
     if info.model and info.model != session.settings.model:
         lines.append(f"it used {info.model}; now using {session.settings.model} (/model to switch)")
@@ -103,9 +110,16 @@ def _resume(session: Session, arg: str) -> Output:
 
 def _rename(session: Session, arg: str) -> Output:
     if not arg:
-        raise errors.UsageError("/rename needs the new title")
+        raise errors.UsageError("/rename needs the new name", hint="/rename My project")
     session.rename(arg)
-    return Output(lines=(f"renamed to: {arg}",))
+    name = " ".join(arg.split())
+    return Output(lines=(f"this conversation is now called {name!r}: /resume {name} "
+                         f"or chatcli --session {_quoted(name)} opens it",))
+
+
+def _quoted(text: str) -> str:
+    """`text` as a shell takes it back as one word."""
+    return shlex.quote(text)
 
 
 
@@ -157,7 +171,7 @@ def _max_tokens(session: Session, arg: str) -> Output:
 
 
 def _number(text: str, what: str, kind: type, low: float, high: float | None, *,
-            default: bool = False):
+            default: bool = False) -> Any:
     try:
         value = kind(text)
     except ValueError:
@@ -218,10 +232,8 @@ def _tokens(session: Session, arg: str) -> Output:
     lines = []
     if session.last is not None:
         lines.append(f"last reply: {usage_text(session.last.usage)}")
-    total = session.total
-    cost = total.cost(s.price_input, s.price_output)
-    lines.append(f"session: {usage_text(total)}"
-                 + (f"; cost {s.currency}{cost:.6f}" if cost is not None else ""))
+    cost = cost_text(session.total, s.price_input, s.price_output, s.currency)
+    lines.append(f"{session.total_label}: {usage_text(session.total)}" + (f"; cost {cost}" if cost else ""))
     window = session.window()
     share = 100 * window.tokens / window.budget if window.budget else 100
     lines.append(f"next request: ~{window.tokens} of {window.budget} tokens ({share:.0f}% of the "
@@ -259,9 +271,11 @@ COMMANDS: tuple[Command, ...] = (
     Command("clear", "", "start afresh with the same system prompt (the old one stays saved)",
             _clear),
     Command("new", "[name]", "start a new conversation (the old one stays saved)", _new),
-    Command("sessions", "", "the saved conversations, newest first", _sessions),
-    Command("resume", "ID | name", "go back to a saved conversation", _resume),
-    Command("rename", "title", "give this conversation a title", _rename),
+    Command("sessions", "[all]", "the saved conversations, newest first (all: also unanswered ones)",
+            _sessions),
+    Command("resume", "ID | title", "go back to a saved conversation (the start of its title will do)",
+            _resume),
+    Command("rename", "name", "give this conversation a name to open it by", _rename),
     Command("system", "[text | -]", "show, set or remove (-) the system prompt", _system),
     Command("model", "[name]", "show or switch the model", _model,
             complete=lambda session: session.models()),

@@ -13,11 +13,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from chatcli.errors import ConfigError
-from chatcli.schema import KEYS, KEYS_BY_NAME, TOP_LEVEL_ONLY
+from chatcli.schema import DEFAULTS, KEYS, KEYS_BY_NAME, TOP_LEVEL_ONLY
 
 KEY_FIELDS = ("api_key", "api_key_env", "api_key_cmd")
 ENV_SETTINGS = {"OPENAI_BASE_URL": "base_url", "CHATCLI_MODEL": "model"}
@@ -25,11 +25,15 @@ NO_KEY_NEEDED = "no-key-needed"
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
 
 
+# An environment variable, a command, the value in the file, or no key at all.
+KeyKind = Literal["env", "cmd", "value", "none"]
+
+
 @dataclass(frozen=True)
 class KeySource:
     """Where the API key comes from. Holds the key only for `api_key` in the file."""
 
-    kind: str  # "env" | "cmd" | "value" | "none"
+    kind: KeyKind
     detail: str = ""  # variable name or command
     origin: str = ""  # which layer named it
     value: str | None = field(default=None, repr=False)
@@ -55,24 +59,24 @@ class Settings:
     base_url: str
     model: str
     key_source: KeySource
-    temperature: float | None = None
-    max_tokens: int | None = None
-    context_window: int = 128000
-    max_messages: int = 20
-    system_prompt: str | None = None
-    price_input: float | None = None
-    price_output: float | None = None
-    currency: str = "$"
+    temperature: float | None = DEFAULTS["temperature"]
+    max_tokens: int | None = DEFAULTS["max_tokens"]
+    context_window: int = DEFAULTS["context_window"]
+    max_messages: int = DEFAULTS["max_messages"]
+    system_prompt: str | None = DEFAULTS["system_prompt"]
+    price_input: float | None = DEFAULTS["price_input"]
+    price_output: float | None = DEFAULTS["price_output"]
+    currency: str = DEFAULTS["currency"]
     headers: Mapping[str, str] = field(default_factory=dict)
-    timeout: float = 120.0
-    reply_timeout: float = 600.0
-    connect_timeout: float = 10.0
-    max_retries: int = 2
-    ca_bundle: str | None = None
-    save: bool = True
-    data_dir: str | None = None
-    vi_mode: bool = False
-    markdown: bool = True
+    timeout: float = DEFAULTS["timeout"]
+    reply_timeout: float = DEFAULTS["reply_timeout"]
+    connect_timeout: float = DEFAULTS["connect_timeout"]
+    max_retries: int = DEFAULTS["max_retries"]
+    ca_bundle: str | None = DEFAULTS["ca_bundle"]
+    save: bool = DEFAULTS["save"]
+    data_dir: str | None = DEFAULTS["data_dir"]
+    vi_mode: bool = DEFAULTS["vi_mode"]
+    markdown: bool = DEFAULTS["markdown"]
     profile: str | None = None
     profiles: tuple[str, ...] = ()  # every profile the file defines, for /profile and Tab
     config_path: Path | None = None

@@ -72,7 +72,25 @@ def summary(info: ConversationInfo) -> dict[str, Any]:
     """One conversation in `sessions list --json`."""
     return {"id": info.id, "name": info.name, "title": info.title, "messages": info.message_count,
             "model": info.model, "profile": info.profile, "created": int(info.created_at),
-            "updated": int(info.updated_at)}
+            "updated": int(info.updated_at), "answered": info.answered}
+
+
+LISTING = ("ID", "LAST USED", "MSGS", "MODEL", "TITLE")
+
+
+def listing_row(info: ConversationInfo) -> tuple[str, ...]:
+    """One conversation in `sessions list` and `/sessions`, the columns of LISTING: its
+    title as it can be typed back, marked when no reply ever came."""
+    title = " ".join(info.label.split()) + ("" if info.answered else " (no reply)")
+    return (str(info.id), local_time(info.updated_at), str(info.message_count),
+            " ".join((info.model or "-").split()), title)
+
+
+def unanswered_note(count: int, *, listing: str) -> str:
+    """What `sessions list` and `/sessions` leave out, and how to see or remove it."""
+    return (f"{count:,} conversation{'' if count == 1 else 's'} that never got a reply not shown: "
+            f"{listing} shows {'it' if count == 1 else 'them'}, "
+            f"`chatcli sessions rm --unanswered` removes {'it' if count == 1 else 'them'}")
 
 
 def columns(rows: list[tuple[str, ...]]) -> str:

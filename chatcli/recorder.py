@@ -68,8 +68,8 @@ class Recorder:
 
     def _ensure(self, first: Message) -> int:
         if self.conversation_id is None:
-            self.conversation_id = self.store.create(name=self._name, title=title_from(first.content),
-                                                     **self._meta())
+            title = self._name or title_from(first.content)  # a name given is its title
+            self.conversation_id = self.store.create(name=self._name, title=title, **self._meta())
         return self.conversation_id
 
     def user(self, message: Message) -> Message:

@@ -8,12 +8,13 @@ and printed once, into the scrollback; only the open block is live.
 
 from __future__ import annotations
 
+import functools
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
 from chatcli.conversation import Usage, Window
 from chatcli.errors import ChatcliError
@@ -25,6 +26,19 @@ if TYPE_CHECKING:
 
 _RESET = "\033[0m"
 _STYLES = {"error": "\033[31m", "warning": "\033[33m", "note": "\033[2m", "usage": "\033[2m"}
+CODE_THEME = "ansi_dark"  # the terminal's own colours: readable on its background, light or dark
+_RICH_STYLES = {"error": "red", "warning": "yellow", "note": "dim", "usage": "dim"}
+# The live view of a reply being drawn, if any. A diagnostic line written to the same
+# terminal meanwhile (--debug, a retry notice) is printed above it, not into it.
+_LIVE: list[Live] = []
+
+
+def _is_terminal(file: TextIO) -> bool:
+    isatty = getattr(file, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # closed
+        return False
 
 
 def wants_color(stream: TextIO, env: Mapping[str, str]) -> bool:
@@ -45,6 +59,10 @@ class Diagnostics:
     def _line(self, kind: str, text: str, prefix: str) -> None:
         # Server messages and stored titles are data; no secret is ever shown.
         line = f"{prefix}{visible(self.redact(text))}"
+        if _LIVE and _is_terminal(self.file):  # a reply is being drawn: print above it
+            _LIVE[-1].console.print(line, style=_RICH_STYLES[kind] if self.color else None, markup=False,
+                                    highlight=False, emoji=False, crop=False)
+            return
         if self.color:
             line = f"{_STYLES[kind]}{line}{_RESET}"
         try:
@@ -76,18 +94,29 @@ def format_usage(
     price_input: float | None = None,
     price_output: float | None = None,
     currency: str = "$",
-    session: Usage | None = None,
+    total: Usage | None = None,
+    total_label: str = "this conversation",
 ) -> str:
-    """The line after a reply: prompt, completion and total tokens, and the cost."""
-    mark = "~" if usage.estimated else ""
+    """The line after a reply: its prompt, completion and total tokens and its cost, then
+    the running total of the conversation (`total_label` says since when)."""
     parts = [f"tokens: {usage_text(usage)}"]
-    if session is not None:
-        parts.append(f"session {'~' if session.estimated else ''}{session.total_tokens}")
-    cost = usage.cost(price_input, price_output)
-    if cost is not None:
-        parts.append(f"{mark}{currency}{cost:.6f}".rstrip("0").rstrip(".") if cost else
-                     f"{currency}0")
+    cost = cost_text(usage, price_input, price_output, currency)
+    if cost:
+        parts.append(cost)
+    if total is not None:
+        whole = cost_text(total, price_input, price_output, currency)
+        parts.append(f"{total_label}: {'~' if total.estimated else ''}{total.total_tokens:,} tokens"
+                     + (f", {whole}" if whole else ""))
     return " · ".join(parts)
+
+
+def cost_text(usage: Usage, price_input: float | None, price_output: float | None, currency: str) -> str:
+    cost = usage.cost(price_input, price_output)
+    if cost is None:
+        return ""
+    if not cost:
+        return f"{currency}0"
+    return ("~" if usage.estimated else "") + f"{currency}{cost:.6f}".rstrip("0").rstrip(".")
 
 
 def usage_text(usage: Usage) -> str:
@@ -196,13 +225,12 @@ class MarkdownSink:
             blocks = self._splitter.close()
             if self._live is not None:
                 self._live.stop()
+                _LIVE.remove(self._live)
                 self._live = None
             for block in blocks:
                 self._print_block(block)
 
     def _print_block(self, block: str) -> None:
-        from rich.markdown import Markdown
-
         from chatcli.mdblocks import hard_breaks
 
         if self._printed:
@@ -211,8 +239,8 @@ class MarkdownSink:
             # Rendering holds about 100 bytes a character: a block no real reply has
             # (a runaway paragraph) is shown as the text it is, in bounded memory.
             self.console.file.write(block + "\n")
-        else:
-            self.console.print(_Trimmed(Markdown(hard_breaks(block))))
+        else:  # not cropped: code lines longer than the screen are wrapped by the terminal
+            self.console.print(_Trimmed(chat_markdown(hard_breaks(block))), crop=False)
         self._printed += 1
 
     def _draw_open(self) -> None:
@@ -220,7 +248,6 @@ class MarkdownSink:
         so a redraw costs the same however long the block grows, and completed
         (live_markdown) so that it is seen rendered, never as raw markers."""
         from rich.live import Live
-        from rich.markdown import Markdown
 
         from chatcli.mdblocks import hard_breaks, live_markdown
 
@@ -236,12 +263,56 @@ class MarkdownSink:
             if self._live is not None:
                 self._live.update("", refresh=True)
             return
-        view = _Tail(Markdown(text), height)
+        view = _Tail(chat_markdown(text, live=True), height)
         if self._live is None:
             self._live = Live(view, console=self.console, auto_refresh=False, transient=True,
                               redirect_stdout=False, redirect_stderr=False)
             self._live.start()
+            _LIVE.append(self._live)
         self._live.update(view, refresh=True)
+
+
+def chat_markdown(text: str, *, live: bool = False) -> Any:
+    """Rich's Markdown of `text`, but code blocks are their exact lines: no padding, no
+    background to fill, no line broken by us. Copied from the screen, a block is the
+    code (a long line is wrapped by the terminal, which joins it again when copied).
+    Inside a list or a quote, where Rich would crop a long line, it is wrapped instead.
+    The `live` view is cropped to the screen, so its tabs are spaces, whose width is known."""
+    return _chat_markdown_class(live)(text, code_theme=CODE_THEME)
+
+
+@functools.cache
+def _chat_markdown_class(live: bool) -> Any:
+    from rich.markdown import CodeBlock, Markdown
+    from rich.segment import Segment
+    from rich.style import Style
+    from rich.syntax import Syntax
+
+    class ExactCode(CodeBlock):
+        def __rich_console__(self, console: Console, options: Any) -> Any:
+            code = str(self.text).rstrip("\n")
+            if options.max_width < console.width:  # nested: Rich crops the lines of lists and quotes
+                yield Syntax(code, self.lexer_name, theme=self.theme, word_wrap=True)
+                return
+            # tab_size 0: tabs stay tabs (a Makefile's recipe lines need them)
+            syntax = Syntax(code, self.lexer_name, theme=self.theme, tab_size=4 if live else 0)
+            lines = syntax.highlight(code).split("\n", allow_blank=True)
+            for line in lines:
+                for segment in line.render(console):
+                    yield Segment(segment.text, _foreground(segment.style))
+                yield Segment.line()
+
+    def _foreground(style: Any) -> Any:
+        """The token's colour and weight, not the theme's background (no box to fill)."""
+        if style is None:
+            return None
+        return Style(color=style.color, bold=style.bold, dim=style.dim, italic=style.italic,
+                     underline=style.underline)
+
+    class ChatMarkdown(Markdown):
+        elements: ClassVar = {**Markdown.elements, "fence": ExactCode, "code_block": ExactCode}
+
+    return ChatMarkdown
 
 
 @contextmanager
@@ -270,10 +341,10 @@ class _Trimmed:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
 
-    def __rich_console__(self, console: Console, options: Any):
+    def __rich_console__(self, console: Console, options: Any) -> Iterator[Any]:
         from rich.segment import Segment
 
-        lines = console.render_lines(self.inner, options, pad=False)
+        lines = list(Segment.split_lines(console.render(self.inner, options)))  # uncropped
         blank = [_is_blank(line) for line in lines]
         first = blank.index(False) if False in blank else len(lines)
         last = len(lines) - blank[::-1].index(False) if False in blank else first
@@ -289,7 +360,7 @@ class _Tail:
         self.inner = inner
         self.height = height
 
-    def __rich_console__(self, console: Console, options: Any):
+    def __rich_console__(self, console: Console, options: Any) -> Iterator[Any]:
         from rich.segment import Segment
 
         lines = console.render_lines(self.inner, options, pad=False)[-self.height:]
@@ -338,7 +409,7 @@ def print_lines(console: Console, lines: tuple[str, ...] | list[str], *, style: 
         console.print(visible(line), style=style or None, markup=False, highlight=False)
 
 
-def print_table(console: Console, headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+def print_table(console: Console, headers: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
     from rich import box
     from rich.table import Table
     from rich.text import Text

@@ -43,6 +43,13 @@ from chatcli.textsafe import is_plain, visible
 PROMPT = "> "
 
 
+def continuation(width: int, line: int, wrap_count: int) -> str:
+    """What starts each screen line of the input after the first: a line the screen
+    wrapped continues under the text, unmarked; a new line (Alt-Enter) gets a dim
+    dot, so the two never look alike."""
+    return " " * width if wrap_count else "." * (width - 1) + " "
+
+
 class SlashCompleter(Completer):
     """Completes command names, then a command's argument where it has choices."""
 
@@ -97,7 +104,8 @@ class _KeptHistory(FileHistory):
         try:
             yield from super().load_history_strings()
         except (OSError, ValueError) as exc:
-            self._warn(f"the input history {self.filename} cannot be read ({exc}); starting without it")
+            self._warn(f"the input history {os.fsdecode(self.filename)} cannot be read ({exc}); "
+                       "starting without it")
 
     def store_string(self, string: str) -> None:
         if not self.keep:
@@ -106,7 +114,7 @@ class _KeptHistory(FileHistory):
             super().store_string(string)
         except OSError as exc:
             self.keep = False
-            self._warn(f"the input history {self.filename} cannot be written "
+            self._warn(f"the input history {os.fsdecode(self.filename)} cannot be written "
                        f"({exc.strerror or exc}); lines typed now are kept only until you leave")
 
 
@@ -158,7 +166,7 @@ class Repl:
             key_bindings=_bindings(),
             enable_open_in_editor=True,
             vi_mode=vi_mode,
-            prompt_continuation=lambda width, line, soft: "." * (width - 1) + " ",
+            prompt_continuation=continuation,
             bottom_toolbar=self._toolbar,
             input=input,
             output=output,
@@ -263,10 +271,11 @@ class Repl:
         if result.notice:
             self.diag.warning(result.notice)
         line = format_usage(result.usage, price_input=s.price_input, price_output=s.price_output,
-                            currency=s.currency, session=self.session.total)
-        if result.window.dropped:
-            line += " · " + dropped_note(result.window)
+                            currency=s.currency, total=self.session.total,
+                            total_label=self.session.total_label)
         self.console.print(line, style="dim", markup=False, highlight=False)
+        if result.window.dropped:
+            self.console.print(dropped_note(result.window), style="dim", markup=False, highlight=False)
 
     def _toolbar(self) -> str:
         s = self.session.settings
@@ -275,7 +284,8 @@ class Repl:
             share = f"{100 * window.tokens / window.budget if window.budget else 100:.0f}%"
         except Exception:  # the bar is drawn inside the line editor: it must never fail
             share = "?"
-        return visible(f" {s.profile or 'default'} | {s.model} | context {share} | /help")
+        profile = f"profile {s.profile} | " if s.profile else ""
+        return visible(f" {profile}{s.model} | context {share} | /help")
 
 
 @contextmanager

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from chatcli.conversation import DEFAULT_MAX_MESSAGES
+
 
 @dataclass(frozen=True)
 class Key:
@@ -90,7 +92,7 @@ KEYS: tuple[Key, ...] = (
         "window up to 4096).", 128000, 128000),
     Key("max_messages", "a whole number from 2 to 1000000", _is_int(2, 1_000_000),
         "Most messages in one request, system prompt included (the API "
-        "document allows 20); the oldest turns are dropped first.", 20, 20),
+        "document allows 20); the oldest turns are dropped first.", 20, DEFAULT_MAX_MESSAGES),
     Key("system_prompt", "a string", _is_str,
         "System prompt sent first in every request. Flag: --system.",
         "You are a concise assistant. Answer in the language of the question."),
@@ -134,6 +136,7 @@ KEYS: tuple[Key, ...] = (
         "comes. Flag: --no-markdown.", False, True),
 )
 KEYS_BY_NAME = {k.name: k for k in KEYS}
+DEFAULTS: dict[str, Any] = {k.name: k.default for k in KEYS}  # config.Settings takes its defaults here
 TOP_LEVEL_ONLY = ("profile", "profiles")
 
 EXAMPLE_PROFILES: dict[str, dict[str, Any]] = {

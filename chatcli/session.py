@@ -39,7 +39,8 @@ class Session:
     ) -> None:
         self.settings = settings
         self.conversation = Conversation(system=settings.system_prompt)
-        self.total = Usage(0, 0)
+        self.total = Usage(0, 0)  # what this conversation's replies cost, since total_label
+        self.total_label = "this conversation"
         self.last: TurnResult | None = None
         self.profiles = profiles or []
         self.store = store
@@ -219,15 +220,15 @@ class Session:
         """Start a fresh conversation; the previous one stays saved. Returns the previous id.
 
         A name already in use is refused: one name, one conversation."""
-        if name is not None and self.store is not None and self.store.find(name) is not None:
-            raise errors.UsageError(f"a conversation named {name!r} already exists",
-                                    hint=f"/resume {name} opens it; /new with another name starts one")
+        if name is not None and self.store is not None:
+            name = self.store.check_name(name)
         return self._fresh(name=name, system=system)
 
     def _fresh(self, *, name: str | None, system: str | None) -> int | None:
         previous = self.conversation_id
         self.conversation = Conversation(system=system)
         self._journal = self._recorder(None, name)
+        self.total, self.total_label = Usage(0, 0), "this conversation"
         self.last = None
         self._window = None
         return previous
@@ -240,12 +241,13 @@ class Session:
         messages = self.stored().load(info.id)
         self.conversation = Conversation(system=info.system_prompt, messages=messages)
         self._journal = self._recorder(info.id)
+        self.total, self.total_label = Usage(0, 0), "since resumed"
         self.last = None
         self._window = None
 
     def open(self, ref: str) -> ConversationInfo | None:
         """Resume the conversation named or numbered `ref`, or start one named `ref`."""
-        info = self.stored().find(ref)
+        info = self.stored().find(ref, prefix=False)  # the start of a title is a new name
         if info is None:
             if ref.isascii() and ref.isdigit():
                 raise errors.UsageError(f"no conversation {ref}",
@@ -262,10 +264,10 @@ class Session:
             self.resume(info)
         return info
 
-    def rename(self, title: str) -> None:
+    def rename(self, text: str) -> None:
         if self.conversation_id is None:
             raise errors.UsageError("nothing saved yet to rename; send a message first")
-        self.stored().update_conversation(self.conversation_id, title=title)
+        self.stored().rename(self.conversation_id, text)
 
     def info(self) -> ConversationInfo | None:
         if self.store is None or self.conversation_id is None:

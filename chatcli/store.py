@@ -16,9 +16,10 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from chatcli.conversation import Message
-from chatcli.errors import StorageError
+from chatcli.errors import StorageError, UsageError
 from chatcli.migrations import MIGRATIONS
 
 DB_NAME = "chatcli.db"
@@ -58,6 +59,15 @@ class ConversationInfo:
     model: str | None
     system_prompt: str | None
     message_count: int = 0
+    answered: bool = True  # False: no reply ever arrived (every request failed)
+
+    @property
+    def label(self) -> str:
+        """What a listing calls it, and what can be typed back to open it: its title,
+        after the name it was opened with when that differs (conversations named by
+        --session before titles could be typed back)."""
+        title = self.title or "(untitled)"
+        return f"[{self.name}] {title}" if self.name and self.name != self.title else title
 
 
 @dataclass(frozen=True)
@@ -69,9 +79,13 @@ class SearchHit:
     snippet: str
 
 
-_INFO = """SELECT c.id, c.name, c.title, c.created_at, c.updated_at, c.profile, c.model,
-                  c.system_prompt, (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id)
-           FROM conversations c"""
+# A reply came (whole, cut short, or arriving now): the conversation was answered.
+_REPLIED = ("EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id AND m.role = 'assistant' "
+            "AND (m.content != '' OR m.finish_reason = ?))")
+_INFO = f"""SELECT c.id, c.name, c.title, c.created_at, c.updated_at, c.profile, c.model,
+                   c.system_prompt, (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id),
+                   {_REPLIED}
+            FROM conversations c"""
 
 
 class Store:
@@ -134,7 +148,7 @@ class Store:
                 raise _storage_error(self.path, exc) from None
             raise
 
-    def _read(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
+    def _read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         try:
             return self._db.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
@@ -175,24 +189,70 @@ class Store:
                 raise StorageError(f"another conversation is already named {fields.get('name')!r}") from None
 
     def info(self, conversation_id: int) -> ConversationInfo | None:
-        rows = self._read(_INFO + " WHERE c.id = ?", (conversation_id,))
-        return ConversationInfo(*rows[0]) if rows else None
+        rows = self._infos(" WHERE c.id = ?", (conversation_id,))
+        return rows[0] if rows else None
 
-    def find(self, ref: str) -> ConversationInfo | None:
-        """A conversation by name, or by number when no conversation has that name."""
-        rows = self._read(_INFO + " WHERE c.name = ?", (ref,))
-        if not rows and is_number(ref):
-            rows = self._read(_INFO + " WHERE c.id = ?", (int(ref),))
-        return ConversationInfo(*rows[0]) if rows else None
+    def find(self, ref: str, *, prefix: bool = True) -> ConversationInfo | None:
+        """A conversation as the user types it back: its name, its number, or its title
+        (whole, or with `prefix` the start of it), letters in either case. Several with
+        that title: a UsageError that names their numbers."""
+        start = " WHERE substr(lower(c.title), 1, length(?)) = lower(?)"
+        for where, param in ((" WHERE c.name = ?", ref),
+                             (" WHERE c.id = ?", int(ref) if is_number(ref) else None),
+                             (" WHERE lower(c.title) = lower(?)", ref),
+                             (start, ref if prefix else None)):
+            if param is None or not ref.strip():
+                continue
+            found = self._infos(where + " ORDER BY c.updated_at DESC, c.id DESC LIMIT 6",
+                                (param, param) if where.count("?") == 2 else (param,))
+            if len(found) > 1:
+                numbers = ", ".join(str(info.id) for info in found[:5]) + (", …" if len(found) > 5 else "")
+                raise UsageError(f"{len(found) if len(found) <= 5 else 'several'} conversations are called "
+                                 f"{ref!r}: {numbers}", hint="use the number")
+            if found:
+                return found[0]
+        return None
 
     def latest(self) -> ConversationInfo | None:
-        rows = self._read(_INFO + " ORDER BY c.updated_at DESC, c.id DESC LIMIT 1")
-        return ConversationInfo(*rows[0]) if rows else None
+        rows = self._infos(" ORDER BY c.updated_at DESC, c.id DESC LIMIT 1")
+        return rows[0] if rows else None
 
-    def list(self, limit: int | None = 50) -> list[ConversationInfo]:
-        rows = self._read(_INFO + " ORDER BY c.updated_at DESC, c.id DESC LIMIT ?",
-                          (-1 if limit is None else limit,))
-        return [ConversationInfo(*row) for row in rows]
+    def conversations(self, limit: int | None = 50, *, unanswered: bool = True) -> list[ConversationInfo]:
+        """Newest first; without `unanswered`, only conversations that got a reply."""
+        where = "" if unanswered else " WHERE " + _REPLIED
+        return self._infos(where + " ORDER BY c.updated_at DESC, c.id DESC LIMIT ?",
+                           (*(() if unanswered else (STREAMING,)), -1 if limit is None else limit))
+
+    def unanswered(self) -> list[ConversationInfo]:
+        """Conversations whose every request failed: a question, and never a reply."""
+        return self._infos(" WHERE NOT " + _REPLIED + " ORDER BY c.updated_at DESC, c.id DESC", (STREAMING,))
+
+    def _infos(self, where: str, params: Sequence[object] = ()) -> list[ConversationInfo]:
+        rows = self._read(_INFO + where, (STREAMING, *params))
+        return [ConversationInfo(id=row[0], name=row[1], title=row[2], created_at=row[3], updated_at=row[4],
+                                 profile=row[5], model=row[6], system_prompt=row[7], message_count=row[8],
+                                 answered=bool(row[9])) for row in rows]
+
+    def rename(self, conversation_id: int, text: str) -> None:
+        """Call a conversation `text`: its title, and its name, so that `--session TEXT`
+        and `/resume TEXT` open it."""
+        text = self.check_name(text, conversation_id)
+        self.update_conversation(conversation_id, title=text, name=text)
+
+    def check_name(self, text: str, conversation_id: int | None = None) -> str:
+        """`text` as a name (spaces collapsed), or a UsageError: no text, a number
+        (numbers are the conversations' IDs), or another conversation's name."""
+        text = " ".join(text.split())
+        if not text:
+            raise UsageError("a name needs some text")
+        if is_number(text):
+            raise UsageError(f"{text!r} is a number, and numbers are the conversations' IDs",
+                             hint="choose a name with a letter in it")
+        other = self._infos(" WHERE c.name = ? AND c.id IS NOT ?", (text, conversation_id))
+        if other:
+            raise UsageError(f"conversation {other[0].id} is already called {text!r}",
+                             hint=f"/resume {text} opens it; choose another name")
+        return text
 
     def delete(self, conversation_id: int) -> None:
         with self._write() as db:
@@ -280,7 +340,7 @@ def is_number(ref: str) -> bool:
     return ref.isascii() and ref.isdigit() and int(ref) < 2**63
 
 
-def _message(row: tuple) -> Message:
+def _message(row: tuple[Any, ...]) -> Message:
     message_id, role, content, tokens, estimated, pinned, finish = row
     if finish == STREAMING:
         finish = "interrupted"  # the process ended while this reply was arriving

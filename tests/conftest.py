@@ -50,6 +50,12 @@ def endpoint(server, monkeypatch) -> FakeServer:
     return server
 
 
+@pytest.fixture
+def db(tmp_path):
+    """The conversation database the CLI writes in a test (CHATCLI_DATA_DIR above)."""
+    return tmp_path / "data" / "chatcli.db"
+
+
 @dataclass
 class Run:
     code: int

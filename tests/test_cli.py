@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import typer
 
 from chatcli import __version__
 from tests.conftest import ANSI, TEST_KEY
@@ -215,3 +216,20 @@ def test_api_key_cmd_runs_once_per_ask(run, endpoint, tmp_path, monkeypatch):
     assert result.code == 0
     assert runs.read_text().splitlines() == ["run"]
     assert endpoint.requests[0].headers["authorization"] == "Bearer sk-from-the-manager"
+
+
+def test_typer_usage_errors_are_caught_through_a_public_name(run):
+    """app.CLICK_ERROR stands for click's ClickException without importing typer's private
+    module: if typer renames or moves it, this fails before any user sees a traceback."""
+    from chatcli.cli.app import CLICK_ERROR
+    from chatcli.cli.app import app as typer_app
+
+    assert CLICK_ERROR.__name__ == "ClickException" and issubclass(CLICK_ERROR, Exception)
+    command = typer.main.get_command(typer_app)
+    with pytest.raises(CLICK_ERROR):
+        command.make_context("chatcli", ["--no-such-option"])
+    root = command.make_context("chatcli", ["ask"], resilient_parsing=True)
+    with pytest.raises(CLICK_ERROR):
+        command.get_command(root, "ask").make_context("ask", ["--temperature", "warm", "hi"], parent=root)
+    result = run("--no-such-option")
+    assert result.code == 2 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr

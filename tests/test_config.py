@@ -269,3 +269,26 @@ def test_broken_config_exits_2_with_one_line(run, tmp_path, endpoint):
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1
     assert f"{path}:2: profiles.x.temperature" in result.stderr
+
+
+def test_every_default_has_one_source():
+    """schema.KEYS is where a default lives; Settings and the trimming code take theirs from it."""
+    import dataclasses
+    import inspect
+
+    from chatcli import conversation
+    from chatcli.config import Settings
+    from chatcli.schema import KEYS
+
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    required = {f.name for f in fields.values() if f.default is dataclasses.MISSING and f.default_factory
+                is dataclasses.MISSING}
+    assert required == {"base_url", "model", "key_source"}  # always set by the merge, from KEYS
+    for key in KEYS:
+        if key.name in fields and key.name not in required | {"headers"}:
+            assert fields[key.name].default == key.default, key.name
+    schema_max = next(k.default for k in KEYS if k.name == "max_messages")
+    assert conversation.Window.__dataclass_fields__["max_messages"].default == schema_max
+    assert inspect.signature(conversation.build_window).parameters["max_messages"].default == schema_max
+    assert Settings.__dataclass_fields__["headers"].default_factory() == next(
+        k.default for k in KEYS if k.name == "headers")

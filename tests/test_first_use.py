@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from chatcli.store import Store
 from tests.fake_server import Reply, error_body
 from tests.test_repl import CTRL_D, ENTER, Harness
@@ -144,7 +146,7 @@ def test_resuming_shows_where_the_conversation_stands(run, endpoint, server, tmp
     shown = child.before
     child.sendcontrol("d")
     child.expect(pexpect.EOF)
-    assert "resumed 1: an early question (4 messages)" in shown
+    assert "resumed 1: s (4 messages)" in shown
     assert "you: the latest question" in shown and "assistant: The answer," in shown
     assert "(… 2 more lines)" in shown and "an early question\r\n  you" not in shown
     harness = Harness(server, tmp_path)
@@ -159,3 +161,188 @@ def test_piped_text_sent_first_is_shown_before_its_answer(server, tmp_path):
     out = harness.out.getvalue()
     assert out.index("> notes from a file") < out.index("Hello! How can I help?")
     assert "(… 2 more lines)" in out and "fourth" not in out
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_failed_one_shot_questions_are_kept_but_do_not_flood_the_list(run, endpoint, monkeypatch, db):
+    run("ask", "a question that got its answer")
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{closed_port()}/v1")
+    for n in range(3):
+        assert run("ask", f"hi {n}").code == 5  # connection refused
+    monkeypatch.setenv("OPENAI_BASE_URL", endpoint.base_url)
+    endpoint.queue(Reply(status=401, error=error_body("Incorrect API key", "invalid_api_key")))
+    assert run("ask", "one more failure").code == 3
+    listing = run("sessions", "list")
+    assert [line.split()[-1] for line in listing.stdout.splitlines()[1:]] == ["answer"]
+    assert ("4 conversations that never got a reply not shown: `chatcli sessions list --all` shows them, "
+            "`chatcli sessions rm --unanswered` removes them") in listing.stderr
+    every = run("sessions", "list", "--all").stdout
+    assert "hi 2 (no reply)" in every and "one more failure (no reply)" in every
+    assert [c["answered"] for c in json.loads(run("sessions", "list", "--all", "--json").stdout)] == [
+        False, False, False, False, True]
+    assert Store(db).load(2)[0].content == "hi 0"  # the question itself is kept until removed
+    assert run("sessions", "rm", "--unanswered").code == 2  # no terminal to ask on: --yes needed
+    removed = run("sessions", "rm", "--unanswered", "--yes")
+    assert removed.code == 0 and "removed 4 conversations" in removed.stderr
+    assert [c.title for c in Store(db).conversations()] == ["a question that got its answer"]
+    assert "no conversation without a reply" in run("sessions", "rm", "--unanswered", "-y").stderr
+    assert run("sessions", "rm").code == 2
+
+
+def test_an_interrupted_reply_is_an_answer_not_a_failure(db, tmp_path):
+    from chatcli.conversation import Message
+
+    store = Store(db)
+    cut = store.create(title="cut short")
+    store.add(cut, Message("user", "q"))
+    store.add(cut, Message("assistant", "partial", finish_reason="interrupted"))
+    streaming = store.create(title="arriving now")
+    store.add(streaming, Message("user", "q"))
+    store.add(streaming, Message("assistant", "", finish_reason="streaming"))
+    failed = store.create(title="failed")
+    store.add(failed, Message("user", "q"))
+    assert [c.title for c in store.conversations(unanswered=False)] == ["arriving now", "cut short"]
+    assert [c.title for c in store.unanswered()] == ["failed"]
+
+
+def test_a_conversation_is_typed_back_by_the_title_the_list_shows(run, endpoint, db):
+    run("ask", "My first chat about Rust")
+    run("ask", "hello")
+    run("ask", "hello")
+    assert run("sessions", "show", "My first chat about Rust").code == 0
+    assert run("sessions", "show", "my first").stdout.startswith("# My first chat about Rust")
+    ambiguous = run("sessions", "show", "hello")
+    assert ambiguous.code == 2 and "2 conversations are called 'hello': 3, 2 (use the number)" in \
+        ambiguous.stderr
+    # --session takes the whole title or a new name: the start of a title starts a new one
+    run("ask", "--session", "My first", "a new one")
+    assert Store(db).find("My first").title == "My first"
+    run("ask", "--session", "my first chat about rust", "and more")
+    assert len(Store(db).load(1)) == 4
+
+
+def test_naming_an_existing_conversation(run, endpoint, server, tmp_path, db):
+    run("ask", "an unnamed question")
+    run("ask", "another")
+    assert run("sessions", "rename", "1", "rust notes").code == 0
+    run("ask", "--session", "rust notes", "more please")
+    assert len(Store(db).load(1)) == 4  # the name opens it, as --session always did
+    taken = run("sessions", "rename", "2", "rust notes")
+    assert taken.code == 2 and "conversation 1 is already called 'rust notes'" in taken.stderr
+    assert run("sessions", "rename", "2", "42").code == 2  # a number is an ID, not a name
+    harness = Harness(server, tmp_path)
+    harness.session.store = Store(db)
+    harness.session.new()
+    harness.run("/resume 2" + ENTER + "/rename go notes" + ENTER + "/new go notes" + ENTER + "/sessions"
+                + ENTER + "/resume rust" + ENTER + CTRL_D)
+    out = harness.out.getvalue()
+    assert "this conversation is now called 'go notes': /resume go notes or chatcli --session 'go notes' " \
+           "opens it" in out
+    assert "conversation 2 is already called 'go notes'" in harness.err.getvalue()
+    assert "resumed 1: rust notes (4 messages)" in out
+    header = next(line for line in out.splitlines() if line.startswith("ID "))
+    assert header.split() == ["ID", "LAST", "USED", "MSGS", "MODEL", "TITLE"]  # as in sessions list
+
+
+def test_the_usage_line_totals_this_conversation_and_says_so(server, tmp_path, db):
+    server.queue(Reply(prompt_tokens=10, completion_tokens=5), Reply(prompt_tokens=20, completion_tokens=5),
+                 Reply(prompt_tokens=7, completion_tokens=3), Reply(prompt_tokens=40, completion_tokens=2))
+    harness = Harness(server, tmp_path)
+    harness.session.store = Store(db)
+    harness.session.new()
+    harness.run("one" + ENTER + "two" + ENTER + "/new" + ENTER + "three" + ENTER + "/resume 1" + ENTER
+                + "four" + ENTER + CTRL_D)
+    totals = [line.split(" · ")[-1] for line in harness.out.getvalue().splitlines()
+              if line.startswith("tokens:")]
+    assert totals == ["this conversation: 15 tokens", "this conversation: 40 tokens",
+                      "this conversation: 10 tokens", "since resumed: 42 tokens"]
+
+
+def terminal_screen(endpoint, tmp_path, *args: str, rows: int = 60, cols: int = 60):
+    """Run chatcli ARGS on a pty; what it sent, and the final screen of a pyte terminal."""
+    import pexpect
+    import pyte
+
+    from tests.test_trust_terminal import BIN, environment
+
+    received: list[str] = []
+    child = pexpect.spawn(str(BIN), list(args), env=environment(endpoint, tmp_path),
+                          dimensions=(rows, cols), encoding="utf-8", timeout=30)
+    while True:
+        try:
+            received.append(child.read_nonblocking(65536, timeout=30))
+        except pexpect.EOF:
+            break
+    child.close()
+    screen = pyte.Screen(cols, rows)
+    pyte.Stream(screen).feed("".join(received))
+    return "".join(received), [line.rstrip() for line in screen.display]
+
+
+LONG_LINE = "total = compute(" + ", ".join(f"argument_{n}" for n in range(12)) + ")  # one line"
+CODE_REPLY = (f"Like this:\n\n```python\n{LONG_LINE}\nif total:\n    print(total)\n```\n\n"
+              "and a Makefile:\n\n```make\nall:\n\tcc -o app app.c\n```\n")
+
+
+def test_a_code_block_on_screen_is_the_exact_code(endpoint, tmp_path):
+    from tests.test_e2e_terminal import ANSI
+
+    endpoint.queue(Reply(text=CODE_REPLY, chunk_chars=7))
+    received, screen = terminal_screen(endpoint, tmp_path, "ask", "code please", cols=60)
+    plain = ANSI.sub("", received).replace("\r", "")
+    # The long line reached the terminal whole (the terminal wraps it, and joins it when
+    # copied); no padding before or after any line; the tab is a tab.
+    assert f"\n{LONG_LINE}\nif total:\n    print(total)\n" in plain
+    assert "\nall:\n\tcc -o app app.c\n" in plain
+    at = screen.index(LONG_LINE[:60])
+    assert "".join(screen[at:at + 3]).startswith(LONG_LINE)
+    assert screen[at + 3] == "if total:" and screen[at + 4] == "    print(total)"
+
+
+def test_debug_lines_are_printed_above_the_reply_being_drawn(endpoint, tmp_path):
+    words = [f"word{n} " for n in range(40)]
+    endpoint.queue(Reply(pieces=["A **bold** start: ", *words, "\n\nSecond paragraph."], delay=0.02))
+    _, screen = terminal_screen(endpoint, tmp_path, "--debug", "ask", "hi", rows=120, cols=100)
+    shown = "\n".join(screen)
+    events = [line for line in screen if line.startswith("debug: ← {")]
+    assert len(events) >= 40  # every streamed event's line is on the screen, none drawn over
+    assert "A bold start: word0 word1" in shown and "Second paragraph." in shown
+    assert not [line for line in screen if "debug:" in line and not line.startswith("debug:")]
+
+
+def test_a_long_line_being_typed_wraps_without_a_marker(endpoint, tmp_path):
+    import os
+
+    import pexpect
+    import pyte
+
+    from tests.test_e2e_terminal import BIN, PROMPT, expect
+
+    child = pexpect.spawn(str(BIN), [], env={**os.environ, "OPENAI_BASE_URL": endpoint.base_url,
+                                            "OPENAI_API_KEY": "sk-test", "CHATCLI_MODEL": "test-model",
+                                            "CHATCLI_DATA_DIR": str(tmp_path / "data"), "TERM": "xterm"},
+                          dimensions=(20, 50), encoding="utf-8", timeout=30)
+    screen = pyte.Screen(50, 20)
+    stream = pyte.Stream(screen)
+    child.logfile_read = type("Feed", (), {"write": lambda self, text: stream.feed(text),
+                                           "flush": lambda self: None})()
+    expect(child, PROMPT)
+    typed = "a question long enough to wrap onto the next line of this narrow terminal"
+    child.send(typed)
+    expect(child, "terminal")
+    child.send("\x1b\r" + "second line")  # Alt-Enter: a real new line
+    expect(child, "second line")
+    lines = [line.rstrip() for line in screen.display]
+    first = next(n for n, line in enumerate(lines) if line.startswith("> a question"))
+    assert lines[first + 1].startswith("  ") and lines[first + 1].strip()  # wrapped: under the text
+    assert lines[first + 2].startswith(". second line")  # a new line: marked
+    child.sendcontrol("c")
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)

@@ -89,7 +89,7 @@ def test_switches_work_in_either_position(run, endpoint, where):
 
     def saved() -> int:
         db = Path(os.environ["CHATCLI_DATA_DIR"]) / "chatcli.db"
-        return len(Store(db).list()) if db.exists() else 0
+        return len(Store(db).conversations()) if db.exists() else 0
 
     for switch, check in (
         ("--usage", lambda r, count: r.stderr.startswith("tokens: ")),

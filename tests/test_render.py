@@ -126,8 +126,10 @@ def test_usage_line():
     assert format_usage(Usage(56, 31)) == "tokens: 56 prompt + 31 completion = 87"
     assert format_usage(Usage(56, 31, estimated=True)) == (
         "tokens: ~56 prompt + ~31 completion = ~87 (estimated)")
-    line = format_usage(Usage(1000, 1000), price_input=0.15, price_output=0.6, session=Usage(5000, 0))
-    assert line == "tokens: 1000 prompt + 1000 completion = 2000 · session 5000 · $0.00075"
+    line = format_usage(Usage(1000, 1000), price_input=0.15, price_output=0.6, total=Usage(5000, 1000))
+    # The reply's cost right after its tokens; the running total says what it totals.
+    assert line == ("tokens: 1000 prompt + 1000 completion = 2000 · $0.00075 · "
+                    "this conversation: 6,000 tokens, $0.00135")
 
 
 def test_diagnostics_are_one_line_and_coloured_only_when_asked():
@@ -251,16 +253,16 @@ def test_no_frame_of_the_live_view_shows_raw_markers(size):
 
 
 def test_a_redraw_costs_the_same_however_long_the_open_block_grows(monkeypatch):
-    import rich.markdown
+    from chatcli import render
 
     sizes: list[int] = []
+    parse = render.chat_markdown
 
-    class Measured(rich.markdown.Markdown):
-        def __init__(self, markup: str, *args, **kwargs) -> None:
-            sizes.append(len(markup))
-            super().__init__(markup, *args, **kwargs)
+    def measured(text: str, **kwargs):
+        sizes.append(len(text))
+        return parse(text, **kwargs)
 
-    monkeypatch.setattr(rich.markdown, "Markdown", Measured)
+    monkeypatch.setattr(render, "chat_markdown", measured)
     paragraph = "Some **bold** words and `code` here. " * 6000  # 222 kB, one paragraph, no newline
     live_frames(paragraph, 200, width=80, height=24)
     *draws, final = sizes

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -81,7 +82,7 @@ def test_a_question_is_answered_rendered_and_followed_by_a_usage_line(repl):
     assert repl.questions == ["hi"]
     out = repl.out.getvalue()
     assert "Hello there" in out and "**" not in out
-    assert "tokens: 9 prompt + 3 completion = 12 · session 12" in out
+    assert "tokens: 9 prompt + 3 completion = 12 · this conversation: 12 tokens" in out
 
 
 def test_the_conversation_carries_on_across_turns(repl):
@@ -253,7 +254,7 @@ def test_tokens_reports_session_usage_and_cost(server, tmp_path):
     server.queue(Reply(prompt_tokens=1000, completion_tokens=500))
     repl.run("hi" + ENTER + "/tokens" + ENTER + CTRL_D)
     out = repl.out.getvalue()
-    assert "session: 1000 prompt + 500 completion = 1500; cost $0.002000" in out
+    assert "this conversation: 1000 prompt + 500 completion = 1500; cost $0.002" in out
     assert "next request: ~" in out
 
 
@@ -354,4 +355,9 @@ def test_toolbar_shows_profile_model_and_context(repl):
     with create_pipe_input() as keyboard:
         bar = Repl(repl.session, console=Console(file=io.StringIO()), diag=Diagnostics(io.StringIO(),
                    color=False), input=keyboard, output=DummyOutput())._toolbar()
-    assert bar.strip().startswith("default | test-model | context 0% | /help")
+    assert bar.strip().startswith("test-model | context 0% | /help")  # no profile: none named
+    repl.session.settings = replace(repl.session.settings, profile="work")
+    with create_pipe_input() as keyboard:
+        bar = Repl(repl.session, console=Console(file=io.StringIO()), diag=Diagnostics(io.StringIO(),
+                   color=False), input=keyboard, output=DummyOutput())._toolbar()
+    assert bar.strip().startswith("profile work | test-model | context 0%")

@@ -11,19 +11,12 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from chatcli.store import Store
 from tests.conftest import TEST_KEY
 from tests.fake_server import Reply
 from tests.test_repl import CTRL_D, ENTER, Harness, interrupt_a_long_reply
 
 BIN = Path(sys.executable).with_name("chatcli")
-
-
-@pytest.fixture
-def db(tmp_path) -> Path:
-    return tmp_path / "data" / "chatcli.db"
 
 
 def contents(db: Path, conversation: int = 1) -> list[tuple[str, str, str | None]]:
@@ -87,11 +80,11 @@ def test_resume_rebuilds_the_window_with_the_same_trimming(run, endpoint, db, tm
 
 def test_no_save_and_save_false_write_nothing(run, endpoint, db, tmp_path):
     run("ask", "--no-save", "secret question")
-    assert not db.exists() or Store(db).list() == []
+    assert not db.exists() or Store(db).conversations() == []
     config = tmp_path / "c.toml"
     config.write_text("save = false\n")
     run("ask", "--config", str(config), "another")
-    assert not db.exists() or Store(db).list() == []
+    assert not db.exists() or Store(db).conversations() == []
 
 
 def test_data_dir_from_the_config_file(run, endpoint, tmp_path, monkeypatch):
@@ -111,12 +104,12 @@ def test_sessions_list_show_search_export_rename_rm(run, endpoint, db):
     lines = listing.stdout.splitlines()
     assert lines[0].split() == ["ID", "LAST", "USED", "MSGS", "MODEL", "TITLE"]
     assert lines[1].startswith("2 ") and lines[1].endswith("中国的首都是哪里？")
-    assert "[dock] How do I start docker compose?" in lines[2]
+    assert lines[2].endswith("  dock")  # opened by --session dock: that is its name and title
     data = json.loads(run("sessions", "list", "--json").stdout)
     assert [(c["id"], c["messages"], c["model"]) for c in data] == [(2, 2, "test-model"),
                                                                     (1, 2, "test-model")]
     shown = run("sessions", "show", "dock").stdout
-    assert shown.startswith("# How do I start docker compose?")
+    assert shown.startswith("# dock")
     assert "**You**" in shown and "Use `docker compose up`." in shown
     found = run("sessions", "search", "首都")
     assert found.code == 0 and "[首都]" in found.stdout
@@ -128,11 +121,11 @@ def test_sessions_list_show_search_export_rename_rm(run, endpoint, db):
     assert run("sessions", "export", "1", "--format", "md").stdout == shown
     assert run("sessions", "export", "1", "--format", "pdf").code == 2
     run("sessions", "rename", "1", "Docker", "notes")
-    assert Store(db).info(1).title == "Docker notes"
+    assert (Store(db).info(1).title, Store(db).info(1).name) == ("Docker notes", "Docker notes")
     refused = run("sessions", "rm", "1")
     assert refused.code == 2 and "--yes" in refused.stderr and Store(db).info(1) is not None
     assert run("sessions", "rm", "1", "--yes").code == 0
-    assert Store(db).info(1) is None and len(Store(db).list()) == 1
+    assert Store(db).info(1) is None and len(Store(db).conversations()) == 1
 
 
 def test_export_json_round_trips_into_a_request(run, endpoint, db):
@@ -257,7 +250,7 @@ def test_rm_asks_on_a_terminal(run, endpoint, db):
     run("ask", "keep me?")
     child = pexpect.spawn(str(BIN), ["sessions", "rm", "1"], env=os.environ.copy(), encoding="utf-8",
                           timeout=20)
-    child.expect(r"Remove 1 \(keep me\?, 2 messages\)\? \[y/N\]")
+    child.expect(r"Remove 1 conversation: 1 \(keep me\?, 2 messages\)\? \[y/N\]")
     child.sendline("n")
     child.expect(pexpect.EOF)
     assert Store(db).info(1) is not None

@@ -98,7 +98,7 @@ def test_find_by_name_or_number_and_latest(store):
     assert store.latest().id == b
     store.add(a, Message(USER, "later"))
     assert store.latest().id == a
-    assert [c.id for c in store.list()] == [a, b]
+    assert [c.id for c in store.conversations()] == [a, b]
 
 
 def test_names_are_unique(store):
@@ -205,5 +205,5 @@ def test_two_processes_write_at_once(tmp_path):
         _, err = writer.communicate(timeout=120)
         assert writer.returncode == 0, err.decode()
     store = Store(path)
-    assert sorted(c.message_count for c in store.list()) == [300, 300]
+    assert sorted(c.message_count for c in store.conversations()) == [300, 300]
     assert store.integrity() == "ok"

@@ -80,7 +80,7 @@ def test_two_sessions_opening_one_new_name_share_one_conversation(server, tmp_pa
     second.run("from the second" + ENTER + CTRL_D)
     assert first.err.getvalue() == second.err.getvalue() == ""
     store = Store(tmp_path / "chatcli.db")
-    assert len(store.list()) == 1
+    assert len(store.conversations()) == 1
     assert [m.content for m in store.load(store.find("proj").id) if m.role == USER] == [
         "from the first", "from the second"]
 
@@ -90,7 +90,7 @@ def test_new_with_a_name_in_use_is_refused(server, tmp_path):
     harness.session.store = Store(tmp_path / "chatcli.db")
     harness.session.store.create(name="work")
     harness.run("/new work" + ENTER + "still here" + ENTER + CTRL_D)
-    assert "a conversation named 'work' already exists (/resume work opens it" in harness.err.getvalue()
+    assert "conversation 1 is already called 'work' (/resume work opens it" in harness.err.getvalue()
     assert "a new conversation" not in harness.out.getvalue()
     assert harness.err.getvalue().count("saved") == 0  # and saving goes on without a failure
 
@@ -108,7 +108,7 @@ def test_ten_parallel_asks_to_a_new_session_keep_every_question_next_to_its_answ
         _, err = process.communicate(timeout=120)
         assert process.returncode == 0 and err == b"", err
     store = Store(tmp_path / "data" / "chatcli.db")
-    assert len(store.list()) == 1
+    assert len(store.conversations()) == 1
     saved = store.load(store.find("NEW").id)
     assert len(saved) == 20
     for question, answer in zip(saved[::2], saved[1::2], strict=True):

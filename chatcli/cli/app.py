@@ -35,6 +35,12 @@ Examples:
 """
 
 
+# The base of the usage errors of typer's vendored click ("no such option", a bad value),
+# found through a public name: typer exports BadParameter, not its ancestors, and the
+# module they live in is private. tests/test_cli.py fails loudly if this ever breaks.
+CLICK_ERROR: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
 # Every secret this process learns (the key, configured header values) is removed from
 # every diagnostic line, whatever the message that quotes it.
 REDACT = Redactor()
@@ -78,8 +84,6 @@ def _arm_signals() -> None:
 
 def guard(call: Callable[[], Any], *, debug: bool = False) -> int:
     """Run `call`; turn every failure into one line on stderr and return the exit code."""
-    from typer._click.exceptions import ClickException  # typer's vendored click
-
     diag = diagnostics()
     _arm_signals()
     try:
@@ -87,10 +91,12 @@ def guard(call: Callable[[], Any], *, debug: bool = False) -> int:
     except errors.ChatcliError as exc:
         diag.error(exc)
         code = exc.exit_code
-    except ClickException as exc:
-        where = f" (see `{exc.ctx.command_path} --help`)" if getattr(exc, "ctx", None) else ""
-        diag.error(exc.format_message() + where)
-        code = exc.exit_code
+    except CLICK_ERROR as caught:
+        click_error: Any = caught  # a ClickException: ctx, format_message(), exit_code
+        ctx = getattr(click_error, "ctx", None)
+        where = f" (see `{ctx.command_path} --help`)" if ctx else ""
+        diag.error(click_error.format_message() + where)
+        code = click_error.exit_code
     except typer.Exit as exc:
         code = exc.exit_code
     except typer.Abort:

@@ -194,7 +194,7 @@ def interact(flags: Flags, settings: Settings | None = None, *, first: str | Non
                "/help for commands, Ctrl-D to leave")
     info = session.info()
     if info is not None:
-        diag.usage(f"resumed {info.id}: {info.title or '(untitled)'} "
+        diag.usage(f"resumed {info.id}: {info.label} "
                    f"({counted(info.message_count, 'message')})")
         for line in last_exchange(session.conversation.messages):
             diag.usage(line)

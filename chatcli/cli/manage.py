@@ -27,7 +27,8 @@ from chatcli.store import ConversationInfo, Store, open_store
 from chatcli.textsafe import json_safe, visible
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
-Ref = Annotated[str, typer.Argument(metavar="ID|NAME", help="The conversation's number or name.")]
+Ref = Annotated[str, typer.Argument(metavar="ID|TITLE",
+                                    help="The conversation's number, or its title (the start will do).")]
 
 
 @config_app.command("path")
@@ -82,23 +83,23 @@ def sessions_list(
     json_out: JsonFlag = False,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, metavar="N",
                                        help="How many, newest first.")] = 50,
+    show_all: Annotated[bool, typer.Option("--all", "-a", help="Also those that never got a reply.")] = False,
     config: ConfigOpt = None,
 ) -> None:
     """The saved conversations, newest first."""
-    from chatcli.export import columns, local_time, summary
+    from chatcli.export import LISTING, columns, listing_row, summary, unanswered_note
 
-    conversations = _store(ctx, config).list(limit=limit)
+    store = _store(ctx, config)
+    conversations = store.conversations(limit=limit, unanswered=show_all)
     if json_out:
         _print_json([summary(c) for c in conversations])
-        return
-    if not conversations:
+    elif conversations:
+        sys.stdout.write(columns([LISTING, *(tuple(map(_cell, listing_row(c))) for c in conversations)]))
+    hidden = 0 if show_all else len(store.unanswered())
+    if hidden:
+        diagnostics().note(unanswered_note(hidden, listing="`chatcli sessions list --all`"))
+    elif not conversations and not json_out:
         diagnostics().note("no saved conversations yet")
-        return
-    rows = [("ID", "LAST USED", "MSGS", "MODEL", "TITLE")]
-    rows += [(str(c.id), local_time(c.updated_at), str(c.message_count), _cell(c.model or "-"),
-              _cell((f"[{c.name}] " if c.name else "") + (c.title or "(untitled)")))
-             for c in conversations]
-    sys.stdout.write(columns(rows))
 
 
 @sessions_app.command("show", short_help="Print a conversation.")
@@ -161,32 +162,43 @@ def sessions_export(
 
 @sessions_app.command("rename")
 def sessions_rename(ctx: typer.Context, ref: Ref,
-                    title: Annotated[list[str], typer.Argument(metavar="TITLE", help="The new title.")],
+                    name: Annotated[list[str], typer.Argument(metavar="NAME", help="The new name.")],
                     config: ConfigOpt = None) -> None:
-    """Give a conversation a new title."""
+    """Give a conversation a name: its title, and what --session and /resume open it by."""
     store = _store(ctx, config)
-    store.update_conversation(_find(store, ref).id, title=" ".join(title))
+    store.rename(_find(store, ref).id, " ".join(name))
 
 
 @sessions_app.command("rm")
 def sessions_rm(
     ctx: typer.Context,
-    refs: Annotated[list[str], typer.Argument(metavar="ID|NAME", help="Conversations to remove.")],
+    refs: Annotated[list[str] | None, typer.Argument(metavar="ID|TITLE", help="Conversations to remove.",
+                                                     show_default=False)] = None,
+    unanswered: Annotated[bool, typer.Option(
+        "--unanswered", help="All conversations that never got a reply (failed questions).")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Remove conversations for good (asks first, unless --yes)."""
+    if not refs and not unanswered:
+        raise errors.UsageError("which conversations?",
+                                hint="chatcli sessions rm ID|TITLE ..., or --unanswered for failed questions")
     store = _store(ctx, config)
-    found = [_find(store, ref) for ref in refs]
+    found = {info.id: info for info in [_find(store, ref) for ref in refs or []]
+             + (store.unanswered() if unanswered else [])}
+    if not found:
+        diagnostics().note("no conversation without a reply; nothing removed")
+        return
     if not yes:
         if not sys.stdin or not sys.stdin.isatty():
             raise errors.UsageError("not removing without asking; add --yes to remove from a script")
-        listing = ", ".join(f"{i.id} ({i.title or 'untitled'}, {counted(i.message_count, 'message')})"
-                            for i in found)
-        if not typer.confirm(f"Remove {listing}?", default=False, err=True):
+        listing = ", ".join(f"{i.id} ({_cell(i.label)}, {counted(i.message_count, 'message')})"
+                            for i in list(found.values())[:20]) + (", …" if len(found) > 20 else "")
+        if not typer.confirm(f"Remove {counted(len(found), 'conversation')}: {listing}?", default=False,
+                             err=True):
             diagnostics().note("nothing removed")
             return
-    for info in found:
+    for info in found.values():
         store.delete(info.id)
     diagnostics().note(f"removed {counted(len(found), 'conversation')}")
 

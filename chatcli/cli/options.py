@@ -94,7 +94,7 @@ SHARED: tuple[tuple[str, str, Any], ...] = (
     ("no_markdown", "no_markdown", _flag(
         "--no-markdown", help="Print replies as plain text, not rendered Markdown.")),
     ("session", "session", Annotated[str | None, typer.Option(
-        "--session", metavar="NAME|ID", help="Continue the saved conversation with this name or "
+        "--session", metavar="NAME|ID", help="Continue the saved conversation with this name, title or "
         "number; a new name starts one.")]),
     ("resume", "resume_latest", _flag("--continue", "-c", help="Continue the most recent conversation.")),
     ("no_save", "no_save", _flag("--no-save", help="Do not save this conversation, nor what you type.")),

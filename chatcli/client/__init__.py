@@ -14,8 +14,8 @@ above has to know.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from chatcli import errors
 from chatcli.client.failures import describe_for_retry, retry_delay, translate
@@ -35,6 +35,8 @@ __all__ = ["ChatRequest", "Completion", "Event", "OpenAIClient", "StreamEnd", "T
            "UsageReport", "warm_up"]
 
 Debug = Callable[[str], None]
+
+T = TypeVar("T")
 
 
 class OpenAIClient:
@@ -68,7 +70,7 @@ class OpenAIClient:
             s = self.settings
             # HTTPS_PROXY, HTTP_PROXY and NO_PROXY are honoured by the HTTP client itself.
             http_client = openai.DefaultHttpxClient(
-                **({"verify": _trust(s.ca_bundle)} if s.ca_bundle else {}),
+                verify=_trust(s.ca_bundle) if s.ca_bundle else True,
                 event_hooks={"request": [self._on_request], "response": [capped_body]},
             )
             self._sdk = openai.OpenAI(
@@ -109,7 +111,7 @@ class OpenAIClient:
 
     # --- requests ----------------------------------------------------------------
 
-    def stream(self, request: ChatRequest) -> Iterator[Event]:
+    def stream(self, request: ChatRequest) -> Generator[Event, None, None]:
         """Stream one reply as events; closing the iterator closes the HTTP stream."""
         response = self._guard(lambda: self._open_stream(request), request)
         try:
@@ -179,7 +181,7 @@ class OpenAIClient:
 
     # --- errors and --debug ---------------------------------------------------------
 
-    def _guard(self, call: Callable[[], Any], request: ChatRequest | None, *, midstream=False):
+    def _guard(self, call: Callable[[], T], request: ChatRequest | None, *, midstream: bool = False) -> T:
         try:
             return call()
         except errors.ChatcliError:
@@ -207,7 +209,8 @@ class OpenAIClient:
                      or k.lower().startswith("x-ratelimit")}
             self._debug(f"← {response.status_code} {self.redact(json.dumps(shown))}")
 
-    def _translate(self, exc: Exception, request: ChatRequest | None, *, midstream: bool):
+    def _translate(self, exc: Exception, request: ChatRequest | None, *,
+                   midstream: bool) -> errors.ChatcliError:
         return translate(exc, self.settings, request, redact=self.redact, midstream=midstream)
 
 

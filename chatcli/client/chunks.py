@@ -106,8 +106,9 @@ def read_text(content: Any) -> str | None:
         return str(content)
     if isinstance(content, list):
         texts = [part.get("text") if isinstance(part, dict) else part for part in content]
-        if all(isinstance(text, str) for text in texts):
-            return "".join(texts)
+        strings = [text for text in texts if isinstance(text, str)]
+        if len(strings) == len(texts):
+            return "".join(strings)
     raise Malformed(f"content that is not text ({type(content).__name__})")
 
 

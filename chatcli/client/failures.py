@@ -94,12 +94,14 @@ def translate(
 def _server_message(exc: Any) -> str:
     """The server's own words: the error body's message, not the SDK's wrapping of it."""
     body = exc.body
-    if isinstance(body, dict) and isinstance(body.get("message"), str) and body["message"].strip():
-        return body["message"]
-    return re.sub(r"^Error code: \d+ - ", "", exc.message)
+    message = body.get("message") if isinstance(body, dict) else None
+    if isinstance(message, str) and message.strip():
+        return message
+    return re.sub(r"^Error code: \d+ - ", "", str(exc.message))
 
 
-def _from_status(exc: Any, settings: Settings, model: str, redact: Callable[[str], str]):
+def _from_status(exc: Any, settings: Settings, model: str,
+                 redact: Callable[[str], str]) -> errors.ChatcliError:
     retry = exc.response.headers.get("retry-after")
     return classify(exc.status_code, redact(_server_message(exc)), exc.code, exc.type, settings, model,
                     retry_after=retry, quota=_is_quota(exc), details=exc.body)
@@ -223,7 +225,7 @@ def retry_delay(exc: Exception, attempt: int, max_retries: int) -> float | None:
     asked = _retry_after(exc.response.headers)
     if asked is not None:
         return asked if asked <= LONGEST_WAIT else None
-    return min(0.5 * 2**attempt, 8.0)
+    return min(0.5 * float(2**attempt), 8.0)
 
 
 def _retry_after(headers: Any) -> float | None:
