@@ -33,14 +33,6 @@ _RICH_STYLES = {"error": "red", "warning": "yellow", "note": "dim", "usage": "di
 _LIVE: list[Live] = []
 
 
-def _is_terminal(file: TextIO) -> bool:
-    isatty = getattr(file, "isatty", None)
-    try:
-        return bool(isatty and isatty())
-    except ValueError:  # closed
-        return False
-
-
 def wants_color(stream: TextIO, env: Mapping[str, str]) -> bool:
     """Styled output only for a terminal, and never when NO_COLOR is set."""
     isatty = getattr(stream, "isatty", None)
@@ -59,7 +51,7 @@ class Diagnostics:
     def _line(self, kind: str, text: str, prefix: str) -> None:
         # Server messages and stored titles are data; no secret is ever shown.
         line = f"{prefix}{visible(self.redact(text))}"
-        if _LIVE and _is_terminal(self.file):  # a reply is being drawn: print above it
+        if _LIVE and is_terminal(self.file):  # a reply is being drawn: print above it
             _LIVE[-1].console.print(line, style=_RICH_STYLES[kind] if self.color else None, markup=False,
                                     highlight=False, emoji=False, crop=False)
             return

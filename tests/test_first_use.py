@@ -346,3 +346,75 @@ def test_a_long_line_being_typed_wraps_without_a_marker(endpoint, tmp_path):
     child.sendcontrol("c")
     child.sendcontrol("d")
     child.expect(pexpect.EOF)
+
+
+def complete(env: dict[str, str], words: str) -> tuple[list[str], str]:
+    """What bash's Tab gets from chatcli for the command line `words` (the protocol the
+    script of --show-completion speaks), and what chatcli said on stderr meanwhile."""
+    import subprocess
+
+    from tests.test_e2e_terminal import BIN
+
+    done = subprocess.run([str(BIN)], env={**env, "_CHATCLI_COMPLETE": "complete_bash", "COMP_WORDS": words,
+                                           "COMP_CWORD": str(len(words.split(" ")) - 1)},
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    return done.stdout.split(), done.stderr
+
+
+def test_shell_completion_scripts_for_bash_zsh_and_fish(tmp_path):
+    import os
+    import subprocess
+
+    from tests.test_e2e_terminal import BIN
+
+    env = {**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}  # name the shell
+    for shell, marker in (("bash", "complete -o default -F _chatcli_completion chatcli"),
+                          ("zsh", "#compdef chatcli"), ("fish", "complete --command chatcli")):
+        shown = subprocess.run([str(BIN), "--show-completion", shell], env=env, capture_output=True,
+                               text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert shown.returncode == 0 and marker in shown.stdout and "_CHATCLI_COMPLETE" in shown.stdout
+
+
+def test_tab_completes_commands_options_profiles_and_conversations(run, endpoint, tmp_path):
+    import os
+
+    config = tmp_path / "c.toml"
+    config.write_text('[profiles.deepseek]\nmodel = "deepseek-chat"\n[profiles.local]\nmodel = "qwen"\n')
+    run("ask", "a first conversation")
+    env = {**os.environ, "CHATCLI_DATA_DIR": str(tmp_path / "data")}
+    assert complete(env, "chatcli ses") == (["sessions"], "")
+    assert complete(env, "chatcli sessions re")[0] == ["rename"]
+    assert complete(env, "chatcli ask --no-m")[0] == ["--no-markdown"]
+    assert complete(env, f"chatcli --config {config} -p ")[0] == ["deepseek", "local"]
+    assert complete(env, f"chatcli ask --config {config} --profile d")[0] == ["deepseek"]
+    assert complete(env, "chatcli sessions show ")[0] == ["1"]
+    assert complete(env, "chatcli --session ")[0] == ["1"]
+    # A word that is not a command, a broken config: nothing printed into the command line.
+    assert complete(env, "chatcli what is ")[1] == ""
+    config.write_text("this is not toml")
+    assert complete(env, f"chatcli --config {config} -p ") == ([], "")
+
+
+def test_tab_completion_in_a_real_bash(tmp_path):
+    """The script --show-completion prints, sourced in bash, completes on a real terminal."""
+    import os
+
+    import pexpect
+
+    from tests.test_e2e_terminal import BIN
+
+    env = {**os.environ, "PATH": f"{BIN.parent}:{os.environ['PATH']}", "PS1": "$ ",
+           "CHATCLI_DATA_DIR": str(tmp_path / "data"), "TERM": "dumb"}
+    env.pop("_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION", None)
+    shell = pexpect.spawn("bash", ["--norc", "--noprofile"], env=env, encoding="utf-8", timeout=30,
+                          dimensions=(24, 200))
+    shell.expect_exact("$ ")
+    shell.sendline('eval "$(chatcli --show-completion)"')
+    shell.expect_exact("$ ")
+    shell.send("chatcli sess\t")
+    shell.expect_exact("chatcli sessions ")
+    shell.send("exp\t")
+    shell.expect_exact("export ")  # bash echoes what completion added
+    shell.sendcontrol("c")
+    shell.sendline("exit")
+    shell.expect(pexpect.EOF)

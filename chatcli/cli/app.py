@@ -138,7 +138,8 @@ class _CliGroup(TyperGroup):
 
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
         name = args[0] if args else ""
-        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None \
+                and not ctx.resilient_parsing:  # Tab completion: complete nothing, say nothing
             raise errors.UsageError(f"{name!r} is not a command", hint=_what_was_meant(
                 name, args, list(self.list_commands(ctx))))
         return super().resolve_command(ctx, args)
@@ -168,7 +169,7 @@ app = typer.Typer(
     help="Chat with any OpenAI-compatible chat-completions endpoint from the terminal.",
     epilog=EPILOG,
     no_args_is_help=False,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},

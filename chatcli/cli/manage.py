@@ -20,14 +20,14 @@ from chatcli.cli.app import (
     load_config,
     sessions_app,
 )
-from chatcli.cli.options import ConfigOpt, Flags, ModelOpt, ProfileOpt
+from chatcli.cli.options import ConfigOpt, Flags, ModelOpt, ProfileOpt, complete_conversations
 from chatcli.config import Settings, data_dir, default_config_path
 from chatcli.render import counted, for_terminal, wants_color
 from chatcli.store import ConversationInfo, Store, open_store
 from chatcli.textsafe import json_safe, visible
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
-Ref = Annotated[str, typer.Argument(metavar="ID|TITLE",
+Ref = Annotated[str, typer.Argument(metavar="ID|TITLE", autocompletion=complete_conversations,
                                     help="The conversation's number, or its title (the start will do).")]
 
 

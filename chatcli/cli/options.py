@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Annotated, Any
 import typer
 
 from chatcli import errors
+from chatcli.textsafe import visible
 
 
 @dataclass
@@ -70,6 +72,51 @@ def _flag(*names: str, help: str) -> Any:
 
 
 # (the parameter's name, the Flags field it fills, its declaration)
+# Tab completion (chatcli --install-completion) of values: read from the config file and
+# the database, never from the network; any failure completes nothing rather than
+# printing into the user's command line.
+
+def complete_profiles(ctx: typer.Context, incomplete: str) -> list[str]:
+    try:
+        from chatcli.cli.app import load_config
+
+        settings, _ = load_config(Flags(config=_given_config(ctx)))
+        return [name for name in settings.profiles if name.startswith(incomplete)]
+    except Exception:
+        return []
+
+
+def complete_conversations(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
+    """The newest conversations' numbers, each with its title as the help zsh and fish show."""
+    try:
+        from chatcli.cli.app import load_config
+        from chatcli.config import data_dir
+        from chatcli.store import DB_NAME, Store
+
+        settings, _ = load_config(Flags(config=_given_config(ctx)))
+        path = data_dir(os.environ, settings) / DB_NAME
+        if not path.exists():
+            return []
+        store = Store(path)
+        try:
+            return [(str(c.id), " ".join(visible(c.label).split())) for c in store.conversations(limit=100)
+                    if str(c.id).startswith(incomplete)]
+        finally:
+            store.close()
+    except Exception:
+        return []
+
+
+def _given_config(ctx: typer.Context) -> Path | None:
+    """--config as typed on this command line, before or after the subcommand."""
+    level: Any = ctx
+    while level is not None:
+        if level.params.get("config"):
+            return Path(level.params["config"])
+        level = level.parent
+    return None
+
+
 SHARED: tuple[tuple[str, str, Any], ...] = (
     ("model", "model", Annotated[str | None, typer.Option(
         "--model", "-m", metavar="NAME", help="Model to ask for.")]),
@@ -77,7 +124,7 @@ SHARED: tuple[tuple[str, str, Any], ...] = (
         "--system", "-s", metavar="TEXT", help='System prompt ("" for none).')]),
     ("profile", "profile", Annotated[str | None, typer.Option(
         "--profile", "-p", metavar="NAME", help='Profile from the config file ([profiles.NAME]; '
-        '"" for none).')]),
+        '"" for none).', autocompletion=complete_profiles)]),
     ("temperature", "temperature", Annotated[float | None, typer.Option(
         "--temperature", "-t", metavar="X", min=0.0, max=2.0, help="Sampling temperature, 0 to 2.")]),
     ("max_tokens", "max_tokens", Annotated[int | None, typer.Option(
@@ -95,7 +142,8 @@ SHARED: tuple[tuple[str, str, Any], ...] = (
         "--no-markdown", help="Print replies as plain text, not rendered Markdown.")),
     ("session", "session", Annotated[str | None, typer.Option(
         "--session", metavar="NAME|ID", help="Continue the saved conversation with this name, title or "
-        "number; a new name starts one.")]),
+        "number; a new name starts one.",
+        autocompletion=complete_conversations)]),
     ("resume", "resume_latest", _flag("--continue", "-c", help="Continue the most recent conversation.")),
     ("no_save", "no_save", _flag("--no-save", help="Do not save this conversation, nor what you type.")),
 )
