@@ -66,6 +66,11 @@ def cases(env: dict[str, str], sdk: str) -> list[Case]:
         Case("ask one line (pipe)", lambda: run_piped(chatcli("ask", "--no-save", "capital?"), env),
              "openai SDK script, one line (pipe)", "<= 1.1x",
              lambda r: r["ask one line (pipe)"].wall <= 1.1 * r["openai SDK script, one line (pipe)"].wall),
+        # The same question with an option that takes a value: typer reads that command line
+        # (the one above is read without typer). The difference is what typer costs.
+        Case("ask one line, read by typer (pipe)",
+             lambda: run_piped(chatcli("ask", "--no-save", "-t", "1", "capital?"), env),
+             "openai SDK script, one line (pipe)"),
         Case("ask one line (terminal)",
              lambda: run_on_pty(chatcli("ask", "--no-save", "capital?"), env)),
         Case("openai SDK script, 2,000 words (terminal)", lambda: run_on_pty([PY, sdk, "md2000"], env)),

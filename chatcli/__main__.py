@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import sys
 
-# The commonest ways to open the interactive session skip building the typer
-# command, which imports pydantic (about 65 ms) before the prompt could appear.
+# The commonest ways to open the interactive session, and `chatcli ask` with words and
+# switches only, skip typer: importing it and building the command (pydantic adapters
+# for every option) costs about a tenth of a second before anything else can happen.
 _SESSION_SHORTCUTS = {(): False, ("-c",): True, ("--continue",): True}
 
 
@@ -36,12 +37,19 @@ def main() -> None:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _leave_now)
     if args in _SESSION_SHORTCUTS and sys.stdin.isatty() and sys.stdout.isatty():
-        from chatcli.cli.app import guard
+        from chatcli.cli.base import Flags, guard
         from chatcli.cli.chatting import interact
-        from chatcli.cli.options import Flags
 
         flags = Flags(resume_latest=_SESSION_SHORTCUTS[args])
         sys.exit(guard(lambda: interact(flags)))
+    from chatcli.cli.base import simple_ask
+
+    if (simple := simple_ask(args)) is not None:  # `chatcli ask words`: no typer needed
+        from chatcli.cli.base import guard
+        from chatcli.cli.chatting import ask_words
+
+        flags, words = simple
+        sys.exit(guard(lambda: ask_words(flags, words), debug=bool(flags.debug)))
     from chatcli.cli import run
 
     run()

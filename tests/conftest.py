@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 from typer.testing import CliRunner
 
-from chatcli.cli import app
+from chatcli.cli import typer_app
 from tests.fake_server import FakeServer
 
 TEST_KEY = "sk-test-4f9c2e7a1b"
@@ -68,7 +68,7 @@ def run():
     """Invoke the CLI in-process with CliRunner; stdout and stderr apart."""
 
     def invoke(*args: str, input: str | bytes | None = None, env: dict[str, str] | None = None) -> Run:
-        result = CliRunner().invoke(app, list(args), input=input, env=env, prog_name="chatcli")
+        result = CliRunner().invoke(typer_app(), list(args), input=input, env=env, prog_name="chatcli")
         if result.exception and not isinstance(result.exception, SystemExit):
             raise result.exception
         return Run(result.exit_code, result.stdout, result.stderr)

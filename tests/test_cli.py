@@ -221,11 +221,11 @@ def test_api_key_cmd_runs_once_per_ask(run, endpoint, tmp_path, monkeypatch):
 def test_typer_usage_errors_are_caught_through_a_public_name(run):
     """app.CLICK_ERROR stands for click's ClickException without importing typer's private
     module: if typer renames or moves it, this fails before any user sees a traceback."""
+    from chatcli.cli import typer_app
     from chatcli.cli.app import CLICK_ERROR
-    from chatcli.cli.app import app as typer_app
 
     assert CLICK_ERROR.__name__ == "ClickException" and issubclass(CLICK_ERROR, Exception)
-    command = typer.main.get_command(typer_app)
+    command = typer.main.get_command(typer_app())
     with pytest.raises(CLICK_ERROR):
         command.make_context("chatcli", ["--no-such-option"])
     root = command.make_context("chatcli", ["ask"], resilient_parsing=True)

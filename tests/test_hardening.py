@@ -307,7 +307,7 @@ def test_closing_the_terminal_mid_reply_saves_the_partial_reply(endpoint, tmp_pa
 def test_after_the_first_termination_signal_the_next_ones_wait(monkeypatch):
     """Seen in tmux: closing a window sends SIGHUP, then the shell forwards one more, which
     arrived while the partial reply was being saved and cut the save short."""
-    from chatcli.cli.app import terminate as _terminate
+    from chatcli.cli.base import terminate as _terminate
     from chatcli.errors import Terminated
 
     calls: dict = {}

@@ -133,3 +133,59 @@ def test_line_breaks_survive_on_a_terminal_in_ask_and_sessions_show(endpoint, tm
         pyte.Stream(screen).feed(on_a_terminal(endpoint, tmp_path, *args))
         rows = [row.rstrip() for row in screen.display]
         assert "Roses are red" in rows and "Violets are blue" in rows, rows
+
+
+def test_the_switches_read_without_typer_are_the_ones_typer_declares():
+    """base.ASK_SWITCHES (read by __main__ for `chatcli ask words`) and options.SHARED
+    (what typer parses) name the same on/off options and fill the same fields."""
+    import typing
+
+    from chatcli.cli.base import ASK_SWITCHES
+    from chatcli.cli.options import SHARED
+
+    declared = {}
+    for _, field, annotation in SHARED:
+        base, *meta = typing.get_args(annotation)
+        info = next(m for m in meta if hasattr(m, "param_decls"))
+        # In Annotated, typer takes the first name as the OptionInfo's `default`.
+        names = (info.default, *info.param_decls) if isinstance(info.default, str) else info.param_decls
+        for name in (names if base == (bool | None) else ()):
+            declared[name] = field
+    assert set(ASK_SWITCHES) <= set(declared)
+    assert all(declared[name] == field for name, field in ASK_SWITCHES.items())
+
+
+@pytest.mark.parametrize("argv", [
+    ["ask", "hello"], ["ask", "--no-save", "capital?"], ["ask", "a", "--usage", "b", "-c"],
+    ["ask", "--json", "--no-stream", "--no-markdown", "--debug", "x"], ["ask", "--continue", "x", "y"],
+])
+def test_ask_without_typer_reads_what_typer_reads(argv, run, endpoint, monkeypatch):
+    from chatcli.cli.base import simple_ask
+
+    seen = []
+    monkeypatch.setattr(sys.modules["chatcli.cli.app"], "ask_words",
+                        lambda flags, words: seen.append((flags, words)))
+    assert run(*argv).code == 0
+    assert simple_ask(argv) == seen[0]
+
+
+@pytest.mark.parametrize("argv", [["ask"], ["ask", "-t", "0", "hi"], ["ask", "--help"], ["ask", "--", "-x"],
+                                  ["--no-save", "ask", "hi"], ["sessions", "list"], ["ask", "-"]])
+def test_anything_else_is_left_to_typer(argv):
+    from chatcli.cli.base import simple_ask
+
+    assert simple_ask(argv) is None
+
+
+def test_chatcli_ask_words_answers_without_importing_typer(endpoint, tmp_path):
+    import subprocess
+
+    probe = ("import atexit, sys; atexit.register(lambda: sys.stderr.write('typer loaded: %s' % "
+             "('typer' in sys.modules))); sys.argv = ['chatcli', 'ask', '--no-save', 'hi']; "
+             "from chatcli.__main__ import main; main()")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "OPENAI_BASE_URL": endpoint.base_url, "OPENAI_API_KEY": TEST_KEY,
+                               "CHATCLI_MODEL": "test-model", "CHATCLI_DATA_DIR": str(tmp_path)},
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0 and done.stdout == "Hello! How can I help?\n"
+    assert "typer loaded: False" in done.stderr

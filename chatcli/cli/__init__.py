@@ -1,16 +1,27 @@
 """The command line, the composition root: flags in, settings, client, store and output built.
 
-The only package that imports typer, and nothing imports it. `app` holds the
-typer app and the error boundary; `chatting` the interactive session, piped
-answers and `ask`; `manage` the `config` and `sessions` subcommands.
+The only package that imports typer, and nothing imports it. `base` holds what
+needs no typer (flags, settings, stdin, the error boundary); `chatting` the
+interactive session, piped answers and `ask`, typer-free too; `options` the
+shared options' typer declarations; `app` the typer app, `chatcli` and
+`chatcli ask`; `manage` `config`, `sessions` and `doctor`.
 """
 
 from __future__ import annotations
 
-from chatcli.cli import chatting, manage  # noqa: F401 (registers the commands)
-from chatcli.cli.app import app
+from typing import Any
 
 
 def run() -> None:
     """Run the command line (the console script enters through chatcli.__main__)."""
-    app()
+    typer_app()()
+
+
+def typer_app() -> Any:
+    """The typer app with every command registered. Imported only when a command line
+    needs typer: `chatcli ask QUESTION` and the session start without it (__main__)."""
+    from chatcli.cli import manage  # noqa: F401 (registers its commands)
+    from chatcli.cli.app import app
+
+    return app
+

@@ -1,23 +1,17 @@
-"""`chatcli` (the interactive session, or an answer to piped text) and `chatcli ask`."""
+"""`chatcli` (the interactive session, or an answer to piped text) and `chatcli ask`:
+what they do once the command line is read. No typer here: __main__ runs the
+commonest command lines straight through these functions, app.py the rest.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
-from typing import Annotated, Any
-
-import typer
+from typing import Any
 
 from chatcli import __version__, errors
-from chatcli.cli.app import (
-    app,
-    build_settings,
-    diagnostics,
-    read_stdin,
-    resolve_key,
-)
-from chatcli.cli.options import Flags, with_flags
+from chatcli.cli.base import Flags, build_settings, diagnostics, read_stdin, resolve_key
 from chatcli.config import Settings, data_dir
 from chatcli.conversation import compose_user_message
 from chatcli.export import last_exchange
@@ -26,54 +20,10 @@ from chatcli.session import Session
 from chatcli.textsafe import json_safe
 
 
-def _version(value: bool) -> None:
-    if value:
-        print(f"chatcli {__version__}")
-        raise typer.Exit()
-
-
-@app.callback(invoke_without_command=True)
-@with_flags
-def root(
-    ctx: typer.Context,
-    flags: Flags,
-    interactive: Annotated[bool, typer.Option(
-        "--interactive", "-i", help="Send piped text as the first message, then stay in the "
-        "interactive session.")] = False,
-    version: Annotated[bool, typer.Option(
-        "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
-) -> None:
-    """On a terminal, an interactive session (/help inside lists its commands).
-    With piped input, answer it and exit, like `ask`."""
-    ctx.obj = flags
-    if ctx.invoked_subcommand is not None:
-        return
-    flags.check()
-    diag = diagnostics()
-    settings = build_settings(flags, diag)
-    piped = read_stdin(diag, context_window=settings.context_window)
-    if piped is not None and not interactive:
-        if not piped.strip():
-            raise errors.UsageError("nothing to answer: stdin was empty",
-                                    hint='pipe some text in, or use chatcli ask "question"')
-        answer(None, piped, flags, settings)
-        return
-    first = piped if piped and piped.strip() else None
-    raise typer.Exit(interact(flags, settings, first=first))
-
-
-@app.command()
-@with_flags
-def ask(
-    ctx: typer.Context,
-    flags: Flags,
-    question: Annotated[list[str] | None, typer.Argument(metavar="QUESTION",
-        help="The question; several words are joined with spaces.", show_default=False)] = None,
-) -> None:
-    """Answer one question and exit. Piped text is sent too: first, between <stdin> tags,
-    then the question."""
-    flags = flags.over(ctx.obj).check()
-    text = " ".join(question or [])
+def ask_words(flags: Flags, words: list[str]) -> None:
+    """`chatcli ask WORDS...`: the words and any piped text, answered once."""
+    flags = flags.check()
+    text = " ".join(words)
     diag = diagnostics()
     settings = build_settings(flags, diag)
     piped = read_stdin(diag, context_window=settings.context_window)

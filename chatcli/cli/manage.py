@@ -11,16 +11,9 @@ from typing import Annotated
 import typer
 
 from chatcli import errors
-from chatcli.cli.app import (
-    REDACT,
-    app,
-    build_settings,
-    config_app,
-    diagnostics,
-    load_config,
-    sessions_app,
-)
-from chatcli.cli.options import ConfigOpt, Flags, ModelOpt, ProfileOpt, complete_conversations
+from chatcli.cli.app import app, config_app, sessions_app
+from chatcli.cli.base import REDACT, Flags, build_settings, diagnostics, load_config
+from chatcli.cli.options import ConfigOpt, ModelOpt, ProfileOpt, complete_conversations
 from chatcli.config import Settings, data_dir, default_config_path
 from chatcli.render import counted, for_terminal, wants_color
 from chatcli.store import ConversationInfo, Store, open_store

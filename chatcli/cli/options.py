@@ -11,74 +11,30 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from chatcli import errors
+from chatcli.cli.base import Flags
 from chatcli.textsafe import visible
 
-
-@dataclass
-class Flags:
-    """What the command line says; None means "not given" so the merge can skip it."""
-
-    model: str | None = None
-    system_prompt: str | None = None
-    profile: str | None = None
-    temperature: float | None = None
-    max_tokens: int | None = None
-    config: Path | None = None
-    debug: bool | None = None
-    usage: bool | None = None
-    no_stream: bool | None = None
-    json: bool | None = None
-    session: str | None = None
-    resume_latest: bool | None = None
-    no_save: bool | None = None
-    no_markdown: bool | None = None
-
-    def over(self, base: Flags | None) -> Flags:
-        """These flags, falling back to `base` (the options given before the subcommand)."""
-        if base is None:
-            return self
-        return Flags(**{f.name: getattr(base, f.name) if getattr(self, f.name) is None
-                        else getattr(self, f.name) for f in fields(self)})
-
-    def settings_flags(self) -> dict[str, Any]:
-        return {"model": self.model, "system_prompt": self.system_prompt,
-                "profile": self.profile, "temperature": self.temperature,
-                "max_tokens": self.max_tokens}
-
-    def check(self) -> Flags:
-        """Values the option parser lets through but that mean nothing."""
-        if self.model is not None and not self.model.strip():
-            raise errors.UsageError("--model needs a model name", hint="chatcli ask -m gpt-4o-mini ...")
-        if self.temperature is not None and not math.isfinite(self.temperature):
-            raise errors.UsageError(f"--temperature must be a number from 0 to 2, not {self.temperature}")
-        if self.session is not None and not self.session.strip():
-            raise errors.UsageError("--session needs a name or a number",
-                                    hint="chatcli sessions list shows them")
-        return self
+__all__ = ["SHARED", "ConfigOpt", "Flags", "ModelOpt", "ProfileOpt", "with_flags"]
 
 
 def _flag(*names: str, help: str) -> Any:
     return Annotated[bool | None, typer.Option(*names, help=help, show_default=False)]
 
 
-# (the parameter's name, the Flags field it fills, its declaration)
 # Tab completion (chatcli --install-completion) of values: read from the config file and
 # the database, never from the network; any failure completes nothing rather than
 # printing into the user's command line.
 
 def complete_profiles(ctx: typer.Context, incomplete: str) -> list[str]:
     try:
-        from chatcli.cli.app import load_config
+        from chatcli.cli.base import load_config
 
         settings, _ = load_config(Flags(config=_given_config(ctx)))
         return [name for name in settings.profiles if name.startswith(incomplete)]
@@ -89,7 +45,7 @@ def complete_profiles(ctx: typer.Context, incomplete: str) -> list[str]:
 def complete_conversations(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
     """The newest conversations' numbers, each with its title as the help zsh and fish show."""
     try:
-        from chatcli.cli.app import load_config
+        from chatcli.cli.base import load_config
         from chatcli.config import data_dir
         from chatcli.store import DB_NAME, Store
 
@@ -117,6 +73,7 @@ def _given_config(ctx: typer.Context) -> Path | None:
     return None
 
 
+# (the parameter's name, the Flags field it fills, its declaration)
 SHARED: tuple[tuple[str, str, Any], ...] = (
     ("model", "model", Annotated[str | None, typer.Option(
         "--model", "-m", metavar="NAME", help="Model to ask for.")]),

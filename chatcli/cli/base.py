@@ -1,0 +1,262 @@
+"""The command line's plumbing that needs no typer: flags, settings, diagnostics, stdin,
+and the error boundary.
+
+`chatcli ask QUESTION` and the interactive session start without importing typer
+at all (__main__ takes them straight here); every other command comes through the
+typer app in app.py, which uses the same pieces.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from chatcli import errors
+from chatcli.config import Settings
+from chatcli.render import Diagnostics, wants_color
+from chatcli.textsafe import Redactor, visible
+
+
+@dataclass
+class Flags:
+    """What the command line says; None means "not given" so the merge can skip it."""
+
+    model: str | None = None
+    system_prompt: str | None = None
+    profile: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    config: Path | None = None
+    debug: bool | None = None
+    usage: bool | None = None
+    no_stream: bool | None = None
+    json: bool | None = None
+    session: str | None = None
+    resume_latest: bool | None = None
+    no_save: bool | None = None
+    no_markdown: bool | None = None
+
+    def over(self, base: Flags | None) -> Flags:
+        """These flags, falling back to `base` (the options given before the subcommand)."""
+        if base is None:
+            return self
+        return Flags(**{f.name: getattr(base, f.name) if getattr(self, f.name) is None
+                        else getattr(self, f.name) for f in fields(self)})
+
+    def settings_flags(self) -> dict[str, Any]:
+        return {"model": self.model, "system_prompt": self.system_prompt,
+                "profile": self.profile, "temperature": self.temperature,
+                "max_tokens": self.max_tokens}
+
+    def check(self) -> Flags:
+        """Values the option parser lets through but that mean nothing."""
+        if self.model is not None and not self.model.strip():
+            raise errors.UsageError("--model needs a model name", hint="chatcli ask -m gpt-4o-mini ...")
+        if self.temperature is not None and not math.isfinite(self.temperature):
+            raise errors.UsageError(f"--temperature must be a number from 0 to 2, not {self.temperature}")
+        if self.session is not None and not self.session.strip():
+            raise errors.UsageError("--session needs a name or a number",
+                                    hint="chatcli sessions list shows them")
+        return self
+
+
+# The on/off switches of `chatcli ask` that __main__ reads itself (simple_ask); options.SHARED
+# declares them for typer, and tests/test_options.py checks that the two agree.
+ASK_SWITCHES = {"--no-save": "no_save", "--usage": "usage", "--no-stream": "no_stream", "--json": "json",
+                "--no-markdown": "no_markdown", "--debug": "debug", "--continue": "resume_latest",
+                "-c": "resume_latest"}
+
+
+def simple_ask(args: Sequence[str]) -> tuple[Flags, list[str]] | None:
+    """`ask` followed by words and on/off switches only (the commonest one-shot command
+    line): its flags and the question's words, read without typer, which costs a tenth
+    of a second to import and build. Anything else (a value, -h, --, no words) is None:
+    typer reads it, with its help and its errors."""
+    if not args or args[0] != "ask":
+        return None
+    given: dict[str, Any] = {}
+    words: list[str] = []
+    for arg in args[1:]:
+        if arg in ASK_SWITCHES:
+            given[ASK_SWITCHES[arg]] = True
+        elif arg.startswith("-"):
+            return None
+        else:
+            words.append(arg)
+    return (Flags(**given), words) if words else None
+
+
+# Every secret this process learns (the key, configured header values) is removed from
+# every diagnostic line, whatever the message that quotes it.
+REDACT = Redactor()
+
+
+def diagnostics() -> Diagnostics:
+    return Diagnostics(sys.stderr, color=wants_color(sys.stderr, os.environ), redact=REDACT)
+
+
+def resolve_key(settings: Settings) -> str:
+    """The API key for `settings`, which from now on is never shown, with the header values."""
+    from chatcli.config import resolve_api_key
+
+    REDACT.add(*settings.headers.values())
+    key = resolve_api_key(settings, os.environ)
+    REDACT.add(key)
+    return key
+
+
+def terminate(signum: int, frame: object) -> None:
+    """SIGTERM or SIGHUP: unwind like Ctrl-C, so a partial reply is saved, then leave quietly."""
+    import signal
+
+    # The shell forwards the terminal's SIGHUP as well: a second signal must not
+    # interrupt the saving of the partial reply that the first one started.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    raise errors.Terminated(signum)
+
+
+def _arm_signals() -> None:
+    """From here on, signals become exceptions that the boundary below catches."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, terminate)
+        signal.signal(signal.SIGHUP, terminate)
+
+
+def guard(call: Callable[[], Any], *, debug: bool = False) -> int:
+    """Run `call`; turn every failure into one line on stderr and return the exit code."""
+    diag = diagnostics()
+    _arm_signals()
+    try:
+        code = call()
+    except errors.ChatcliError as exc:
+        diag.error(exc)
+        code = exc.exit_code
+    except errors.Terminated as exc:
+        code = exc.exit_code
+    except (KeyboardInterrupt, EOFError):
+        diag.error("interrupted")
+        code = errors.EXIT_INTERRUPTED
+    except (BrokenPipeError, PipeClosed):
+        _silence_stdout()
+        code = errors.EXIT_PIPE_CLOSED
+    except Exception as exc:
+        said = _typer_outcome(exc, diag)
+        if said is not None:
+            return said
+        if debug:
+            sys.stderr.write(REDACT(visible("".join(traceback.format_exception(exc)))))
+        diag.error(f"internal error ({type(exc).__name__}: {exc}); please report it, "
+                   "with the output of --debug")
+        code = errors.EXIT_UNEXPECTED
+    return code if isinstance(code, int) else errors.EXIT_OK
+
+
+def click_error_class(typer: Any) -> type[Exception]:
+    """The base of the usage errors of typer's vendored click ("no such option", a bad
+    value), found through a public name: typer exports BadParameter, not its ancestors,
+    and the module they live in is private. tests/test_cli.py fails loudly if this breaks."""
+    found: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+    return found
+
+
+def _typer_outcome(exc: Exception, diag: Diagnostics) -> int | None:
+    """The exit code of typer's own exceptions, said as the boundary says everything; None
+    for any other exception. typer is looked for, not imported: without it, none of its
+    exceptions can have been raised."""
+    typer = sys.modules.get("typer")
+    if typer is None:
+        return None
+    if isinstance(exc, typer.Exit):
+        return int(exc.exit_code)
+    if isinstance(exc, typer.Abort):
+        return errors.EXIT_INTERRUPTED
+    if isinstance(exc, click_error_class(typer)):
+        click_error: Any = exc  # a ClickException: ctx, format_message(), exit_code
+        ctx = getattr(click_error, "ctx", None)
+        where = f" (see `{ctx.command_path} --help`)" if ctx else ""
+        diag.error(click_error.format_message() + where)
+        return int(click_error.exit_code)
+    return None
+
+
+class PipeClosed(Exception):
+    """stdout's reader left; typer would turn the BrokenPipeError into exit 1 (a bug)."""
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so the final flush is quiet."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+# Text takes at most about this many bytes per token (UTF-8 CJK: 3 bytes and one
+# token; English: about 4 bytes a token). Piped input is read only up to what
+# could possibly fit, so a 10 MB log is refused without holding 10 MB.
+BYTES_PER_TOKEN = 8
+MAX_STDIN_BYTES = 256_000_000  # whatever the context window claims
+
+
+def _read_at_most(source: Any, size: int) -> bytes:
+    """Up to `size` bytes, read in pieces: memory grows with what arrives, not with `size`."""
+    data = bytearray()
+    while len(data) < size and (piece := source.read(min(1 << 20, size - len(data)))):
+        data += piece
+    return bytes(data)
+
+
+def read_stdin(diag: Diagnostics, *, context_window: int) -> str | None:
+    """Piped input as text, or None when stdin is a terminal (or absent).
+
+    Bytes that are not UTF-8 are replaced with U+FFFD and reported, never fatal.
+    Input far larger than the context window is refused after reading only a
+    bounded amount.
+    """
+    stream = sys.stdin
+    if stream is None or stream.closed or stream.isatty():
+        return None
+    source = stream.buffer if hasattr(stream, "buffer") else None
+    limit = min(2 * context_window * BYTES_PER_TOKEN, MAX_STDIN_BYTES)
+    data = stream.read(limit + 1).encode() if source is None else _read_at_most(source, limit + 1)
+    if len(data) > limit:
+        raise errors.ContextTooLongError(
+            f"stdin holds more than {limit / 1e6:.1f} MB, far more than fits the context window "
+            f"of {context_window:,} tokens; nothing was sent",
+            hint="pipe in a part of it (head, tail, grep), or raise context_window")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("utf-8", errors="replace")
+        bad = text.count("\ufffd")
+        diag.warning(f"stdin is not valid UTF-8: {bad} invalid byte sequence(s) replaced with �")
+    return text.removeprefix("\ufeff")
+
+
+def load_config(flags: Flags) -> tuple[Settings, dict[str, Any]]:
+    """The merged settings, and the file's data they came from (read once)."""
+    from chatcli.config import default_config_path, merge, read_config
+
+    path = flags.config or default_config_path(os.environ)
+    data = read_config(path, must_exist=flags.config is not None)
+    return merge(data, os.environ, flags.settings_flags(), path=path), data
+
+
+def build_settings(flags: Flags, diag: Diagnostics | None = None) -> Settings:
+    """The merged settings; warns when the config file holds a key others can read."""
+    from chatcli.config import readable_secret
+
+    settings, data = load_config(flags)
+    path = settings.config_path
+    if diag is not None and path is not None and (problem := readable_secret(path, data)):
+        diag.warning(problem)
+    return settings
