@@ -1,8 +1,11 @@
 """Slash commands: one registry that dispatches, generates /help and feeds Tab completion.
 
-A handler takes the session and the text after the command name and returns
-data (`Output`): lines, a table, or an action the REPL carries out (exit,
-retry, edit, copy). Nothing here draws or reads the keyboard.
+Each command declares its argument (`Arg`: none, text, a number, a word from a
+list, a model, a profile, a saved conversation), which parses what was typed,
+says what is wrong with it, shows in /help and drives Tab completion. A handler
+takes the session and the parsed value and returns data (`Output`): lines, a
+table, or an action the REPL carries out (exit, retry, edit, copy). Nothing here
+draws or reads the keyboard.
 """
 
 from __future__ import annotations
@@ -41,17 +44,82 @@ class Output:
     payload: str = ""
 
 
-Handler = Callable[[Session, str], Output]
+# What a command's argument is: it decides how the text is parsed and what Tab offers.
+ArgKind = Literal["none", "text", "number", "word", "model", "profile", "conversation"]
+
+
+@dataclass(frozen=True)
+class Arg:
+    kind: ArgKind = "none"
+    name: str = ""  # as /help shows it
+    required: bool = False
+    words: tuple[str, ...] = ()  # taken as they are, besides (or, for "word", instead of) the rest
+    what: str = ""  # a number's name in its error: "temperature"
+    low: float = 1
+    high: float | None = None
+    whole: bool = True
+
+    def usage(self) -> str:
+        """`[n | default]`, `ID | title`, or nothing: the argument as /help shows it."""
+        if self.kind == "none":
+            return ""
+        inner = " | ".join(([] if self.kind == "word" else [self.name]) + list(self.words))
+        return inner if self.required else f"[{inner}]"
+
+    def parse(self, command: str, text: str) -> Any:
+        """The value `text` stands for: None when nothing was typed, else one of the
+        words, a number, or the text. A UsageError says what was expected."""
+        if not text:
+            if self.required:
+                raise errors.UsageError(f"/{command} needs {self.usage()}")
+            return None
+        if self.kind == "none":
+            raise errors.UsageError(f"/{command} takes no argument", hint="/help lists the commands")
+        if text in self.words:
+            return text
+        if self.kind == "word":
+            raise errors.UsageError(f"/{command} takes {' or '.join(self.words)}, not {text!r}")
+        if self.kind == "number":
+            return self._number(text)
+        return text
+
+    def _number(self, text: str) -> int | float:
+        try:
+            value: int | float = int(text) if self.whole else float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < self.low or (self.high is not None and value > self.high):
+            low = int(self.low) if self.whole else self.low
+            limit = f"from {low} to {self.high}" if self.high is not None else f"of at least {low}"
+            raise errors.UsageError(f"{self.what} must be a {'whole ' if self.whole else ''}number {limit}"
+                                    + "".join(f", or {word!r}" for word in self.words))
+        return value
+
+    def choices(self, session: Session) -> list[str]:
+        """What Tab offers after the command (models ask the endpoint, once a session)."""
+        if self.kind == "model":
+            return session.models()
+        if self.kind == "profile":
+            return list(session.profiles)
+        if self.kind == "conversation" and session.store is not None:
+            return [c.name or c.title for c in session.store.conversations(limit=50) if c.name or c.title]
+        return list(self.words)
+
+
+Handler = Callable[[Session, Any], Output]
 
 
 @dataclass(frozen=True)
 class Command:
     name: str
-    args: str
+    arg: Arg
     help: str
-    handler: Handler
+    handler: Handler = field(compare=False)
     aliases: tuple[str, ...] = ()
-    complete: Callable[[Session], list[str]] | None = field(default=None, compare=False)
+
+    @property
+    def args(self) -> str:
+        return self.arg.usage()
 
 
 KEYS_HELP = (
@@ -62,44 +130,40 @@ KEYS_HELP = (
 )
 
 
-def _help(session: Session, arg: str) -> Output:
+def _help(session: Session, value: Any) -> Output:
     rows = [("/" + " /".join((c.name, *c.aliases)), c.args, c.help) for c in COMMANDS]
     return Output(lines=KEYS_HELP, table=Table(("command", "arguments", "what it does"), rows))
 
 
-def _exit(session: Session, arg: str) -> Output:
+def _exit(session: Session, value: Any) -> Output:
     return Output(action="exit")
 
 
-def _clear(session: Session, arg: str) -> Output:
+def _clear(session: Session, value: Any) -> Output:
     previous = session.clear()
     kept = f" (the previous one is saved: /resume {previous})" if previous else ""
     return Output(lines=(f"a fresh conversation with the same system prompt{kept}",))
 
 
-def _new(session: Session, arg: str) -> Output:
-    previous = session.new(name=arg or None, system=session.settings.system_prompt)
+def _new(session: Session, value: Any) -> Output:
+    previous = session.new(name=value, system=session.settings.system_prompt)
     kept = f" (the previous one is saved: /resume {previous})" if previous else ""
     return Output(lines=(f"a new conversation{kept}",))
 
 
-def _sessions(session: Session, arg: str) -> Output:
-    if arg not in ("", "all"):
-        raise errors.UsageError(f"/sessions takes no {arg!r}", hint="/sessions, or /sessions all")
+def _sessions(session: Session, value: Any) -> Output:
     store = session.stored()
-    rows = [listing_row(c) for c in store.conversations(limit=20, unanswered=arg == "all")]
-    hidden = 0 if arg == "all" else len(store.unanswered())
+    rows = [listing_row(c) for c in store.conversations(limit=20, unanswered=value == "all")]
+    hidden = 0 if value == "all" else len(store.unanswered())
     lines = ([unanswered_note(hidden, listing="/sessions all")] if hidden else []) + (
         ["/resume ID or TITLE opens one"] if rows else ["no saved conversations yet"])
     return Output(lines=tuple(lines), table=Table(LISTING, rows) if rows else None)
 
 
-def _resume(session: Session, arg: str) -> Output:
-    if not arg:
-        raise errors.UsageError("which one? /resume ID or TITLE (/sessions lists them)")
-    info = session.stored().find(arg)
+def _resume(session: Session, value: Any) -> Output:
+    info = session.stored().find(value)
     if info is None:
-        raise errors.UsageError(f"no conversation {arg!r}", hint="/sessions lists them")
+        raise errors.UsageError(f"no conversation {value!r}", hint="/sessions lists them")
     session.resume(info)
     lines = [f"resumed {info.id}: {info.label} ({counted(info.message_count, 'message')})",
              *last_exchange(session.conversation.messages)]
@@ -108,11 +172,9 @@ def _resume(session: Session, arg: str) -> Output:
     return Output(lines=tuple(lines))
 
 
-def _rename(session: Session, arg: str) -> Output:
-    if not arg:
-        raise errors.UsageError("/rename needs the new name", hint="/rename My project")
-    session.rename(arg)
-    name = " ".join(arg.split())
+def _rename(session: Session, value: Any) -> Output:
+    session.rename(value)
+    name = " ".join(value.split())
     return Output(lines=(f"this conversation is now called {name!r}: /resume {name} "
                          f"or chatcli --session {_quoted(name)} opens it",))
 
@@ -123,78 +185,65 @@ def _quoted(text: str) -> str:
 
 
 
-def _system(session: Session, arg: str) -> Output:
-    if not arg:
+def _system(session: Session, value: Any) -> Output:
+    if value is None:
         current = session.conversation.system
         return Output(lines=(f"system prompt: {current}" if current else "no system prompt "
                              "(set one with /system TEXT)",))
-    if arg == "-":
+    if value == "-":
         session.set_system(None)
         return Output(lines=("system prompt removed",))
-    session.set_system(arg)
+    session.set_system(value)
     return Output(lines=("system prompt set",))
 
 
-def _model(session: Session, arg: str) -> Output:
-    if not arg:
+def _model(session: Session, value: Any) -> Output:
+    if value is None:
         return Output(lines=(f"model: {session.settings.model} (Tab after /model lists the "
                              "endpoint's models)",))
-    session.update(model=arg)
-    return Output(lines=(f"model: {arg}",))
+    session.update(model=value)
+    return Output(lines=(f"model: {value}",))
 
 
-def _profile(session: Session, arg: str) -> Output:
-    if not arg:
+def _profile(session: Session, value: Any) -> Output:
+    if value is None:
         names = ", ".join(session.profiles) or "none in the config file"
         return Output(lines=(f"profile: {session.settings.profile or '(none)'}; profiles: {names}",))
-    session.switch_profile(arg)
+    session.switch_profile(value)
     s = session.settings
-    return Output(lines=(f"profile: {arg} (model {s.model} at {s.base_url})",))
+    return Output(lines=(f"profile: {value} (model {s.model} at {s.base_url})",))
 
 
-def _temperature(session: Session, arg: str) -> Output:
-    if not arg:
+def _temperature(session: Session, value: Any) -> Output:
+    if value is None:
         value = session.settings.temperature
         return Output(lines=(f"temperature: {'the server default' if value is None else value}",))
-    value = None if arg == "default" else _number(arg, "temperature", float, 0, 2, default=True)
+    value = None if value == "default" else value
     session.update(temperature=value)
     return Output(lines=(f"temperature: {'the server default' if value is None else value}",))
 
 
-def _max_tokens(session: Session, arg: str) -> Output:
-    if not arg:
+def _max_tokens(session: Session, value: Any) -> Output:
+    if value is None:
         value = session.settings.max_tokens
         return Output(lines=(f"max tokens: {'the server default' if value is None else value}",))
-    value = None if arg == "default" else _number(arg, "max tokens", int, 1, 100_000_000, default=True)
+    value = None if value == "default" else value
     session.update(max_tokens=value)
     return Output(lines=(f"max tokens: {'the server default' if value is None else value}",))
 
 
-def _number(text: str, what: str, kind: type, low: float, high: float | None, *,
-            default: bool = False) -> Any:
-    try:
-        value = kind(text)
-    except ValueError:
-        value = None
-    if value is None or not math.isfinite(value) or value < low or (high is not None and value > high):
-        limit = f"from {low} to {high}" if high is not None else f"of at least {low}"
-        raise errors.UsageError(f"{what} must be a {'whole ' if kind is int else ''}number {limit}"
-                                + (", or 'default'" if default else ""))
-    return value
-
-
-def _retry(session: Session, arg: str) -> Output:
+def _retry(session: Session, value: Any) -> Output:
     return Output(action="retry")
 
 
-def _undo(session: Session, arg: str) -> Output:
+def _undo(session: Session, value: Any) -> Output:
     removed = session.undo()
     if not removed:
         return Output(lines=("nothing to undo",))
     return Output(lines=(f"removed the last turn ({counted(len(removed), 'message')})",))
 
 
-def _history(session: Session, arg: str) -> Output:
+def _history(session: Session, value: Any) -> Output:
     window = session.window()
     sent = {id(m) for m in window.messages}
     rows = []
@@ -227,7 +276,7 @@ def _preview(text: str, width: int = 60) -> str:
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
-def _tokens(session: Session, arg: str) -> Output:
+def _tokens(session: Session, value: Any) -> Output:
     s = session.settings
     lines = []
     if session.last is not None:
@@ -241,56 +290,58 @@ def _tokens(session: Session, arg: str) -> Output:
     return Output(lines=tuple(lines))
 
 
-def _copy(session: Session, arg: str) -> Output:
+def _copy(session: Session, value: Any) -> Output:
     reply = session.last_reply()
     if reply is None:
         raise errors.UsageError("no reply to copy yet")
-    if not arg:
+    if value is None:
         return Output(action="copy", payload=without_controls(reply.content))
     blocks = code_blocks(reply.content)
-    number = _number(arg, "the code block number", int, 1, None)
+    number = value
     if number > len(blocks):
         raise errors.UsageError(f"the last reply has {len(blocks)} code blocks")
     return Output(action="copy", payload=without_controls(blocks[number - 1]))
 
 
-def _pin(session: Session, arg: str) -> Output:
-    number = _number(arg, "the message number", int, 1, None) if arg else None
-    message = session.pin(number)
+def _pin(session: Session, value: Any) -> Output:
+    message = session.pin(value)
     state = "pinned: kept in every request" if message.pinned else "unpinned"
     return Output(lines=(f"{state}: {_preview(message.content, 50)}",))
 
 
-def _edit(session: Session, arg: str) -> Output:
-    return Output(action="edit", payload=arg)
+def _edit(session: Session, value: Any) -> Output:
+    return Output(action="edit", payload=value or "")
 
 
+NONE = Arg()
 COMMANDS: tuple[Command, ...] = (
-    Command("help", "", "this list", _help, ("?",)),
-    Command("exit", "", "leave (Ctrl-D on an empty line does too)", _exit, ("quit",)),
-    Command("clear", "", "start afresh with the same system prompt (the old one stays saved)",
-            _clear),
-    Command("new", "[name]", "start a new conversation (the old one stays saved)", _new),
-    Command("sessions", "[all]", "the saved conversations, newest first (all: also unanswered ones)",
-            _sessions),
-    Command("resume", "ID | title", "go back to a saved conversation (the start of its title will do)",
-            _resume),
-    Command("rename", "name", "give this conversation a name to open it by", _rename),
-    Command("system", "[text | -]", "show, set or remove (-) the system prompt", _system),
-    Command("model", "[name]", "show or switch the model", _model,
-            complete=lambda session: session.models()),
-    Command("profile", "[name]", "show or switch the profile", _profile,
-            complete=lambda session: session.profiles),
-    Command("temperature", "[x | default]", "show or set the temperature (0 to 2)", _temperature),
-    Command("max-tokens", "[n | default]", "show or set the longest reply", _max_tokens),
-    Command("retry", "", "send the last question again for a new reply", _retry),
-    Command("undo", "", "remove the last question and its reply", _undo),
-    Command("history", "", "what the next request sends, and what trimming leaves out", _history),
-    Command("tokens", "", "usage and cost so far, and how full the context is", _tokens),
-    Command("copy", "[n]", "copy the last reply, or its n-th code block, to the clipboard", _copy),
-    Command("pin", "[n]", "keep message n (default: the last) in every request; again to unpin",
-            _pin),
-    Command("edit", "[text]", "write the next message in $EDITOR", _edit),
+    Command("help", NONE, "this list", _help, ("?",)),
+    Command("exit", NONE, "leave (Ctrl-D on an empty line does too)", _exit, ("quit",)),
+    Command("clear", NONE, "start afresh with the same system prompt (the old one stays saved)", _clear),
+    Command("new", Arg("text", "name"), "start a new conversation (the old one stays saved)", _new),
+    Command("sessions", Arg("word", words=("all",)),
+            "the saved conversations, newest first (all: also unanswered ones)", _sessions),
+    Command("resume", Arg("conversation", "ID | title", required=True),
+            "go back to a saved conversation (the start of its title will do)", _resume),
+    Command("rename", Arg("text", "name", required=True), "give this conversation a name to open it by",
+            _rename),
+    Command("system", Arg("text", "text", words=("-",)), "show, set or remove (-) the system prompt",
+            _system),
+    Command("model", Arg("model", "name"), "show or switch the model", _model),
+    Command("profile", Arg("profile", "name"), "show or switch the profile", _profile),
+    Command("temperature", Arg("number", "x", words=("default",), what="temperature", low=0, high=2,
+                               whole=False), "show or set the temperature (0 to 2)", _temperature),
+    Command("max-tokens", Arg("number", "n", words=("default",), what="max tokens", high=100_000_000),
+            "show or set the longest reply", _max_tokens),
+    Command("retry", NONE, "send the last question again for a new reply", _retry),
+    Command("undo", NONE, "remove the last question and its reply", _undo),
+    Command("history", NONE, "what the next request sends, and what trimming leaves out", _history),
+    Command("tokens", NONE, "usage and cost so far, and how full the context is", _tokens),
+    Command("copy", Arg("number", "n", what="the code block number"),
+            "copy the last reply, or its n-th code block, to the clipboard", _copy),
+    Command("pin", Arg("number", "n", what="the message number"),
+            "keep message n (default: the last) in every request; again to unpin", _pin),
+    Command("edit", Arg("text", "text"), "write the next message in $EDITOR", _edit),
 )
 _BY_NAME = {name: c for c in COMMANDS for name in (c.name, *c.aliases)}
 
@@ -310,5 +361,6 @@ def find(name: str) -> Command:
 
 
 def dispatch(session: Session, line: str) -> Output:
-    name, _, arg = line.strip()[1:].partition(" ")
-    return find(name.lower()).handler(session, arg.strip())
+    name, _, text = line.strip()[1:].partition(" ")
+    command = find(name.lower())
+    return command.handler(session, command.arg.parse(command.name, text.strip()))

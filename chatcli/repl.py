@@ -1,6 +1,7 @@
 """The interactive session: read a line, dispatch it, render the result.
 
-The only module that imports prompt_toolkit. The loop is short on purpose:
+With keybindings.py, the only module that imports prompt_toolkit. The loop is
+short on purpose:
 `_read` gets a line (Ctrl-C clears it, Ctrl-D leaves), `_dispatch` runs a
 slash command or a chat turn, and everything shown goes through render.py.
 Errors during a turn are one line and the session goes on.
@@ -20,13 +21,12 @@ from typing import Any
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
-from prompt_toolkit.completion import Completer, Completion
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
-from prompt_toolkit.key_binding import KeyBindings
 
 from chatcli import commands, errors
 from chatcli.chat import Sink, TurnResult
 from chatcli.export import excerpt
+from chatcli.keybindings import PROMPT, SlashCompleter, bindings, continuation, toolbar
 from chatcli.render import (
     Diagnostics,
     MarkdownSink,
@@ -38,55 +38,6 @@ from chatcli.render import (
     print_table,
 )
 from chatcli.session import Session
-from chatcli.textsafe import is_plain, visible
-
-PROMPT = "> "
-
-
-def continuation(width: int, line: int, wrap_count: int) -> str:
-    """What starts each screen line of the input after the first: a line the screen
-    wrapped continues under the text, unmarked; a new line (Alt-Enter) gets a dim
-    dot, so the two never look alike."""
-    return " " * width if wrap_count else "." * (width - 1) + " "
-
-
-class SlashCompleter(Completer):
-    """Completes command names, then a command's argument where it has choices."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def get_completions(self, document: Any, complete_event: Any) -> Iterator[Completion]:
-        text = document.text_before_cursor
-        if not commands.is_command(text) or "\n" in text:
-            return
-        name, space, arg = text[1:].partition(" ")
-        if not space:
-            for command in commands.COMMANDS:
-                for candidate in (command.name, *command.aliases):
-                    if candidate.startswith(name.lower()):
-                        yield Completion("/" + candidate, -len(text), display_meta=command.help)
-            return
-        try:
-            command = commands.find(name.lower())
-            choices = command.complete(self.session) if command.complete else []
-        except (Exception, KeyboardInterrupt):
-            return  # no key yet, endpoint down, a bug: simply no suggestions, never a broken line
-        for choice in choices:
-            # Model names come from the server: one with control characters is not offered.
-            if choice.startswith(arg) and is_plain(choice):
-                yield Completion(choice, -len(arg))
-
-
-def _bindings() -> KeyBindings:
-    keys = KeyBindings()
-
-    @keys.add("escape", "enter")  # Alt-Enter, and Esc then Enter
-    @keys.add("c-j")
-    def _newline(event: Any) -> None:
-        event.current_buffer.insert_text("\n")
-
-    return keys
 
 
 class _KeptHistory(FileHistory):
@@ -163,11 +114,11 @@ class Repl:
             completer=SlashCompleter(session),
             complete_in_thread=True,
             complete_while_typing=False,
-            key_bindings=_bindings(),
+            key_bindings=bindings(),
             enable_open_in_editor=True,
             vi_mode=vi_mode,
             prompt_continuation=continuation,
-            bottom_toolbar=self._toolbar,
+            bottom_toolbar=lambda: toolbar(session),
             input=input,
             output=output,
         )
@@ -233,21 +184,33 @@ class Repl:
             return True
 
     def _act(self, out: commands.Output) -> bool:
-        if out.action == "exit":
-            return False
-        if out.action == "retry":
-            self._turn(self.session.retry)
-        elif out.action == "edit":
-            text = edit_text(out.payload, self.env)
-            if text.strip():
-                self._turn(lambda sink: self.session.ask(text, sink))
-            else:
-                self.diag.note("the editor returned nothing; nothing sent")
-        elif out.action == "copy":
-            self.console.file.write(osc52(out.payload, self.env))
-            self.console.file.flush()
-            self.diag.note(f"copied {len(out.payload)} characters with OSC 52 (a terminal that does "
-                           "not allow clipboard writes ignores it)")
+        """Carry out what a command asked for beyond printing; False to leave."""
+        if out.action is None:
+            return True
+        return self._actions[out.action](out.payload)
+
+    @property
+    def _actions(self) -> dict[commands.Action, Callable[[str], bool]]:
+        return {"exit": lambda payload: False, "retry": self._retry, "edit": self._send_edited,
+                "copy": self._copy}
+
+    def _retry(self, payload: str) -> bool:
+        self._turn(self.session.retry)
+        return True
+
+    def _send_edited(self, payload: str) -> bool:
+        text = edit_text(payload, self.env)
+        if text.strip():
+            self._turn(lambda sink: self.session.ask(text, sink))
+        else:
+            self.diag.note("the editor returned nothing; nothing sent")
+        return True
+
+    def _copy(self, payload: str) -> bool:
+        self.console.file.write(osc52(payload, self.env))
+        self.console.file.flush()
+        self.diag.note(f"copied {len(payload)} characters with OSC 52 (a terminal that does "
+                       "not allow clipboard writes ignores it)")
         return True
 
     def _turn(self, run: Callable[[Sink], TurnResult]) -> None:
@@ -276,17 +239,6 @@ class Repl:
         self.console.print(line, style="dim", markup=False, highlight=False)
         if result.window.dropped:
             self.console.print(dropped_note(result.window), style="dim", markup=False, highlight=False)
-
-    def _toolbar(self) -> str:
-        s = self.session.settings
-        try:
-            window = self.session.window()
-            share = f"{100 * window.tokens / window.budget if window.budget else 100:.0f}%"
-        except Exception:  # the bar is drawn inside the line editor: it must never fail
-            share = "?"
-        profile = f"profile {s.profile} | " if s.profile else ""
-        return visible(f" {profile}{s.model} | context {share} | /help")
-
 
 @contextmanager
 def typeahead_mode(keyboard: Any) -> Iterator[None]:

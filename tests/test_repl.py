@@ -22,8 +22,9 @@ from rich.console import Console
 
 from chatcli.client import OpenAIClient
 from chatcli.config import merge
+from chatcli.keybindings import SlashCompleter, toolbar
 from chatcli.render import Diagnostics
-from chatcli.repl import Repl, SlashCompleter
+from chatcli.repl import Repl
 from chatcli.session import Session
 from tests.conftest import TEST_KEY
 from tests.fake_server import Reply, error_body
@@ -352,12 +353,33 @@ def test_tab_completes_commands_and_model_names_fetched_once(repl):
 
 def test_toolbar_shows_profile_model_and_context(repl):
     repl.run("hi" + ENTER + CTRL_D)
-    with create_pipe_input() as keyboard:
-        bar = Repl(repl.session, console=Console(file=io.StringIO()), diag=Diagnostics(io.StringIO(),
-                   color=False), input=keyboard, output=DummyOutput())._toolbar()
-    assert bar.strip().startswith("test-model | context 0% | /help")  # no profile: none named
+    assert toolbar(repl.session).strip().startswith("test-model | context 0% | /help")  # no profile
     repl.session.settings = replace(repl.session.settings, profile="work")
-    with create_pipe_input() as keyboard:
-        bar = Repl(repl.session, console=Console(file=io.StringIO()), diag=Diagnostics(io.StringIO(),
-                   color=False), input=keyboard, output=DummyOutput())._toolbar()
-    assert bar.strip().startswith("profile work | test-model | context 0%")
+    assert toolbar(repl.session).strip().startswith("profile work | test-model | context 0%")
+
+
+def test_each_command_declares_its_argument_which_parses_helps_and_completes(server, tmp_path):
+    from chatcli.store import Store
+
+    harness = Harness(server, tmp_path)
+    harness.session.store = Store(tmp_path / "chatcli.db")
+    harness.session.new()
+    harness.run("Rust lifetimes explained" + ENTER + "/new" + ENTER + "second" + ENTER
+                + "/undo now" + ENTER + "/sessions everything" + ENTER + "/temperature 3" + ENTER
+                + "/max-tokens 0" + ENTER + "/copy x" + ENTER + "/resume" + ENTER + "/help" + ENTER
+                + CTRL_D)
+    err = harness.err.getvalue()
+    assert "/undo takes no argument" in err
+    assert "/sessions takes all, not 'everything'" in err
+    assert "temperature must be a number from 0 to 2, or 'default'" in err
+    assert "max tokens must be a whole number from 1 to 100000000, or 'default'" in err
+    assert "the code block number must be a whole number of at least 1" in err
+    assert "/resume needs ID | title" in err
+    out = harness.out.getvalue()
+    assert "[x | default]" in out and "ID | title" in out and "[all]" in out  # /help, from the same Arg
+    assert completions(harness.session, "/sessions ") == ["all"]
+    assert completions(harness.session, "/temperature d") == ["default"]
+    assert completions(harness.session, "/system ") == ["-"]
+    assert completions(harness.session, "/resume rust") == ["Rust lifetimes explained"]
+    assert completions(harness.session, "/resume ") == ["second", "Rust lifetimes explained"]
+    assert completions(harness.session, "/undo ") == []

@@ -234,7 +234,7 @@ def test_a_failing_line_editor_is_one_line_and_the_session_goes_on(server, tmp_p
 def test_a_completer_that_fails_offers_nothing_and_breaks_nothing(repl_session):
     from prompt_toolkit.document import Document
 
-    from chatcli.repl import SlashCompleter
+    from chatcli.keybindings import SlashCompleter
 
     def broken():
         raise RuntimeError("models exploded")
