@@ -233,3 +233,15 @@ def test_typer_usage_errors_are_caught_through_a_public_name(run):
         command.get_command(root, "ask").make_context("ask", ["--temperature", "warm", "hi"], parent=root)
     result = run("--no-such-option")
     assert result.code == 2 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_help_shows_arguments_as_a_person_reads_them(run):
+    """Not typer's Python types (<list[str]>) nor braces around required arguments."""
+    for command in (["ask"], ["sessions", "search"], ["sessions", "rm"], ["sessions", "show"],
+                    ["sessions", "rename"], ["sessions", "list"], []):
+        shown = run(*command, "--help").stdout
+        assert "<list" not in shown and "<str>" not in shown and "{" not in shown, (command, shown)
+    assert "Usage: chatcli sessions search [OPTIONS] TEXT..." in run("sessions", "search", "--help").stdout
+    assert "Usage: chatcli sessions rm [OPTIONS] [ID|TITLE]..." in run("sessions", "rm", "--help").stdout
+    assert "Usage: chatcli ask [OPTIONS] [QUESTION]..." in run("ask", "--help").stdout
+    assert "  QUESTION...  The question" in run("ask", "--help").stdout

@@ -11,7 +11,7 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup
 
 from chatcli import __version__, errors
 from chatcli.cli.base import (
@@ -46,6 +46,7 @@ class _CliGroup(TyperGroup):
     """Every failure leaves as one line on stderr and its exit code."""
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
+        _plain_arguments(self)
         kwargs["standalone_mode"] = False
         debug = "--debug" in (kwargs.get("args") or sys.argv[1:])
         sys.exit(guard(lambda: super(_CliGroup, self).main(*args, **kwargs), debug=debug))
@@ -63,6 +64,24 @@ class _CliGroup(TyperGroup):
             raise errors.UsageError(f"{name!r} is not a command", hint=_what_was_meant(
                 name, args, list(self.list_commands(ctx))))
         return super().resolve_command(ctx, args)
+
+
+def _plain_arguments(command: Any) -> None:
+    """Arguments in --help as a person reads them: typer shows their Python type
+    (`TEXT <list[str]>`) and a required one in braces (`{TEXT}...`); here they are
+    `TEXT...` when required and `[ID|TITLE]...` when not, with no type. (Overrides two
+    of typer's display methods on each argument; tests/test_cli.py checks the help.)"""
+    for param in getattr(command, "params", []):
+        if isinstance(param, TyperArgument):
+            argument: Any = param
+            many = "..." if argument.nargs != 1 else ""
+            name = argument.display_name_raw + many
+            shown = name if argument.required else f"[{argument.display_name_raw}]{many}"
+            argument.display_type_rich = lambda ctx: None
+            argument._usage_display_name = lambda shown=shown: shown
+            argument._rich_display_name = lambda name=name: name
+    for sub in getattr(command, "commands", {}).values():
+        _plain_arguments(sub)
 
 
 def _what_was_meant(name: str, args: list[str], commands: list[str]) -> str:
