@@ -124,8 +124,8 @@ class Command:
 
 KEYS_HELP = (
     "Enter sends · Alt-Enter, Esc Enter or Ctrl-J: new line · Ctrl-X Ctrl-E: edit in $EDITOR",
-    "Up/Down and Ctrl-R: input history · Tab: complete commands · Ctrl-C: stop a reply or clear "
-    "the line · Ctrl-D: leave",
+    "Up/Down and Ctrl-R: input history · Tab: complete commands and their arguments · Ctrl-C: stop "
+    "a reply or clear the line · Ctrl-D: leave",
     "A message that starts with // is sent as text starting with /.",
 )
 

@@ -33,15 +33,35 @@ def to_markdown(info: ConversationInfo, messages: list[Message]) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def excerpt(text: str, *, lines: int = 2, width: int = 100) -> list[str]:
-    """The first `lines` non-blank lines of `text`, each cut to `width`, and a last line
-    saying how much more there is: enough to recognise a message, not to reread it."""
+def excerpt(text: str, *, lines: int = 2, width: int = 76) -> list[str]:
+    """The first `lines` non-blank lines of `text`, each cut to `width` terminal columns
+    (a Chinese character takes two), and a last line saying how much more there is:
+    enough to recognise a message, not to reread it."""
     kept = [line.rstrip() for line in text.splitlines() if line.strip()]
-    shown = [line if len(line) <= width else line[: width - 1] + "…" for line in kept[:lines]]
+    shown = [_cut(line, width) for line in kept[:lines]]
     if len(kept) > lines:
         rest = len(kept) - lines
         shown.append(f"(… {rest} more line{'' if rest == 1 else 's'})")
     return shown
+
+
+def _cells(text: str) -> int:
+    """Columns `text` takes on a terminal: East Asian wide and full-width characters two."""
+    from unicodedata import east_asian_width
+
+    return sum(2 if east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _cut(line: str, width: int) -> str:
+    if _cells(line) <= width:
+        return line
+    kept, used = [], 1  # room for the …
+    for ch in line:
+        used += _cells(ch)
+        if used > width:
+            break
+        kept.append(ch)
+    return "".join(kept) + "…"
 
 
 def last_exchange(messages: list[Message]) -> list[str]:
@@ -54,8 +74,9 @@ def last_exchange(messages: list[Message]) -> list[str]:
         who = ROLE_NAMES.get(message.role, message.role).lower()
         note = f" ({message.finish_reason})" if message.finish_reason in ("interrupted", "error",
                                                                             "length") else ""
-        first, *rest = excerpt(message.content) or ["(empty)"]
-        out += [f"  {who}{note}: {first}", *(f"    {line}" for line in rest)]
+        label = f"  {who}{note}: "
+        first, *rest = excerpt(message.content, width=max(80 - len(label), 30)) or ["(empty)"]
+        out += [label + first, *(f"    {line}" for line in rest)]
     return out
 
 
@@ -95,14 +116,9 @@ def unanswered_note(count: int, *, listing: str) -> str:
 
 def columns(rows: list[tuple[str, ...]]) -> str:
     """Rows as aligned plain-text columns (the last column is not padded)."""
-    from unicodedata import east_asian_width
-
-    def width(text: str) -> int:
-        return sum(2 if east_asian_width(ch) in "WF" else 1 for ch in text)
-
-    widths = [max(width(row[i]) for row in rows) for i in range(len(rows[0]) - 1)] if rows else []
+    widths = [max(_cells(row[i]) for row in rows) for i in range(len(rows[0]) - 1)] if rows else []
     lines = []
     for row in rows:
-        cells = [cell + " " * (widths[i] - width(cell)) for i, cell in enumerate(row[:-1])]
+        cells = [cell + " " * (widths[i] - _cells(cell)) for i, cell in enumerate(row[:-1])]
         lines.append("  ".join([*cells, row[-1]]).rstrip())
     return "\n".join(lines) + ("\n" if lines else "")

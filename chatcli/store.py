@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -94,11 +95,15 @@ class Store:
     def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = path
         self._clock = clock
+        self._lock = threading.RLock()
         try:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             if not path.exists():
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-            self._db = sqlite3.connect(path, timeout=BUSY_SECONDS, isolation_level=None)
+            # One connection, used by one thread at a time (the lock): the REPL's Tab
+            # completion lists conversations from prompt_toolkit's completion thread.
+            self._db = sqlite3.connect(path, timeout=BUSY_SECONDS, isolation_level=None,
+                                       check_same_thread=False)
             _patiently(lambda: self._setup())
         except (OSError, sqlite3.Error) as exc:
             raise _storage_error(path, exc) from None
@@ -111,7 +116,8 @@ class Store:
         self._migrate()
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()
 
     def _migrate(self) -> None:
         """Bring the schema up to date, one version per transaction.
@@ -134,23 +140,25 @@ class Store:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One short transaction that takes the write lock at once, so the busy timeout applies."""
-        try:
-            _patiently(lambda: self._db.execute("BEGIN IMMEDIATE"))
-        except sqlite3.Error as exc:
-            raise _storage_error(self.path, exc) from None
-        try:
-            yield self._db
-            self._db.execute("COMMIT")
-        except BaseException as exc:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
+        with self._lock:
+            try:
+                _patiently(lambda: self._db.execute("BEGIN IMMEDIATE"))
+            except sqlite3.Error as exc:
                 raise _storage_error(self.path, exc) from None
-            raise
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise _storage_error(self.path, exc) from None
+                raise
 
     def _read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         try:
-            return self._db.execute(sql, params).fetchall()
+            with self._lock:
+                return self._db.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise _storage_error(self.path, exc) from None
 

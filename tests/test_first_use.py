@@ -418,3 +418,16 @@ def test_tab_completion_in_a_real_bash(tmp_path):
     shell.sendcontrol("c")
     shell.sendline("exit")
     shell.expect(pexpect.EOF)
+
+
+def test_the_last_exchange_shown_on_resume_fits_80_columns_in_any_script():
+    from unicodedata import east_asian_width
+
+    from chatcli.conversation import Message
+    from chatcli.export import last_exchange
+
+    shown = last_exchange([Message("user", "解释一下所有权和借用的区别，" * 20),
+                           Message("assistant", "Ownership means " * 30, finish_reason="interrupted")])
+    assert shown[0].startswith("  you: 解释") and shown[1].startswith("  assistant (interrupted): Ownership")
+    for line in shown:
+        assert sum(2 if east_asian_width(ch) in "WF" else 1 for ch in line) <= 80, line

@@ -381,5 +381,11 @@ def test_each_command_declares_its_argument_which_parses_helps_and_completes(ser
     assert completions(harness.session, "/temperature d") == ["default"]
     assert completions(harness.session, "/system ") == ["-"]
     assert completions(harness.session, "/resume rust") == ["Rust lifetimes explained"]
+    # prompt_toolkit completes in a thread of its own (complete_in_thread): the store too
+    found: list[list[str]] = []
+    worker = threading.Thread(target=lambda: found.append(completions(harness.session, "/resume rust")))
+    worker.start()
+    worker.join()
+    assert found == [["Rust lifetimes explained"]]
     assert completions(harness.session, "/resume ") == ["second", "Rust lifetimes explained"]
     assert completions(harness.session, "/undo ") == []
