@@ -431,3 +431,11 @@ def test_the_last_exchange_shown_on_resume_fits_80_columns_in_any_script():
     assert shown[0].startswith("  you: 解释") and shown[1].startswith("  assistant (interrupted): Ownership")
     for line in shown:
         assert sum(2 if east_asian_width(ch) in "WF" else 1 for ch in line) <= 80, line
+
+
+def test_a_search_hit_is_one_line(run, endpoint):
+    endpoint.queue(Reply(text="first line\nsecond line with docker in it\nthird line\n\n- a list item"))
+    run("ask", "how do I use docker?")
+    found = run("sessions", "search", "docker").stdout.splitlines()
+    assert len(found) == 2  # the question and the reply: one line each
+    assert "second line with [docker] in it third line" in found[0]
