@@ -26,7 +26,7 @@ from chatcli.conversation import (
     estimate_tokens,
     reply_budget,
 )
-from chatcli.events import ChatRequest, Completion, Event, StreamEnd, TextDelta, UsageReport
+from chatcli.events import ChatRequest, Completion, Event, ReasoningDelta, StreamEnd, TextDelta, UsageReport
 
 INTERRUPTED = "interrupted"
 ERROR = "error"
@@ -194,13 +194,18 @@ def _shrunk(conversation: Conversation, window: Window, settings: Settings,
 def _streamed(conversation: Conversation, request: ChatRequest, window: Window, client: ChatClient,
               settings: Settings, sink: Sink, journal: Journal) -> TurnResult:
     parts: list[str] = []
-    size = 0
+    thinking: list[str] = []  # the reasoning: kept with the reply, never sent again
+    size = thought = 0
     reported: UsageReport | None = None
     finish: str | None = None
     events = client.stream(request)
     try:
         for event in events:
-            if isinstance(event, TextDelta):
+            if isinstance(event, ReasoningDelta):
+                if thought < MAX_REPLY_CHARS:
+                    thinking.append(event.text[: MAX_REPLY_CHARS - thought])
+                    thought += len(thinking[-1])
+            elif isinstance(event, TextDelta):
                 text = event.text[: MAX_REPLY_CHARS - size]
                 parts.append(text)
                 size += len(text)
@@ -214,18 +219,19 @@ def _streamed(conversation: Conversation, request: ChatRequest, window: Window, 
             elif isinstance(event, StreamEnd):
                 finish = event.finish_reason
     except KeyboardInterrupt:
-        _keep_partial(conversation, parts, INTERRUPTED, journal)
+        _keep_partial(conversation, parts, thinking, INTERRUPTED, journal)
         raise errors.Interrupted("reply interrupted") from None
     except errors.ChatcliError:
-        _keep_partial(conversation, parts, ERROR, journal)
+        _keep_partial(conversation, parts, thinking, ERROR, journal)
         raise
     except BaseException:  # SIGTERM/SIGHUP, stdout closed (`| head`), anything: keep the words
-        _keep_partial(conversation, parts, INTERRUPTED, journal)
+        _keep_partial(conversation, parts, thinking, INTERRUPTED, journal)
         raise
     finally:
         events.close()
         sink.end()
-    return _commit(conversation, "".join(parts), finish, reported, window, settings, journal)
+    return _commit(conversation, "".join(parts), finish, reported, window, settings, journal,
+                   reasoning="".join(thinking))
 
 
 def _whole(conversation: Conversation, request: ChatRequest, window: Window, client: ChatClient,
@@ -239,13 +245,15 @@ def _whole(conversation: Conversation, request: ChatRequest, window: Window, cli
         text, finish = text[:MAX_REPLY_CHARS], TOO_LONG
     sink.text(text)
     sink.end()
-    result = _commit(conversation, text, finish, completion.usage, window, settings, journal)
+    result = _commit(conversation, text, finish, completion.usage, window, settings, journal,
+                     reasoning=completion.reasoning[:MAX_REPLY_CHARS])
     return replace(result, response=completion.response)
 
 
-def _keep_partial(conversation: Conversation, parts: list[str], status: str, journal: Journal) -> None:
-    if parts:
-        partial = Message(ASSISTANT, "".join(parts), finish_reason=status)
+def _keep_partial(conversation: Conversation, parts: list[str], thinking: list[str], status: str,
+                  journal: Journal) -> None:
+    if parts or thinking:
+        partial = Message(ASSISTANT, "".join(parts), finish_reason=status, reasoning="".join(thinking))
         conversation.messages.append(journal.reply_done(partial))
 
 
@@ -257,16 +265,20 @@ def _commit(
     window: Window,
     settings: Settings,
     journal: Journal,
+    *,
+    reasoning: str = "",
 ) -> TurnResult:
     notice = _notice(finish, settings, empty=not text)
     finish = "length" if finish == TOO_LONG else finish
     if reported is not None:
         usage = Usage(reported.prompt_tokens, reported.completion_tokens)
-        reply = Message(ASSISTANT, text, tokens=usage.completion_tokens + MESSAGE_OVERHEAD,
-                        finish_reason=finish)
+        # The completion's tokens count the thinking too, which is never sent again: then
+        # the reply's own size is estimated.
+        size = -1 if reasoning else usage.completion_tokens + MESSAGE_OVERHEAD  # -1: estimate it
+        reply = Message(ASSISTANT, text, tokens=size, finish_reason=finish, reasoning=reasoning)
     else:
-        usage = Usage(window.tokens, estimate_tokens(text), estimated=True)
-        reply = Message(ASSISTANT, text, finish_reason=finish)
+        usage = Usage(window.tokens, estimate_tokens(reasoning + text), estimated=True)
+        reply = Message(ASSISTANT, text, finish_reason=finish, reasoning=reasoning)
     reply = journal.reply_done(reply)
     conversation.messages.append(reply)
     return TurnResult(reply, usage, window, notice)

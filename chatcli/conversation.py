@@ -87,6 +87,7 @@ class Message:
     finish_reason: str | None = None
     estimated: bool = field(default=False, compare=False)
     id: int | None = field(default=None, compare=False)  # its row in the store, once saved
+    reasoning: str = field(default="", compare=False)  # the model's thinking: kept, never sent
 
     def __post_init__(self) -> None:
         if self.tokens < 0:

@@ -33,6 +33,15 @@ class TextDelta:
 
 
 @dataclass(frozen=True)
+class ReasoningDelta:
+    """Part of the model's thinking before its answer (`reasoning_content`, `reasoning`,
+    or a `<think>` block at the start of the content, as each server sends it). Shown
+    and saved, never sent back."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class UsageReport:
     prompt_tokens: int
     completion_tokens: int
@@ -45,7 +54,7 @@ class StreamEnd:
     finish_reason: str | None
 
 
-Event = TextDelta | UsageReport | StreamEnd
+Event = TextDelta | ReasoningDelta | UsageReport | StreamEnd
 
 
 @dataclass(frozen=True)
@@ -58,3 +67,4 @@ class Completion:
     finish_reason: str | None
     usage: UsageReport | None
     response: dict[str, Any]
+    reasoning: str = ""

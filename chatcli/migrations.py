@@ -119,5 +119,11 @@ def _schema_4(db: sqlite3.Connection) -> None:
     """)
 
 
+def _schema_5(db: sqlite3.Connection) -> None:
+    """A reply's reasoning (the model's thinking), kept with it and never sent again. It is
+    not indexed for search: search finds what was said, not what was thought."""
+    db.execute("ALTER TABLE messages ADD COLUMN reasoning TEXT NOT NULL DEFAULT ''")
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_schema_1, _schema_2, _schema_3,
-                                                                _schema_4)
+                                                                _schema_4, _schema_5)

@@ -272,7 +272,8 @@ class Store:
     def load(self, conversation_id: int) -> list[Message]:
         """The messages in order: each reply right after the question it answers."""
         rows = self._read(
-            "SELECT id, role, content, tokens, tokens_estimated, pinned, finish_reason FROM messages "
+            "SELECT id, role, content, tokens, tokens_estimated, pinned, finish_reason, reasoning "
+            "FROM messages "
             "WHERE conversation_id = ? ORDER BY coalesce(reply_to, id), id", (conversation_id,))
         messages = []
         for row in rows:
@@ -289,11 +290,11 @@ class Store:
         with self._write() as db:
             cursor = db.execute(
                 "INSERT INTO messages (conversation_id, role, content, tokens, tokens_estimated, "
-                "model, finish_reason, pinned, created_at, updated_at, reply_to) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "model, finish_reason, pinned, created_at, updated_at, reply_to, reasoning) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (conversation_id, message.role, message.content, message.tokens,
                  int(message.estimated), model, message.finish_reason, int(message.pinned), now, now,
-                 reply_to))
+                 reply_to, message.reasoning))
             db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation_id))
             return int(cursor.lastrowid or 0)
 
@@ -308,9 +309,9 @@ class Store:
         with self._write() as db:
             db.execute(
                 "UPDATE messages SET content = ?, tokens = ?, tokens_estimated = ?, finish_reason = ?, "
-                "pinned = ?, updated_at = ? WHERE id = ?",
+                "pinned = ?, updated_at = ?, reasoning = ? WHERE id = ?",
                 (message.content, message.tokens, int(message.estimated), message.finish_reason,
-                 int(message.pinned), self._clock(), message_id))
+                 int(message.pinned), self._clock(), message.reasoning, message_id))
             db.execute("DELETE FROM message_chunks WHERE message_id = ?", (message_id,))
 
     def remove(self, message_ids: Sequence[int]) -> None:
@@ -349,11 +350,11 @@ def is_number(ref: str) -> bool:
 
 
 def _message(row: tuple[Any, ...]) -> Message:
-    message_id, role, content, tokens, estimated, pinned, finish = row
+    message_id, role, content, tokens, estimated, pinned, finish, reasoning = row
     if finish == STREAMING:
         finish = "interrupted"  # the process ended while this reply was arriving
     return Message(role, content, tokens=-1 if tokens is None else tokens, pinned=bool(pinned),
-                   finish_reason=finish, estimated=bool(estimated), id=message_id)
+                   finish_reason=finish, estimated=bool(estimated), id=message_id, reasoning=reasoning)
 
 
 def _snippet(content: str, text: str, width: int = 30) -> str:

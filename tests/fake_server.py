@@ -65,6 +65,11 @@ class Reply:
     # with this content type, for servers that misbehave in ways the options above cannot say.
     body: Callable[[], Iterable[bytes]] | None = None
     content_type: str = "text/event-stream"
+    # The model's thinking, sent before the text the way a server of this dialect sends it:
+    # "reasoning_content" (DeepSeek, Qwen, vLLM, llama.cpp), "reasoning" (OpenRouter, Groq)
+    # or "think" (<think>...</think> opening the content: Ollama, distilled R1 models).
+    reasoning: str = ""
+    dialect: str = "reasoning_content"
 
 
 @dataclass
@@ -245,9 +250,20 @@ class _Handler(BaseHTTPRequestHandler):
                 "created": 1700000000, "model": body["model"]}
         pieces = reply.pieces or [reply.text[i:i + reply.chunk_chars]
                                   for i in range(0, len(reply.text), reply.chunk_chars)] or [""]
+        thoughts = [reply.reasoning[i:i + reply.chunk_chars]
+                    for i in range(0, len(reply.reasoning), reply.chunk_chars)]
+        if reply.dialect == "think" and reply.reasoning:
+            whole = f"<think>\n{reply.reasoning}\n</think>\n\n" + "".join(pieces)
+            pieces, thoughts = [whole[i:i + reply.chunk_chars]
+                                for i in range(0, len(whole), reply.chunk_chars)], []
         try:
             self._event({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
                                                "finish_reason": None}]})
+            for thought in thoughts:
+                if reply.delay:
+                    time.sleep(reply.delay)
+                self._event({**base, "choices": [{"index": 0, "delta": {reply.dialect: thought},
+                                                   "finish_reason": None}]})
             for n, piece in enumerate(pieces):
                 if reply.delay:
                     time.sleep(reply.delay)
@@ -303,11 +319,15 @@ def usage(reply: Reply) -> dict[str, int]:
 
 def completion(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
     text = "".join(reply.pieces) if reply.pieces else reply.text
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    if reply.reasoning and reply.dialect == "think":
+        message["content"] = f"<think>\n{reply.reasoning}\n</think>\n\n{text}"
+    elif reply.reasoning:
+        message[reply.dialect] = reply.reasoning
     payload: dict[str, Any] = {
         "id": "chatcmpl-test", "object": "chat.completion", "created": 1700000000,
         "model": body["model"],
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                     "finish_reason": reply.finish_reason}],
+        "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
     }
     if reply.usage:
         payload["usage"] = usage(reply)

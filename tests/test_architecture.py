@@ -22,7 +22,7 @@ HOMES = {"openai": {"client"}, "rich": {"render"}, "typer": {"cli"},
          "prompt_toolkit": {"repl", "keybindings"}, "sqlite3": {"store", "migrations"}, "click": set()}
 LAZY = {"openai", "rich"}
 STDLIB_ONLY = {"conversation", "errors", "mdblocks", "schema", "export", "textsafe", "events",
-               "client/chunks", "client/sse"}
+               "client/chunks", "client/sse", "client/think"}
 
 
 def modules() -> dict[str, ast.Module]:

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from chatcli.events import Event, StreamEnd, TextDelta, UsageReport
+from chatcli.events import Event, ReasoningDelta, StreamEnd, TextDelta, UsageReport
 
 MAX_TOKENS_FIGURE = 10**9  # no request uses a billion tokens: a larger figure is nonsense
 _FINISH_CHARS = 40
@@ -130,8 +130,26 @@ def _first_choice(data: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def chunk_events(data: Any, mender: SurrogateMender) -> list[Event]:
-    """The events of one streamed chunk (its error, if it carries one, is the caller's)."""
+# Where servers put the model's thinking: DeepSeek, Qwen (DashScope), vLLM's reasoning
+# parsers, llama.cpp (--reasoning-format deepseek), Kimi and GLM say reasoning_content;
+# OpenRouter, newer vLLM and Groq say reasoning. Inline <think> tags are think.py's.
+REASONING_FIELDS = ("reasoning_content", "reasoning")
+
+
+def read_reasoning(message: dict[str, Any]) -> str:
+    """The thinking in a delta or message, if a server sent it as text (anything else,
+    such as a structured `reasoning_details`, is not shown: an answer never fails over it)."""
+    for name in REASONING_FIELDS:
+        value = message.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def chunk_events(data: Any, mender: SurrogateMender,
+                 thinking: SurrogateMender | None = None) -> list[Event]:
+    """The events of one streamed chunk (its error, if it carries one, is the caller's).
+    `thinking` mends the reasoning text as `mender` mends the answer's."""
     if not isinstance(data, dict):
         raise Malformed(f"a chunk that is not a JSON object ({type(data).__name__})")
     events: list[Event] = []
@@ -142,6 +160,9 @@ def chunk_events(data: Any, mender: SurrogateMender) -> list[Event]:
             delta = choice.get("message")  # a few servers put the whole message in a chunk
         if delta is not None and not isinstance(delta, dict):
             raise Malformed(f"a delta that is not an object ({type(delta).__name__})")
+        reasoning = (thinking or SurrogateMender()).feed(read_reasoning(delta or {}))
+        if reasoning:
+            events.append(ReasoningDelta(reasoning))
         text = mender.feed(read_text((delta or {}).get("content")) or "")
         if text:
             events.append(TextDelta(text))
@@ -154,8 +175,8 @@ def chunk_events(data: Any, mender: SurrogateMender) -> list[Event]:
     return events
 
 
-def completion_events(data: Any) -> tuple[str, str | None, UsageReport | None]:
-    """A whole (non-streamed) response: its text, finish reason and usage."""
+def completion_events(data: Any) -> tuple[str, str | None, UsageReport | None, str]:
+    """A whole (non-streamed) response: its text, finish reason, usage and reasoning."""
     if not isinstance(data, dict):
         raise Malformed(f"a response that is not a JSON object ({type(data).__name__})")
     choice = _first_choice(data)
@@ -166,7 +187,9 @@ def completion_events(data: Any) -> tuple[str, str | None, UsageReport | None]:
         raise Malformed(f"a message that is not an object ({type(message).__name__})")
     mender = SurrogateMender()
     text = mender.feed(read_text((message or {}).get("content")) or "") + mender.close()
-    return text, read_finish(choice.get("finish_reason")), read_usage(data.get("usage"))
+    thinking = SurrogateMender()
+    reasoning = thinking.feed(read_reasoning(message or {})) + thinking.close()
+    return text, read_finish(choice.get("finish_reason")), read_usage(data.get("usage")), reasoning
 
 
 class SurrogateMender:

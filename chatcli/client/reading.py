@@ -27,7 +27,8 @@ from chatcli.client.chunks import (
 )
 from chatcli.client.failures import from_body
 from chatcli.client.sse import NotEventStream, SSEDecoder, TooLarge
-from chatcli.events import ChatRequest, Completion, Event, StreamEnd, TextDelta
+from chatcli.client.think import ThinkSplitter, split_think
+from chatcli.events import ChatRequest, Completion, Event, ReasoningDelta, StreamEnd, TextDelta
 
 if TYPE_CHECKING:
     from chatcli.config import Settings
@@ -56,8 +57,9 @@ class BodyReader:
             self._debug("← " + self.redact(raw[:DEBUG_CHARS].decode("utf-8", "replace")))
         data = self._json_body(raw)
         self._raise_error_in(data, request)
-        text, finish, usage = completion_events(data)
-        return Completion(text, finish, usage, data)
+        text, finish, usage, reasoning = completion_events(data)
+        inline, text = split_think(text)
+        return Completion(text, finish, usage, data, reasoning=reasoning or inline)
 
     def model_ids(self, http: Any) -> list[str]:
         data = self._json_body(b"".join(self._bytes(http, MAX_LIST_BYTES, self._deadline())))
@@ -99,20 +101,25 @@ class BodyReader:
             return
         if start == b"<":
             raise self._not_chat_data(head[:200].decode("utf-8", "replace"))
-        mender = SurrogateMender()
+        mender, thinking, think = SurrogateMender(), SurrogateMender(), ThinkSplitter()
         finish: str | None = None
         answered = False
         for name, data in _server_events(itertools.chain([head], chunks)):
             if data.strip() == "[DONE]":
                 break
-            for event in self._chunk(name, data, mender, request):
+            for event in self._chunk(name, data, mender, thinking, request):
                 if isinstance(event, StreamEnd):
                     finish = event.finish_reason
-                else:
-                    answered = answered or isinstance(event, TextDelta)
-                    yield event
-        if tail := mender.close():
-            yield TextDelta(tail)
+                    continue
+                # Content may open with a <think> block: its text is reasoning too.
+                for part in think.feed(event.text) if isinstance(event, TextDelta) else [event]:
+                    answered = answered or isinstance(part, TextDelta | ReasoningDelta)
+                    yield part
+        for part in think.feed(mender.close()) + think.close():
+            answered = True
+            yield part
+        if reasoning_tail := thinking.close():
+            yield ReasoningDelta(reasoning_tail)
         if not answered and finish is None:
             raise errors.ServerError("the server ended the stream without sending any reply",
                                      hint="try again; --debug shows what came back")
@@ -126,7 +133,8 @@ class BodyReader:
                 raise TooLarge(f"a body of more than {MAX_BODY_BYTES / 1e6:g} MB")
         return bytes(body)
 
-    def _chunk(self, name: str, data: str, mender: SurrogateMender, request: ChatRequest) -> list[Event]:
+    def _chunk(self, name: str, data: str, mender: SurrogateMender, thinking: SurrogateMender,
+               request: ChatRequest) -> list[Event]:
         if self._debug:
             self._debug("← " + self.redact(data[:DEBUG_CHARS]))
         parsed = load_json(data)
@@ -135,7 +143,7 @@ class BodyReader:
             error = BodyError(data if not isinstance(parsed, dict) else str(parsed.get("message", data)))
         if error is not None:
             raise from_body(error, self.settings, request.model, self.redact, midstream=True)
-        return chunk_events(parsed, mender)
+        return chunk_events(parsed, mender, thinking)
 
     def _whole_as_events(self, raw: bytes, request: ChatRequest) -> Iterator[Event]:
         """A server that answered a streaming request with one JSON body (an error, usually)."""
@@ -143,10 +151,13 @@ class BodyReader:
             self._debug("← " + self.redact(raw[:DEBUG_CHARS].decode("utf-8", "replace")))
         data = self._json_body(raw)
         self._raise_error_in(data, request)
-        text, finish, usage = completion_events(data)
-        if not text and finish is None:
+        text, finish, usage, reasoning = completion_events(data)
+        inline, text = split_think(text)
+        if not text and not (reasoning or inline) and finish is None:
             raise errors.ServerError("the server answered without any reply",
                                      hint="try again; --debug shows what came back")
+        if reasoning or inline:
+            yield ReasoningDelta(reasoning or inline)
         if text:
             yield TextDelta(text)
         if usage is not None:
