@@ -79,6 +79,11 @@ def cases(env: dict[str, str], sdk: str) -> list[Case]:
              "openai SDK script, 2,000 words (terminal)", "CPU <= 1.5x",
              lambda r: r["ask 2,000-word Markdown (terminal)"].cpu
              <= 1.5 * r["openai SDK script, 2,000 words (terminal)"].cpu),
+        Case("ask 2,000 words of thinking, then the 2,000-word answer (terminal)",
+             lambda: run_on_pty(chatcli("ask", "--no-save", "think2000"), env),
+             "ask 2,000-word Markdown (terminal)", "CPU <= 1.2x",
+             lambda r: r["ask 2,000 words of thinking, then the 2,000-word answer (terminal)"].cpu
+             <= 1.2 * r["ask 2,000-word Markdown (terminal)"].cpu),
         Case("openai SDK script, 8,000 words (terminal)", lambda: run_on_pty([PY, sdk, "md8000"], env)),
         Case("ask 8,000-word Markdown (terminal)",
              lambda: run_on_pty(chatcli("ask", "--no-save", "md8000"), env),

@@ -53,6 +53,9 @@ def serve(port_file: str) -> None:
         question = body["messages"][-1]["content"]
         if question in paragraphs:
             return Reply(text=paragraphs[question], chunk_chars=64)
+        if question == "think2000":  # 2,000 words of thinking, then the 2,000-word answer
+            thought = " ".join(WORDS[i % len(WORDS)] for i in range(2000))
+            return Reply(text=answers["md2000"], reasoning=thought, chunk_chars=4)
         return Reply(text=answers.get(question, "Paris."), chunk_chars=4)
 
     with FakeServer() as server:

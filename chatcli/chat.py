@@ -70,9 +70,10 @@ class NoJournal:
 
 
 class Sink(Protocol):
-    """Where the reply's text goes as it arrives."""
+    """Where the reply goes as it arrives: its thinking and its text, as events (a new kind
+    of content is a new event, not a new method)."""
 
-    def text(self, delta: str) -> None: ...
+    def event(self, event: TextDelta | ReasoningDelta) -> None: ...
 
     def end(self) -> None: ...
 
@@ -205,12 +206,13 @@ def _streamed(conversation: Conversation, request: ChatRequest, window: Window, 
                 if thought < MAX_REPLY_CHARS:
                     thinking.append(event.text[: MAX_REPLY_CHARS - thought])
                     thought += len(thinking[-1])
+                    sink.event(ReasoningDelta(thinking[-1]))
             elif isinstance(event, TextDelta):
                 text = event.text[: MAX_REPLY_CHARS - size]
                 parts.append(text)
                 size += len(text)
                 journal.reply_progress(parts)
-                sink.text(text)
+                sink.event(event if text == event.text else TextDelta(text))
                 if size >= MAX_REPLY_CHARS:
                     finish = TOO_LONG
                     break
@@ -243,10 +245,13 @@ def _whole(conversation: Conversation, request: ChatRequest, window: Window, cli
     text, finish = completion.text, completion.finish_reason
     if len(text) > MAX_REPLY_CHARS:
         text, finish = text[:MAX_REPLY_CHARS], TOO_LONG
-    sink.text(text)
+    reasoning = completion.reasoning[:MAX_REPLY_CHARS]
+    if reasoning:
+        sink.event(ReasoningDelta(reasoning))
+    sink.event(TextDelta(text))
     sink.end()
     result = _commit(conversation, text, finish, completion.usage, window, settings, journal,
-                     reasoning=completion.reasoning[:MAX_REPLY_CHARS])
+                     reasoning=reasoning)
     return replace(result, response=completion.response)
 
 
@@ -271,7 +276,8 @@ def _commit(
     notice = _notice(finish, settings, empty=not text)
     finish = "length" if finish == TOO_LONG else finish
     if reported is not None:
-        usage = Usage(reported.prompt_tokens, reported.completion_tokens)
+        usage = Usage(reported.prompt_tokens, reported.completion_tokens,
+                      reasoning_tokens=reported.reasoning_tokens)
         # The completion's tokens count the thinking too, which is never sent again: then
         # the reply's own size is estimated.
         size = -1 if reasoning else usage.completion_tokens + MESSAGE_OVERHEAD  # -1: estimate it

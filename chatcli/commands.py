@@ -21,6 +21,7 @@ from chatcli import errors
 from chatcli.export import LISTING, last_exchange, listing_row, unanswered_note
 from chatcli.mdblocks import code_blocks
 from chatcli.render import cost_text, counted, usage_text
+from chatcli.schema import REASONING_MODES
 from chatcli.session import Session
 from chatcli.textsafe import without_controls
 
@@ -309,6 +310,20 @@ def _pin(session: Session, value: Any) -> Output:
     return Output(lines=(f"{state}: {_preview(message.content, 50)}",))
 
 
+def _reasoning(session: Session, value: Any) -> Output:
+    if value is not None:
+        session.update(reasoning=value)
+    return Output(lines=(f"reasoning: {session.settings.reasoning} (show: kept on the screen, collapse: "
+                         "folded to one line when the answer starts, hide: only that line)",))
+
+
+def _thinking(session: Session, value: Any) -> Output:
+    reply = session.last_reply()
+    if reply is None or not reply.reasoning:
+        return Output(lines=("the last reply has no thinking",))
+    return Output(lines=tuple(reply.reasoning.strip("\n").splitlines()))
+
+
 def _edit(session: Session, value: Any) -> Output:
     return Output(action="edit", payload=value or "")
 
@@ -342,6 +357,10 @@ COMMANDS: tuple[Command, ...] = (
     Command("pin", Arg("number", "n", what="the message number"),
             "keep message n (default: the last) in every request; again to unpin", _pin),
     Command("edit", Arg("text", "text"), "write the next message in $EDITOR", _edit),
+    Command("reasoning", Arg("word", words=REASONING_MODES),
+            "how a reasoning model's thinking is shown: kept, folded to a line, or only the line",
+            _reasoning),
+    Command("thinking", NONE, "the last reply's thinking, whole", _thinking),
 )
 _BY_NAME = {name: c for c in COMMANDS for name in (c.name, *c.aliases)}
 

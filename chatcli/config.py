@@ -77,6 +77,7 @@ class Settings:
     data_dir: str | None = DEFAULTS["data_dir"]
     vi_mode: bool = DEFAULTS["vi_mode"]
     markdown: bool = DEFAULTS["markdown"]
+    reasoning: str = DEFAULTS["reasoning"]
     profile: str | None = None
     profiles: tuple[str, ...] = ()  # every profile the file defines, for /profile and Tab
     config_path: Path | None = None

@@ -106,6 +106,7 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     estimated: bool = False
+    reasoning_tokens: int | None = None  # part of completion_tokens: the thinking
 
     @property
     def total_tokens(self) -> int:
@@ -121,10 +122,13 @@ class Usage:
         ) / 1_000_000
 
     def __add__(self, other: Usage) -> Usage:
+        reasoning = (None if self.reasoning_tokens is None and other.reasoning_tokens is None else
+                     (self.reasoning_tokens or 0) + (other.reasoning_tokens or 0))
         return Usage(
             self.prompt_tokens + other.prompt_tokens,
             self.completion_tokens + other.completion_tokens,
             self.estimated or other.estimated,
+            reasoning,
         )
 
 

@@ -45,6 +45,7 @@ class ReasoningDelta:
 class UsageReport:
     prompt_tokens: int
     completion_tokens: int
+    reasoning_tokens: int | None = None  # of the completion's, when the server says
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
-from chatcli.conversation import Usage, Window
+from chatcli.conversation import Usage, Window, estimate_tokens
 from chatcli.errors import ChatcliError
+from chatcli.events import ReasoningDelta, TextDelta
 from chatcli.textsafe import visible
 
 if TYPE_CHECKING:
@@ -115,7 +116,8 @@ def usage_text(usage: Usage) -> str:
     """`56 prompt + 31 completion = 87`, each figure marked ~ and the whole (estimated)
     when the server reported none."""
     mark = "~" if usage.estimated else ""
-    return (f"{mark}{usage.prompt_tokens} prompt + {mark}{usage.completion_tokens} completion = "
+    thinking = f" ({usage.reasoning_tokens} reasoning)" if usage.reasoning_tokens else ""
+    return (f"{mark}{usage.prompt_tokens} prompt + {mark}{usage.completion_tokens} completion{thinking} = "
             f"{mark}{usage.total_tokens}" + (" (estimated)" if usage.estimated else ""))
 
 
@@ -149,12 +151,31 @@ def for_terminal(text: str, file: TextIO) -> str:
 
 class PlainSink:
     """Writes the reply as it arrives: unchanged into a pipe, with control
-    characters shown visibly on a terminal (NO_COLOR, --no-markdown)."""
+    characters shown visibly on a terminal (NO_COLOR, --no-markdown). The thinking
+    goes to `thinking` if given (stderr, for `ask --reasoning show`), else nowhere:
+    stdout carries the answer only."""
 
-    def __init__(self, file: TextIO, *, raw: bool | None = None) -> None:
+    def __init__(self, file: TextIO, *, raw: bool | None = None, thinking: TextIO | None = None) -> None:
         self.file = file
         self.raw = not is_terminal(file) if raw is None else raw
+        self.thinking = thinking
         self._last = "\n"
+        self._thought_last = "\n"
+
+    def event(self, event: TextDelta | ReasoningDelta) -> None:
+        if isinstance(event, TextDelta):
+            self._end_thinking()
+            self.text(event.text)
+        elif self.thinking is not None:
+            self.thinking.write(visible(event.text) if is_terminal(self.thinking) else event.text)
+            self.thinking.flush()
+            self._thought_last = event.text[-1:] or self._thought_last
+
+    def _end_thinking(self) -> None:
+        if self.thinking is not None and self._thought_last != "\n":
+            self.thinking.write("\n")
+            self.thinking.flush()
+            self._thought_last = "\n"
 
     def text(self, delta: str) -> None:
         self.file.write(delta if self.raw else visible(delta))
@@ -162,6 +183,7 @@ class PlainSink:
         self._last = delta[-1:] or self._last
 
     def end(self) -> None:
+        self._end_thinking()
         if self._last != "\n":
             self.file.write("\n")
             self._last = "\n"
@@ -181,6 +203,7 @@ class MarkdownSink:
         file: TextIO | None = None,
         refresh: float = 1 / 12,
         clock: Callable[[], float] = time.monotonic,
+        reasoning: str = "collapse",
     ) -> None:
         from rich.console import Console
 
@@ -193,6 +216,48 @@ class MarkdownSink:
         self._clock = clock
         self._last_draw = float("-inf")
         self._printed = 0
+        self.reasoning_mode = reasoning
+        self._thought = _Thought(clock)
+
+    def event(self, event: TextDelta | ReasoningDelta) -> None:
+        if isinstance(event, ReasoningDelta):
+            self.reasoning(event.text)
+        else:
+            if self._thought.running:
+                self._fold_thinking()
+            self.text(event.text)
+
+    def reasoning(self, delta: str) -> None:
+        """The thinking, while it lasts: its last lines, dim, in the live view (or only how
+        long it has been, with reasoning = "hide")."""
+        self._thought.add(visible(delta))
+        now = self._clock()
+        if now - self._last_draw < self._refresh:
+            return
+        self._last_draw = now
+        from rich.text import Text
+
+        height = max(min(self.console.height - 2, 8), 1)
+        if self.reasoning_mode == "hide":
+            view: Any = Text(f"thinking… {self._thought.seconds():.0f} s", style="dim")
+        else:
+            view = _Tail(Text(f"thinking… {self._thought.seconds():.0f} s\n{self._thought.tail}",
+                              style="dim italic"), height)
+        with _uninterrupted():
+            self._show_live(view)
+
+    def _fold_thinking(self) -> None:
+        """The answer begins (or the reply ended): the thinking becomes one line, after its
+        whole text with reasoning = "show"."""
+        from rich.text import Text
+
+        with _uninterrupted():
+            if self._live is not None:
+                self._live.update("", refresh=True)
+            if self.reasoning_mode == "show" and self._thought.text:
+                self.console.print(Text(self._thought.text.strip("\n"), style="dim italic"), crop=False)
+            self.console.print(Text(self._thought.summary(), style="dim"), crop=False)
+        self._thought.stop()
 
     def text(self, delta: str) -> None:
         blocks = self._splitter.feed(visible(delta))
@@ -213,6 +278,8 @@ class MarkdownSink:
             self._print_block(block)
 
     def end(self) -> None:
+        if self._thought.running:
+            self._fold_thinking()
         with _uninterrupted():
             blocks = self._splitter.close()
             if self._live is not None:
@@ -232,15 +299,13 @@ class MarkdownSink:
             # (a runaway paragraph) is shown as the text it is, in bounded memory.
             self.console.file.write(block + "\n")
         else:  # not cropped: code lines longer than the screen are wrapped by the terminal
-            self.console.print(_Trimmed(chat_markdown(hard_breaks(block))), crop=False)
+            self.console.print(_Trimmed(chat_markdown(hard_breaks(block)), block), crop=False)
         self._printed += 1
 
     def _draw_open(self) -> None:
         """Redraw the live view of the open block: its end only (what the screen can show),
         so a redraw costs the same however long the block grows, and completed
         (live_markdown) so that it is seen rendered, never as raw markers."""
-        from rich.live import Live
-
         from chatcli.mdblocks import hard_breaks, live_markdown
 
         height = max(self.console.height - 2, 3)
@@ -255,13 +320,58 @@ class MarkdownSink:
             if self._live is not None:
                 self._live.update("", refresh=True)
             return
-        view = _Tail(chat_markdown(text, live=True), height)
+        self._show_live(_Tail(chat_markdown(text, live=True), height))
+
+    def _show_live(self, view: Any) -> None:
+        from rich.live import Live
+
         if self._live is None:
             self._live = Live(view, console=self.console, auto_refresh=False, transient=True,
                               redirect_stdout=False, redirect_stderr=False)
             self._live.start()
             _LIVE.append(self._live)
         self._live.update(view, refresh=True)
+
+
+class _Thought:
+    """The thinking of one reply, as the terminal shows it: when it began and ended, its
+    size, its whole text (for reasoning = "show") and a bounded tail for the live view,
+    so that a 5,000-line chain of thought costs the same to draw as a short one."""
+
+    TAIL = 4_000  # characters
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self.started: float | None = None
+        self.ended: float | None = None
+        self.parts: list[str] = []
+        self.tail = ""
+        self.chars = 0
+
+    @property
+    def running(self) -> bool:
+        return self.started is not None and self.ended is None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def add(self, text: str) -> None:
+        if self.started is None:
+            self.started = self._clock()
+        self.parts.append(text)
+        self.chars += len(text)
+        self.tail = (self.tail + text)[-self.TAIL:]
+
+    def seconds(self) -> float:
+        return ((self.ended or self._clock()) - (self.started or 0.0)) if self.started else 0.0
+
+    def stop(self) -> None:
+        self.ended = self._clock()
+
+    def summary(self) -> str:
+        tokens = estimate_tokens(self.text) if self.chars < 200_000 else self.chars // 4
+        return f"thought for {self.seconds():.1f} s · ~{tokens:,} tokens"
 
 
 def chat_markdown(text: str, *, live: bool = False) -> Any:
@@ -328,15 +438,20 @@ def _uninterrupted() -> Iterator[None]:
 
 
 class _Trimmed:
-    """A renderable without the blank lines Rich puts around some blocks."""
+    """A renderable without the blank lines Rich puts around some blocks; `source` as plain
+    text when Rich shows nothing of it (an empty list item: a reply of "42." or "1.")."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, source: str = "") -> None:
         self.inner = inner
+        self.source = source
 
     def __rich_console__(self, console: Console, options: Any) -> Iterator[Any]:
         from rich.segment import Segment
+        from rich.text import Text
 
         lines = list(Segment.split_lines(console.render(self.inner, options)))  # uncropped
+        if self.source.strip() and all(_is_blank(line) for line in lines):
+            lines = list(Segment.split_lines(console.render(Text(self.source.strip()), options)))
         blank = [_is_blank(line) for line in lines]
         first = blank.index(False) if False in blank else len(lines)
         last = len(lines) - blank[::-1].index(False) if False in blank else first

@@ -214,7 +214,10 @@ class Repl:
         return True
 
     def _turn(self, run: Callable[[Sink], TurnResult]) -> None:
-        sink = MarkdownSink(self.console) if self.markdown else PlainSink(self.console.file, raw=False)
+        mode = self.session.settings.reasoning
+        sink: Sink = (MarkdownSink(self.console, reasoning=mode) if self.markdown else
+                      PlainSink(self.console.file, raw=False,
+                                thinking=self.console.file if mode == "show" else None))
         try:
             with typeahead_mode(self.prompt.input):
                 result = run(sink)

@@ -63,6 +63,10 @@ def _is_headers(v: Any) -> bool:
         and _HEADER_VALUE.fullmatch(value) for name, value in v.items())
 
 
+# How a reasoning model's thinking is shown on a terminal: kept in the scrollback,
+# folded to one line when the answer starts, or only that line.
+REASONING_MODES = ("show", "collapse", "hide")
+
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_MODEL = "gpt-4o-mini"
 
@@ -131,6 +135,11 @@ KEYS: tuple[Key, ...] = (
         "~/notes/chatcli"),
     Key("vi_mode", "true or false", _is_bool,
         "Edit the input line with vi keys instead of Emacs keys.", True, False),
+    Key("reasoning", "show, collapse or hide", lambda v: v in REASONING_MODES,
+        "A reasoning model's thinking on a terminal: shown live and kept (show), shown "
+        "live then folded to one line when the answer starts (collapse), or only that "
+        "line (hide). Into a pipe it is never written to stdout. Flag: --reasoning.",
+        "show", "collapse"),
     Key("markdown", "true or false", _is_bool,
         "Render replies on a terminal as Markdown; false prints the text as it "
         "comes. Flag: --no-markdown.", False, True),

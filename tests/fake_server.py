@@ -309,12 +309,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
-def usage(reply: Reply) -> dict[str, int]:
+def usage(reply: Reply) -> dict[str, Any]:
     completion_tokens = reply.completion_tokens
     if completion_tokens is None:
         completion_tokens = max(1, len(reply.text) // 4)
-    return {"prompt_tokens": reply.prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": reply.prompt_tokens + completion_tokens}
+    figures: dict[str, Any] = {"prompt_tokens": reply.prompt_tokens, "completion_tokens": completion_tokens,
+                               "total_tokens": reply.prompt_tokens + completion_tokens}
+    if reply.reasoning:
+        thought = max(1, len(reply.reasoning) // 4)
+        figures.update(completion_tokens=completion_tokens + thought,
+                       total_tokens=reply.prompt_tokens + completion_tokens + thought,
+                       completion_tokens_details={"reasoning_tokens": thought})
+    return figures
 
 
 def completion(body: dict[str, Any], reply: Reply) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from chatcli.chat import run_turn, send, window_for
 from chatcli.client import OpenAIClient
 from chatcli.config import merge
 from chatcli.conversation import ASSISTANT, USER, Conversation, Message
+from chatcli.events import ReasoningDelta
 from tests.conftest import TEST_KEY
 from tests.fake_server import Reply
 
@@ -16,11 +17,15 @@ from tests.fake_server import Reply
 class Collect:
     def __init__(self, stop_after: int | None = None) -> None:
         self.parts: list[str] = []
+        self.thinking: list[str] = []
         self.ended = 0
         self.stop_after = stop_after
 
-    def text(self, delta: str) -> None:
-        self.parts.append(delta)
+    def event(self, event) -> None:
+        if isinstance(event, ReasoningDelta):
+            self.thinking.append(event.text)
+            return
+        self.parts.append(event.text)
         if self.stop_after is not None and len(self.parts) >= self.stop_after:
             raise KeyboardInterrupt
 

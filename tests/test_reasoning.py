@@ -92,3 +92,76 @@ def test_a_reply_interrupted_while_thinking_keeps_the_thinking(server):
         run_turn(conversation, "think hard", client=client, settings=settings_, sink=Collect(stop_after=1))
     kept = conversation.messages[-1]
     assert kept.finish_reason == "interrupted" and kept.reasoning == "step " * 40
+
+
+def test_ask_into_a_pipe_writes_the_answer_alone_or_the_thinking_to_stderr_when_asked(run, endpoint):
+    for dialect in DIALECTS:
+        endpoint.queue(Reply(text="Paris.", reasoning="France, capital...", dialect=dialect))
+        quiet = run("ask", "capital?")
+        assert quiet.stdout == "Paris.\n" and "France" not in quiet.stderr
+        endpoint.queue(Reply(text="Paris.", reasoning="France, capital...", dialect=dialect))
+        shown = run("ask", "--reasoning", "show", "capital?")
+        assert shown.stdout == "Paris.\n" and "France, capital..." in shown.stderr
+    assert run("ask", "--reasoning", "loud", "x").code == 2
+
+
+def on_a_pty(endpoint, tmp_path, *args: str, rows: int = 40) -> tuple[str, list[str]]:
+    from tests.test_first_use import terminal_screen
+
+    return terminal_screen(endpoint, tmp_path, *args, rows=rows, cols=100)
+
+
+THOUGHT = "".join(f"Step {n}: weigh the options carefully.\n" for n in range(1, 41))
+
+
+def test_on_a_terminal_the_thinking_streams_dim_then_folds_to_one_line(endpoint, tmp_path):
+    from tests.test_e2e_terminal import ANSI
+
+    endpoint.queue(Reply(text="The **answer** is 42.", reasoning=THOUGHT, chunk_chars=12, delay=0.01))
+    received, screen = on_a_pty(endpoint, tmp_path, "ask", "what is the answer?")
+    plain = ANSI.sub("", received)
+    assert "thinking…" in plain and "Step 3: weigh" in plain  # shown live while it lasted
+    shown = [line for line in screen if line.strip()]
+    assert shown[0].startswith("thought for ") and shown[0].endswith(" tokens")  # folded to one line
+    assert shown[1] == "The answer is 42."  # and the answer, rendered
+    assert not any("Step" in line for line in screen)  # the live view is gone
+    assert "\x1b[2m" in received  # dim
+
+
+def test_reasoning_show_keeps_the_thinking_and_hide_shows_only_the_line(endpoint, tmp_path):
+    endpoint.queue(Reply(text="42.", reasoning=THOUGHT, chunk_chars=40))
+    _, screen = on_a_pty(endpoint, tmp_path, "ask", "--reasoning", "show", "q", rows=60)
+    shown = [line for line in screen if line.strip()]
+    assert shown[0] == "Step 1: weigh the options carefully." and shown[39].startswith("Step 40")
+    assert shown[40].startswith("thought for ") and shown[41] == "42."
+    endpoint.queue(Reply(text="42.", reasoning=THOUGHT, chunk_chars=40, delay=0.005))
+    received, screen = on_a_pty(endpoint, tmp_path, "ask", "--reasoning", "hide", "q")
+    assert "Step" not in received
+    assert next(line for line in screen if line.strip()).startswith("thought for ")
+
+
+def test_a_long_chain_of_thought_never_floods_the_screen(endpoint, tmp_path):
+    thought = "".join(f"line {n}\n" for n in range(5000))
+    endpoint.queue(Reply(text="Done.", reasoning=thought, chunk_chars=200))
+    received, screen = on_a_pty(endpoint, tmp_path, "ask", "q")
+    assert [line for line in screen if line.strip()][1] == "Done."
+    assert received.count("line 4999") <= 2  # drawn as the live view's tail, not printed
+
+
+def test_in_the_session_reasoning_and_thinking(server, tmp_path):
+    from tests.test_repl import CTRL_D, ENTER, Harness
+
+    server.queue(Reply(text="Paris.", reasoning="Thinking about France."))
+    harness = Harness(server, tmp_path)
+    harness.run("capital?" + ENTER + "/thinking" + ENTER + "/reasoning hide" + ENTER + "/reasoning" + ENTER
+                + "/reasoning loud" + ENTER + CTRL_D)
+    out = harness.out.getvalue()
+    assert "Thinking about France." in out  # /thinking prints it whole
+    assert harness.session.settings.reasoning == "hide" and "reasoning: hide" in out
+    assert "/reasoning takes show or collapse or hide, not 'loud'" in harness.err.getvalue()
+
+
+def test_the_usage_line_shows_the_reasoning_tokens_the_server_reports(run, endpoint):
+    endpoint.queue(Reply(text="Paris.", reasoning="x" * 320, completion_tokens=16))
+    shown = run("ask", "--usage", "capital?").stderr
+    assert "96 completion (80 reasoning) = 107" in shown

@@ -312,3 +312,13 @@ def test_code_tables_and_fences_inside_lists_are_left_as_they_are(block):
     from chatcli.mdblocks import hard_breaks
 
     assert hard_breaks(block) == block
+
+
+def test_a_reply_that_markdown_reads_as_an_empty_list_item_is_still_shown():
+    """Rich draws nothing for "42." (an ordered list item with no text): the reply is shown as it is."""
+    for reply in ("42.", "1.", "-"):
+        out = io.StringIO()
+        sink = MarkdownSink(Console(file=out, width=60, force_terminal=True))
+        sink.text(reply)
+        sink.end()
+        assert reply in out.getvalue()

@@ -20,6 +20,7 @@ from typing import Any
 from chatcli import errors
 from chatcli.config import Settings
 from chatcli.render import Diagnostics, wants_color
+from chatcli.schema import REASONING_MODES
 from chatcli.textsafe import Redactor, visible
 
 
@@ -41,6 +42,7 @@ class Flags:
     resume_latest: bool | None = None
     no_save: bool | None = None
     no_markdown: bool | None = None
+    reasoning: str | None = None
 
     def over(self, base: Flags | None) -> Flags:
         """These flags, falling back to `base` (the options given before the subcommand)."""
@@ -52,7 +54,7 @@ class Flags:
     def settings_flags(self) -> dict[str, Any]:
         return {"model": self.model, "system_prompt": self.system_prompt,
                 "profile": self.profile, "temperature": self.temperature,
-                "max_tokens": self.max_tokens}
+                "max_tokens": self.max_tokens, "reasoning": self.reasoning}
 
     def check(self) -> Flags:
         """Values the option parser lets through but that mean nothing."""
@@ -60,6 +62,8 @@ class Flags:
             raise errors.UsageError("--model needs a model name", hint="chatcli ask -m gpt-4o-mini ...")
         if self.temperature is not None and not math.isfinite(self.temperature):
             raise errors.UsageError(f"--temperature must be a number from 0 to 2, not {self.temperature}")
+        if self.reasoning is not None and self.reasoning not in REASONING_MODES:
+            raise errors.UsageError(f"--reasoning takes {', '.join(REASONING_MODES)}, not {self.reasoning!r}")
         if self.session is not None and not self.session.strip():
             raise errors.UsageError("--session needs a name or a number",
                                     hint="chatcli sessions list shows them")

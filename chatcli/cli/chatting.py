@@ -93,9 +93,9 @@ def answer(question: str | None, piped: str | None, flags: Flags, settings: Sett
     if flags.json:
         sink: Any = _NullSink()
     elif wants_color(sys.stdout, os.environ) and settings.markdown and not flags.no_markdown:
-        sink = MarkdownSink(file=sys.stdout)
-    else:
-        sink = PlainSink(sys.stdout)
+        sink = MarkdownSink(file=sys.stdout, reasoning=settings.reasoning)
+    else:  # stdout gets the answer alone; the thinking, when asked for, goes to stderr
+        sink = PlainSink(sys.stdout, thinking=sys.stderr if settings.reasoning == "show" else None)
     try:
         result = session.ask(compose_user_message(question, piped), sink,
                              stream=not (flags.no_stream or flags.json))
@@ -118,7 +118,7 @@ def answer(question: str | None, piped: str | None, flags: Flags, settings: Sett
 
 
 class _NullSink:
-    def text(self, delta: str) -> None:
+    def event(self, event: Any) -> None:
         pass
 
     def end(self) -> None:

@@ -97,6 +97,10 @@ SHARED: tuple[tuple[str, str, Any], ...] = (
         "--json", help="Print the complete response object as JSON (implies --no-stream).")),
     ("no_markdown", "no_markdown", _flag(
         "--no-markdown", help="Print replies as plain text, not rendered Markdown.")),
+    ("reasoning", "reasoning", Annotated[str | None, typer.Option(
+        "--reasoning", metavar="show|collapse|hide", help="A reasoning model's thinking: kept on the "
+        "screen, folded to one line (the default), or only that line; `ask --reasoning show` into a "
+        "pipe writes it to stderr.")]),
     ("session", "session", Annotated[str | None, typer.Option(
         "--session", metavar="NAME|ID", help="Continue the saved conversation with this name, title or "
         "number; a new name starts one.",

@@ -95,7 +95,9 @@ def read_usage(raw: Any) -> UsageReport | None:
     prompt, completion = _count(raw.get("prompt_tokens")), _count(raw.get("completion_tokens"))
     if prompt is None or completion is None:
         return None
-    return UsageReport(prompt, completion)
+    details = raw.get("completion_tokens_details")
+    reasoning = _count(details.get("reasoning_tokens")) if isinstance(details, dict) else None
+    return UsageReport(prompt, completion, reasoning if reasoning and reasoning <= completion else None)
 
 
 def read_text(content: Any) -> str | None:
