@@ -147,6 +147,7 @@ def _attempt(conversation: Conversation, window: Window, client: ChatClient, set
         messages=window.to_api(),
         temperature=settings.temperature,
         max_tokens=settings.max_tokens,
+        reasoning_effort=settings.reasoning_effort,
     )
     if stream:
         return _streamed(conversation, request, window, client, settings, sink, journal)

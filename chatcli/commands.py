@@ -21,7 +21,7 @@ from chatcli import errors
 from chatcli.export import LISTING, last_exchange, listing_row, unanswered_note
 from chatcli.mdblocks import code_blocks
 from chatcli.render import cost_text, counted, usage_text
-from chatcli.schema import REASONING_MODES
+from chatcli.schema import EFFORTS, REASONING_MODES
 from chatcli.session import Session
 from chatcli.textsafe import without_controls
 
@@ -317,6 +317,13 @@ def _reasoning(session: Session, value: Any) -> Output:
                          "folded to one line when the answer starts, hide: only that line)",))
 
 
+def _effort(session: Session, value: Any) -> Output:
+    if value is not None:
+        session.update(reasoning_effort=None if value == "default" else value)
+    effort = session.settings.reasoning_effort
+    return Output(lines=(f"reasoning effort: {effort or 'the server default'}",))
+
+
 def _thinking(session: Session, value: Any) -> Output:
     reply = session.last_reply()
     if reply is None or not reply.reasoning:
@@ -361,6 +368,8 @@ COMMANDS: tuple[Command, ...] = (
             "how a reasoning model's thinking is shown: kept, folded to a line, or only the line",
             _reasoning),
     Command("thinking", NONE, "the last reply's thinking, whole", _thinking),
+    Command("effort", Arg("word", words=(*EFFORTS, "default")),
+            "how hard a reasoning model thinks (reasoning_effort)", _effort),
 )
 _BY_NAME = {name: c for c in COMMANDS for name in (c.name, *c.aliases)}
 

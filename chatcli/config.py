@@ -63,6 +63,8 @@ class Settings:
     max_tokens: int | None = DEFAULTS["max_tokens"]
     context_window: int = DEFAULTS["context_window"]
     max_messages: int = DEFAULTS["max_messages"]
+    max_tokens_param: str = DEFAULTS["max_tokens_param"]
+    reasoning_effort: str | None = DEFAULTS["reasoning_effort"]
     system_prompt: str | None = DEFAULTS["system_prompt"]
     price_input: float | None = DEFAULTS["price_input"]
     price_output: float | None = DEFAULTS["price_output"]

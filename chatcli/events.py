@@ -17,6 +17,7 @@ class ChatRequest:
     messages: list[dict[str, str]]
     temperature: float | None = None
     max_tokens: int | None = None
+    reasoning_effort: str | None = None
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "messages": self.messages}
@@ -24,6 +25,8 @@ class ChatRequest:
             body["temperature"] = self.temperature
         if self.max_tokens is not None:
             body["max_tokens"] = self.max_tokens
+        if self.reasoning_effort is not None:
+            body["reasoning_effort"] = self.reasoning_effort
         return body
 
 

@@ -66,6 +66,8 @@ def _is_headers(v: Any) -> bool:
 # How a reasoning model's thinking is shown on a terminal: kept in the scrollback,
 # folded to one line when the answer starts, or only that line.
 REASONING_MODES = ("show", "collapse", "hide")
+EFFORTS = ("minimal", "low", "medium", "high")  # reasoning_effort, as the API names it
+TOKEN_LIMIT_PARAMS = ("auto", "max_tokens", "max_completion_tokens")
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_MODEL = "gpt-4o-mini"
@@ -97,6 +99,13 @@ KEYS: tuple[Key, ...] = (
     Key("max_messages", "a whole number from 2 to 1000000", _is_int(2, 1_000_000),
         "Most messages in one request, system prompt included (the API "
         "document allows 20); the oldest turns are dropped first.", 20, DEFAULT_MAX_MESSAGES),
+    Key("max_tokens_param", "auto, max_tokens or max_completion_tokens", lambda v: v in TOKEN_LIMIT_PARAMS,
+        "The request field max_tokens is sent as. auto: max_tokens, until the server "
+        "rejects it for max_completion_tokens (OpenAI's reasoning models); then that, "
+        "remembered for the endpoint and model.", "max_completion_tokens", "auto"),
+    Key("reasoning_effort", "minimal, low, medium or high", lambda v: v in EFFORTS,
+        "How hard a reasoning model thinks (sent as reasoning_effort); unset means the "
+        "server's default. Flag: --reasoning-effort; /effort in the session.", "low"),
     Key("system_prompt", "a string", _is_str,
         "System prompt sent first in every request. Flag: --system.",
         "You are a concise assistant. Answer in the language of the question."),

@@ -31,6 +31,8 @@ def isolated(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("CHATCLI_CONFIG", str(tmp_path / "config" / "config.toml"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    monkeypatch.setenv("CHATCLI_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("CHATCLI_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
 

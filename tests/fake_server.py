@@ -96,6 +96,9 @@ class FakeServer:
         self.requests: list[Recorded] = []
         self.models = ["gpt-4o-mini", "test-model", "deepseek-chat"]
         self.rejects_stream_options = False  # like servers that predate include_usage
+        # Parameters refused as OpenAI's reasoning models refuse them: "max_tokens" (use
+        # max_completion_tokens) and "temperature" (only the default, 1, is supported).
+        self.rejects: set[str] = set()
         self.any_model = False  # like llama.cpp: one model, whatever name is asked for
         self.responder: Callable[[dict[str, Any]], Reply] | None = None  # picks a reply by request
         self.stopping = threading.Event()
@@ -169,6 +172,17 @@ class _Handler(BaseHTTPRequestHandler):
         if self.fake.rejects_stream_options and "stream_options" in body:
             self._json(400, error_body("Unrecognized request argument supplied: stream_options",
                                        "invalid_request_error", param="stream_options"))
+            return
+        if "max_tokens" in self.fake.rejects and "max_tokens" in body:
+            self._json(400, error_body("Unsupported parameter: 'max_tokens' is not supported with this "
+                                       "model. Use 'max_completion_tokens' instead.",
+                                       "invalid_request_error", "unsupported_parameter", "max_tokens"))
+            return
+        if "temperature" in self.fake.rejects and body.get("temperature", 1) != 1:
+            self._json(400, error_body(f"Unsupported value: 'temperature' does not support "
+                                       f"{body['temperature']} with this model. Only the default (1) "
+                                       "value is supported.", "invalid_request_error", "unsupported_value",
+                                       "temperature"))
             return
         reply = self.fake.next_reply(body)
         if reply.fault == "hang":

@@ -15,7 +15,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "chatcli"
 
 # Higher layers may import lower ones (later in the list), never the reverse.
-LAYERS = ["cli", "repl", "keybindings", "commands", "session", "doctor", "chat", "render", "client", "export",
+LAYERS = ["cli", "repl", "keybindings", "commands", "session", "doctor", "chat", "render", "client", "quirks",
+          "export",
           "recorder", "store", "migrations", "config", "schema", "conversation", "mdblocks", "textsafe",
           "events", "errors"]
 HOMES = {"openai": {"client"}, "rich": {"render"}, "typer": {"cli"},

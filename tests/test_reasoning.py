@@ -165,3 +165,50 @@ def test_the_usage_line_shows_the_reasoning_tokens_the_server_reports(run, endpo
     endpoint.queue(Reply(text="Paris.", reasoning="x" * 320, completion_tokens=16))
     shown = run("ask", "--usage", "capital?").stderr
     assert "96 completion (80 reasoning) = 107" in shown
+
+
+def test_max_tokens_refused_for_max_completion_tokens_is_resent_said_once_and_remembered(run, endpoint):
+    endpoint.rejects = {"max_tokens"}
+    first = run("ask", "--max-tokens", "100", "hi")
+    assert first.code == 0 and first.stdout == "Hello! How can I help?\n"
+    assert first.stderr.count("takes max_completion_tokens, not max_tokens") == 1
+    sent = endpoint.chat_requests
+    assert sent[0]["max_tokens"] == 100 and "max_completion_tokens" not in sent[0]
+    assert sent[1]["max_completion_tokens"] == 100 and "max_tokens" not in sent[1]
+    again = run("ask", "--no-stream", "--max-tokens", "50", "hi")  # a new run: asked right at once
+    assert again.code == 0 and "max_completion_tokens" not in again.stderr
+    assert endpoint.chat_requests[2]["max_completion_tokens"] == 50 and len(endpoint.chat_requests) == 3
+
+
+def test_a_temperature_refused_is_dropped_said_once_and_remembered(run, endpoint):
+    endpoint.rejects = {"temperature"}
+    first = run("ask", "-t", "0.2", "hi")
+    assert first.code == 0 and "takes only its default temperature" in first.stderr
+    assert endpoint.chat_requests[0]["temperature"] == 0.2 and "temperature" not in endpoint.chat_requests[1]
+    run("ask", "-t", "0.7", "hi")
+    assert "temperature" not in endpoint.chat_requests[2] and len(endpoint.chat_requests) == 3
+
+
+def test_the_config_can_force_the_token_limit_field(run, endpoint, tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('max_tokens_param = "max_completion_tokens"\nmax_tokens = 64\n')
+    run("ask", "--config", str(config), "hi")
+    sent = endpoint.chat_requests[0]
+    assert sent["max_completion_tokens"] == 64 and "max_tokens" not in sent
+    config.write_text('max_tokens_param = "sometimes"\n')
+    assert run("ask", "--config", str(config), "hi").code == 2
+
+
+def test_reasoning_effort_from_the_flag_the_config_and_the_session(run, endpoint, server, tmp_path):
+    from tests.test_repl import CTRL_D, ENTER, Harness
+
+    run("ask", "--reasoning-effort", "low", "hi")
+    assert endpoint.chat_requests[-1]["reasoning_effort"] == "low"
+    run("ask", "hi")
+    assert "reasoning_effort" not in endpoint.chat_requests[-1]
+    assert run("ask", "--reasoning-effort", "extreme", "hi").code == 2
+    harness = Harness(server, tmp_path)
+    harness.run("/effort high" + ENTER + "one" + ENTER + "/effort default" + ENTER + "two" + ENTER + CTRL_D)
+    assert server.chat_requests[-2]["reasoning_effort"] == "high"
+    assert "reasoning_effort" not in server.chat_requests[-1]
+    assert "reasoning effort: the server default" in harness.out.getvalue()

@@ -20,7 +20,7 @@ from typing import Any
 from chatcli import errors
 from chatcli.config import Settings
 from chatcli.render import Diagnostics, wants_color
-from chatcli.schema import REASONING_MODES
+from chatcli.schema import EFFORTS, REASONING_MODES
 from chatcli.textsafe import Redactor, visible
 
 
@@ -43,6 +43,7 @@ class Flags:
     no_save: bool | None = None
     no_markdown: bool | None = None
     reasoning: str | None = None
+    reasoning_effort: str | None = None
 
     def over(self, base: Flags | None) -> Flags:
         """These flags, falling back to `base` (the options given before the subcommand)."""
@@ -54,7 +55,8 @@ class Flags:
     def settings_flags(self) -> dict[str, Any]:
         return {"model": self.model, "system_prompt": self.system_prompt,
                 "profile": self.profile, "temperature": self.temperature,
-                "max_tokens": self.max_tokens, "reasoning": self.reasoning}
+                "max_tokens": self.max_tokens, "reasoning": self.reasoning,
+                "reasoning_effort": self.reasoning_effort}
 
     def check(self) -> Flags:
         """Values the option parser lets through but that mean nothing."""
@@ -64,6 +66,9 @@ class Flags:
             raise errors.UsageError(f"--temperature must be a number from 0 to 2, not {self.temperature}")
         if self.reasoning is not None and self.reasoning not in REASONING_MODES:
             raise errors.UsageError(f"--reasoning takes {', '.join(REASONING_MODES)}, not {self.reasoning!r}")
+        if self.reasoning_effort is not None and self.reasoning_effort not in EFFORTS:
+            raise errors.UsageError(f"--reasoning-effort takes {', '.join(EFFORTS)}, "
+                                    f"not {self.reasoning_effort!r}")
         if self.session is not None and not self.session.strip():
             raise errors.UsageError("--session needs a name or a number",
                                     hint="chatcli sessions list shows them")

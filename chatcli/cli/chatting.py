@@ -49,13 +49,15 @@ def open_session(flags: Flags, settings: Settings, diag: Diagnostics, *,
     `key`, when already resolved for `settings`, is used as it is: api_key_cmd may be a
     password manager that asks each time it runs."""
     from chatcli import client
+    from chatcli.quirks import FILE_NAME, Quirks, cache_dir
     from chatcli.store import open_store
 
     env = os.environ
+    quirks = Quirks(cache_dir(env) / FILE_NAME)  # what each endpoint's models refuse, remembered
 
     def make_client(s: Settings) -> client.OpenAIClient:
         resolved = key if key is not None and s is settings else resolve_key(s)
-        return client.OpenAIClient(s, resolved, notify=diag.note,
+        return client.OpenAIClient(s, resolved, notify=diag.note, quirks=quirks,
                                    debug=diag.debug if flags.debug else None)
 
     def load_profile(name: str | None) -> Settings:

@@ -97,6 +97,9 @@ SHARED: tuple[tuple[str, str, Any], ...] = (
         "--json", help="Print the complete response object as JSON (implies --no-stream).")),
     ("no_markdown", "no_markdown", _flag(
         "--no-markdown", help="Print replies as plain text, not rendered Markdown.")),
+    ("reasoning_effort", "reasoning_effort", Annotated[str | None, typer.Option(
+        "--reasoning-effort", metavar="minimal|low|medium|high",
+        help="How hard a reasoning model thinks (sent as reasoning_effort).")]),
     ("reasoning", "reasoning", Annotated[str | None, typer.Option(
         "--reasoning", metavar="show|collapse|hide", help="A reasoning model's thinking: kept on the "
         "screen, folded to one line (the default), or only that line; `ask --reasoning show` into a "

@@ -22,6 +22,7 @@ from chatcli.client.failures import describe_for_retry, retry_delay, translate
 from chatcli.client.reading import BodyReader, capped_body
 from chatcli.config import same_endpoint
 from chatcli.events import ChatRequest, Completion, Event, StreamEnd, TextDelta, UsageReport
+from chatcli.quirks import Quirks
 from chatcli.textsafe import Redactor
 
 if TYPE_CHECKING:
@@ -51,8 +52,10 @@ class OpenAIClient:
         notify: Callable[[str], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        quirks: Quirks | None = None,
     ) -> None:
         self.settings = settings
+        self._quirks = quirks or Quirks(None)
         self._key = api_key
         self._debug = debug
         self._notify = notify
@@ -128,9 +131,7 @@ class OpenAIClient:
         """One reply without streaming: its text, ending and usage, and the response object."""
 
         def call() -> Completion:
-            body = request.body()
-            self._show_request(body)
-            http = self._retrying(lambda: self._send(body)).http_response
+            http = self._send_adapting(request.body()).http_response
             try:
                 self._show_response(http)
                 return self._reader.completion(http, request)
@@ -157,25 +158,66 @@ class OpenAIClient:
         return self._client().chat.completions.with_streaming_response.create(**body).__enter__()
 
     def _open_stream(self, request: ChatRequest) -> Any:
+        response = self._send_adapting({**request.body(), "stream": True})
+        self._show_response(response.http_response)
+        return response
+
+    def _send_adapting(self, body: dict[str, Any]) -> Any:
+        """Send `body` as this endpoint's model takes it, learning from a refusal what it
+        does not take (stream_options, max_tokens, a temperature) and asking again."""
         import openai
 
-        body = {**request.body(), "stream": True}
-        if self.usage_in_stream:
+        for _ in range(4):  # each refusal is learnt once: a few rounds at most
+            adapted = self._adapted(body)
+            self._show_request(adapted)
+            try:
+                return self._retrying(lambda: self._send(adapted))  # noqa: B023 (called at once)
+            except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+                if not self._learn(f"{exc.message} {exc.param}", adapted):
+                    raise
+        return self._retrying(lambda: self._send(self._adapted(body)))
+
+    def _adapted(self, body: dict[str, Any]) -> dict[str, Any]:
+        body = dict(body)
+        if body.get("stream") and self.usage_in_stream:
             body["stream_options"] = {"include_usage": True}
-        self._show_request(body)
-        try:
-            response = self._retrying(lambda: self._send(body))
-        except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
-            if not self.usage_in_stream or "stream_options" not in f"{exc.message} {exc.param}":
-                raise
-            # Some servers reject stream_options; ask again without it and
-            # estimate usage for the rest of the session.
+        known = self._quirks.get(self.settings.base_url, str(body.get("model")))
+        field = self.settings.max_tokens_param
+        if field == "auto":
+            field = known.get("max_tokens_param", "max_tokens")
+        if field == "max_completion_tokens" and "max_tokens" in body:
+            body["max_completion_tokens"] = body.pop("max_tokens")
+        if known.get("temperature") is False:
+            body.pop("temperature", None)
+        return body
+
+    def _learn(self, refusal: str, body: dict[str, Any]) -> bool:
+        """Whether `refusal` names something of `body` the server does not take (now learnt)."""
+        model = str(body.get("model"))
+        if body.get("stream_options") and "stream_options" in refusal:
+            # Some servers reject stream_options: usage is estimated for the rest of the session.
             self.usage_in_stream = False
             if self._debug:
                 self._debug("server rejected stream_options; retrying without it")
-            return self._open_stream(request)
-        self._show_response(response.http_response)
-        return response
+            return True
+        automatic = self.settings.max_tokens_param == "auto"
+        if "max_tokens" in body and "max_completion_tokens" in refusal and automatic:
+            self._quirks.learn(self.settings.base_url, model, "max_tokens_param", "max_completion_tokens")
+            self._tell(f"{model} takes max_completion_tokens, not max_tokens: sent as that from now on "
+                       "(remembered for this endpoint and model)")
+            return True
+        lowered = refusal.lower()
+        if "temperature" in body and "temperature" in lowered and ("only the default" in lowered
+                                                                    or "unsupported" in lowered):
+            self._quirks.learn(self.settings.base_url, model, "temperature", False)
+            self._tell(f"{model} takes only its default temperature: none is sent from now on "
+                       "(remembered for this endpoint and model)")
+            return True
+        return False
+
+    def _tell(self, text: str) -> None:
+        if self._notify is not None:
+            self._notify(text)
 
     # --- reading what came back ---------------------------------------------------
 
