@@ -148,6 +148,7 @@ def _attempt(conversation: Conversation, window: Window, client: ChatClient, set
         temperature=settings.temperature,
         max_tokens=settings.max_tokens,
         reasoning_effort=settings.reasoning_effort,
+        params=dict(settings.params),
     )
     if stream:
         return _streamed(conversation, request, window, client, settings, sink, journal)

@@ -11,6 +11,7 @@ draws or reads the keyboard.
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import shlex
 from collections.abc import Callable, Sequence
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from chatcli import errors
+from chatcli.config import parse_params
 from chatcli.export import LISTING, last_exchange, listing_row, unanswered_note
 from chatcli.mdblocks import code_blocks
 from chatcli.render import cost_text, counted, usage_text
@@ -324,6 +326,19 @@ def _effort(session: Session, value: Any) -> Output:
     return Output(lines=(f"reasoning effort: {effort or 'the server default'}",))
 
 
+def _param(session: Session, value: Any) -> Output:
+    params = dict(session.settings.params)
+    if value is not None and value.startswith("-"):
+        if params.pop(value[1:].strip(), None) is None:
+            raise errors.UsageError(f"no param {value[1:].strip()!r} to remove", hint="/param lists them")
+        session.update(params=params)
+    elif value is not None:
+        session.update(params={**params, **parse_params([value])})
+    shown = ", ".join(f"{key} = {json.dumps(v, ensure_ascii=False)}"
+                      for key, v in session.settings.params.items())
+    return Output(lines=(f"params: {shown or 'none'} (sent as extra fields of every request)",))
+
+
 def _thinking(session: Session, value: Any) -> Output:
     reply = session.last_reply()
     if reply is None or not reply.reasoning:
@@ -368,6 +383,8 @@ COMMANDS: tuple[Command, ...] = (
             "how a reasoning model's thinking is shown: kept, folded to a line, or only the line",
             _reasoning),
     Command("thinking", NONE, "the last reply's thinking, whole", _thinking),
+    Command("param", Arg("text", "KEY=JSON | -KEY"), "show, add or remove an extra request field",
+            _param),
     Command("effort", Arg("word", words=(*EFFORTS, "default")),
             "how hard a reasoning model thinks (reasoning_effort)", _effort),
 )

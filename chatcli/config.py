@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from chatcli.errors import ConfigError
-from chatcli.schema import DEFAULTS, KEYS, KEYS_BY_NAME, TOP_LEVEL_ONLY
+from chatcli.errors import ConfigError, UsageError
+from chatcli.schema import DEFAULTS, KEYS, KEYS_BY_NAME, TOP_LEVEL_ONLY, owned_param
 
 KEY_FIELDS = ("api_key", "api_key_env", "api_key_cmd")
 ENV_SETTINGS = {"OPENAI_BASE_URL": "base_url", "CHATCLI_MODEL": "model"}
@@ -70,6 +70,7 @@ class Settings:
     price_output: float | None = DEFAULTS["price_output"]
     currency: str = DEFAULTS["currency"]
     headers: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict)
     timeout: float = DEFAULTS["timeout"]
     reply_timeout: float = DEFAULTS["reply_timeout"]
     connect_timeout: float = DEFAULTS["connect_timeout"]
@@ -260,7 +261,9 @@ def merge(
     origins: dict[str, str] = {}
     for layer, origin in layers:
         for key, value in layer.items():
-            if key not in KEY_FIELDS:
+            if key == "params":  # tables add up: a profile's extra fields join the file's
+                merged[key], origins[key] = {**merged.get(key, {}), **value}, origin
+            elif key not in KEY_FIELDS:
                 merged[key], origins[key] = value, origin
     return Settings(
         **merged,
@@ -458,6 +461,27 @@ def describe(settings: Settings, env: Mapping[str, str]) -> str:
         else:
             lines.append(f"{spec.name} = {toml_value(value)}  # {settings.origins.get(spec.name, 'default')}")
     return "\n".join(lines) + "\n"
+
+
+def parse_params(items: Sequence[str]) -> dict[str, Any]:
+    """`--param KEY=JSON` (and `/param`): each value as JSON (`seed=42`, `stop=["END"]`,
+    `thinking={"type": "enabled"}`), or as a string when it is not JSON (`user=me`)."""
+    import json
+
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"a param is KEY=VALUE, not {item!r}", hint="--param top_p=0.9")
+        if owned_param({key: None}):
+            raise UsageError(f"{key!r} is set by chatcli itself and cannot be a param",
+                             hint="it has an option of its own (chatcli ask --help)")
+        try:
+            params[key] = json.loads(raw)
+        except ValueError:
+            params[key] = raw
+    return params
 
 
 def write_template(path: Path) -> None:

@@ -7,7 +7,7 @@ new method on every consumer. Standard library only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -18,6 +18,7 @@ class ChatRequest:
     temperature: float | None = None
     max_tokens: int | None = None
     reasoning_effort: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)  # extra fields (config `params`)
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "messages": self.messages}
@@ -27,6 +28,8 @@ class ChatRequest:
             body["max_tokens"] = self.max_tokens
         if self.reasoning_effort is not None:
             body["reasoning_effort"] = self.reasoning_effort
+        if self.params:
+            body["extra_body"] = dict(self.params)  # the SDK sends them as fields of the body
         return body
 
 

@@ -63,6 +63,20 @@ def _is_headers(v: Any) -> bool:
         and _HEADER_VALUE.fullmatch(value) for name, value in v.items())
 
 
+# Request fields chatcli sets itself: a `params` table cannot set them (each has its option).
+OWNED_PARAMS = ("model", "messages", "stream", "stream_options", "temperature", "max_tokens",
+                "max_completion_tokens", "reasoning_effort", "n")
+
+
+def owned_param(v: Any) -> str | None:
+    """The first key of a params table that chatcli sets itself, if any."""
+    return next((k for k in v if k in OWNED_PARAMS), None) if isinstance(v, dict) else None
+
+
+def _is_params(v: Any) -> bool:
+    return isinstance(v, dict) and all(isinstance(k, str) and k for k in v) and owned_param(v) is None
+
+
 # How a reasoning model's thinking is shown on a terminal: kept in the scrollback,
 # folded to one line when the answer starts, or only that line.
 REASONING_MODES = ("show", "collapse", "hide")
@@ -106,6 +120,13 @@ KEYS: tuple[Key, ...] = (
     Key("reasoning_effort", "minimal, low, medium or high", lambda v: v in EFFORTS,
         "How hard a reasoning model thinks (sent as reasoning_effort); unset means the "
         "server's default. Flag: --reasoning-effort; /effort in the session.", "low"),
+    Key("params", "a table of extra request fields (not model, messages, stream, temperature, "
+        "max_tokens or another field chatcli sets)", _is_params,
+        "Extra fields sent with every request, for what a provider adds: top_p, seed, "
+        "response_format, vLLM's sampling options, Qwen3's enable_thinking (false to "
+        "turn thinking off), a thinking table. A profile's table adds to the top-level "
+        "one; --param KEY=JSON and /param add to both. Shown by --debug and config show.",
+        {"top_p": 0.9, "seed": 42}, {}),
     Key("system_prompt", "a string", _is_str,
         "System prompt sent first in every request. Flag: --system.",
         "You are a concise assistant. Answer in the language of the question."),

@@ -212,3 +212,30 @@ def test_reasoning_effort_from_the_flag_the_config_and_the_session(run, endpoint
     assert server.chat_requests[-2]["reasoning_effort"] == "high"
     assert "reasoning_effort" not in server.chat_requests[-1]
     assert "reasoning effort: the server default" in harness.out.getvalue()
+
+
+def test_extra_request_fields_from_the_config_a_profile_the_flag_and_the_session(run, endpoint, server,
+                                                                               tmp_path):
+    from tests.test_repl import CTRL_D, ENTER, Harness
+
+    config = tmp_path / "c.toml"
+    config.write_text('params = { top_p = 0.9, seed = 1 }\n'
+                      '[profiles.qwen]\nparams = { enable_thinking = false }\n')
+    run("ask", "--config", str(config), "-p", "qwen", "--param", "seed=7", "--param",
+        'thinking={"type": "enabled"}', "--param", "user=me", "hi")
+    sent = endpoint.chat_requests[-1]
+    assert (sent["top_p"], sent["seed"], sent["enable_thinking"], sent["thinking"], sent["user"]) == (
+        0.9, 7, False, {"type": "enabled"}, "me")
+    debug = run("ask", "--config", str(config), "--debug", "hi").stderr
+    assert '"top_p": 0.9' in debug and "extra_body" not in debug
+    shown = run("config", "show", "--config", str(config)).stdout
+    assert "params = " in shown and "top_p" in shown
+    refused = run("ask", "--param", "model=other", "hi")
+    assert refused.code == 2 and "'model' is set by chatcli itself" in refused.stderr
+    config.write_text('params = { messages = [] }\n')
+    assert run("ask", "--config", str(config), "hi").code == 2
+    harness = Harness(server, tmp_path)
+    harness.run("/param top_k=40" + ENTER + "one" + ENTER + "/param -top_k" + ENTER + "two" + ENTER
+                + "/param stream=false" + ENTER + CTRL_D)
+    assert server.chat_requests[-2]["top_k"] == 40 and "top_k" not in server.chat_requests[-1]
+    assert "'stream' is set by chatcli itself" in harness.err.getvalue()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from chatcli import errors
-from chatcli.config import Settings
+from chatcli.config import Settings, parse_params
 from chatcli.render import Diagnostics, wants_color
 from chatcli.schema import EFFORTS, REASONING_MODES
 from chatcli.textsafe import Redactor, visible
@@ -44,6 +44,7 @@ class Flags:
     no_markdown: bool | None = None
     reasoning: str | None = None
     reasoning_effort: str | None = None
+    params: list[str] | None = None  # --param KEY=JSON, as typed
 
     def over(self, base: Flags | None) -> Flags:
         """These flags, falling back to `base` (the options given before the subcommand)."""
@@ -56,7 +57,8 @@ class Flags:
         return {"model": self.model, "system_prompt": self.system_prompt,
                 "profile": self.profile, "temperature": self.temperature,
                 "max_tokens": self.max_tokens, "reasoning": self.reasoning,
-                "reasoning_effort": self.reasoning_effort}
+                "reasoning_effort": self.reasoning_effort,
+                "params": parse_params(self.params) if self.params else None}
 
     def check(self) -> Flags:
         """Values the option parser lets through but that mean nothing."""
@@ -69,6 +71,8 @@ class Flags:
         if self.reasoning_effort is not None and self.reasoning_effort not in EFFORTS:
             raise errors.UsageError(f"--reasoning-effort takes {', '.join(EFFORTS)}, "
                                     f"not {self.reasoning_effort!r}")
+        if self.params:
+            parse_params(self.params)
         if self.session is not None and not self.session.strip():
             raise errors.UsageError("--session needs a name or a number",
                                     hint="chatcli sessions list shows them")

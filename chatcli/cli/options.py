@@ -100,6 +100,9 @@ SHARED: tuple[tuple[str, str, Any], ...] = (
     ("reasoning_effort", "reasoning_effort", Annotated[str | None, typer.Option(
         "--reasoning-effort", metavar="minimal|low|medium|high",
         help="How hard a reasoning model thinks (sent as reasoning_effort).")]),
+    ("params", "params", Annotated[list[str] | None, typer.Option(
+        "--param", metavar="KEY=JSON", help="An extra request field, added to the config's params "
+        "(repeatable): --param top_p=0.9 --param seed=42.")]),
     ("reasoning", "reasoning", Annotated[str | None, typer.Option(
         "--reasoning", metavar="show|collapse|hide", help="A reasoning model's thinking: kept on the "
         "screen, folded to one line (the default), or only that line; `ask --reasoning show` into a "

@@ -240,7 +240,8 @@ class OpenAIClient:
             headers = {"Authorization": "Bearer ***", **visible_headers(self.settings.headers)}
             self._debug(f"→ POST {self.settings.base_url.rstrip('/')}/chat/completions")
             self._debug(f"→ headers {self.redact(json.dumps(headers))}")
-            self._debug(f"→ body {self.redact(json.dumps(body, ensure_ascii=False))}")
+            shown = {k: v for k, v in body.items() if k != "extra_body"} | body.get("extra_body", {})
+            self._debug(f"→ body {self.redact(json.dumps(shown, ensure_ascii=False))}")
 
     def _show_response(self, response: Any) -> None:
         if self._debug:
