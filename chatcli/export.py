@@ -19,7 +19,9 @@ def local_time(timestamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))
 
 
-def to_markdown(info: ConversationInfo, messages: list[Message]) -> str:
+def to_markdown(info: ConversationInfo, messages: list[Message], *, reasoning: bool = False) -> str:
+    """The conversation as a Markdown document; with `reasoning`, each reply's thinking
+    too, quoted before it."""
     title = info.title or f"Conversation {info.id}"
     facts = " · ".join(filter(None, (info.model, info.profile and f"profile {info.profile}",
                                      local_time(info.created_at))))
@@ -29,7 +31,11 @@ def to_markdown(info: ConversationInfo, messages: list[Message]) -> str:
     for message in messages:
         note = f" *({message.finish_reason})*" if message.finish_reason in ("interrupted", "error",
                                                                               "length") else ""
-        out += [f"**{ROLE_NAMES.get(message.role, message.role)}**{note}", "", message.content, ""]
+        out += [f"**{ROLE_NAMES.get(message.role, message.role)}**{note}", ""]
+        if reasoning and message.reasoning.strip():
+            quoted = [f"> {line}".rstrip() for line in message.reasoning.strip().splitlines()]
+            out += ["*Thinking:*", "", *quoted, ""]
+        out += [message.content, ""]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -75,15 +81,19 @@ def last_exchange(messages: list[Message]) -> list[str]:
         note = f" ({message.finish_reason})" if message.finish_reason in ("interrupted", "error",
                                                                             "length") else ""
         label = f"  {who}{note}: "
-        first, *rest = excerpt(message.content, width=max(80 - len(label), 30)) or ["(empty)"]
+        empty = "(only its thinking, /thinking shows it)" if message.reasoning else "(empty)"
+        first, *rest = excerpt(message.content, width=max(80 - len(label), 30)) or [empty]
         out += [label + first, *(f"    {line}" for line in rest)]
     return out
 
 
-def to_json(info: ConversationInfo, messages: list[Message]) -> dict[str, Any]:
-    """The conversation with its messages as the chat-completions API takes them."""
-    api = ([{"role": "system", "content": info.system_prompt}] if info.system_prompt else [])
-    api += [m.to_api() for m in messages]
+def to_json(info: ConversationInfo, messages: list[Message], *, reasoning: bool = False) -> dict[str, Any]:
+    """The conversation with its messages as the chat-completions API takes them; with
+    `reasoning`, a reply's thinking as its `reasoning` field (not for sending back)."""
+    api: list[dict[str, str]] = ([{"role": "system", "content": info.system_prompt}]
+                                 if info.system_prompt else [])
+    api += [{**m.to_api(), "reasoning": m.reasoning} if reasoning and m.reasoning else m.to_api()
+            for m in messages]
     return {"id": info.id, "name": info.name, "title": info.title, "model": info.model,
             "profile": info.profile, "created": int(info.created_at), "updated": int(info.updated_at),
             "messages": api}

@@ -237,12 +237,14 @@ class MarkdownSink:
         self._last_draw = now
         from rich.text import Text
 
-        height = max(min(self.console.height - 2, 8), 1)
+        height = max(min(self.console.height - 2, 8), 2)
         if self.reasoning_mode == "hide":
             view: Any = Text(f"thinking… {self._thought.seconds():.0f} s", style="dim")
-        else:
-            view = _Tail(Text(f"thinking… {self._thought.seconds():.0f} s\n{self._thought.tail}",
-                              style="dim italic"), height)
+        else:  # the header stays; below it, the thinking's last lines
+            from rich.console import Group
+
+            view = Group(Text(f"thinking… {self._thought.seconds():.0f} s", style="dim"),
+                         _Tail(Text(self._thought.tail, style="dim italic"), height - 1))
         with _uninterrupted():
             self._show_live(view)
 

@@ -239,3 +239,26 @@ def test_extra_request_fields_from_the_config_a_profile_the_flag_and_the_session
                 + "/param stream=false" + ENTER + CTRL_D)
     assert server.chat_requests[-2]["top_k"] == 40 and "top_k" not in server.chat_requests[-1]
     assert "'stream' is set by chatcli itself" in harness.err.getvalue()
+
+
+def test_a_reply_cut_while_thinking_is_resumed_as_such():
+    from chatcli.conversation import Message
+    from chatcli.export import last_exchange
+
+    shown = last_exchange([Message("user", "q"), Message("assistant", "", finish_reason="interrupted",
+                                                         reasoning="half a thought")])
+    assert shown[1] == "  assistant (interrupted): (only its thinking, /thinking shows it)"
+
+
+def test_export_leaves_the_thinking_out_unless_asked(run, endpoint):
+    endpoint.queue(Reply(text="Paris.", reasoning="France.\nIts capital."))
+    run("ask", "--session", "geo", "capital?")
+    plain = run("sessions", "export", "geo").stdout
+    assert "France." not in plain and "Paris." in plain
+    with_thinking = run("sessions", "export", "geo", "--reasoning").stdout
+    assert "*Thinking:*\n\n> France.\n> Its capital.\n\nParis." in with_thinking
+    data = json.loads(run("sessions", "export", "geo", "--format", "json", "--reasoning").stdout)
+    assert data["messages"][1] == {"role": "assistant", "content": "Paris.",
+                                   "reasoning": "France.\nIts capital."}
+    plain_json = json.loads(run("sessions", "export", "geo", "--format", "json").stdout)
+    assert "reasoning" not in plain_json["messages"][1]

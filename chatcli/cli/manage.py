@@ -137,6 +137,7 @@ def sessions_export(
     ctx: typer.Context,
     ref: Ref,
     format: Annotated[str, typer.Option("--format", "-f", help="md or json.")] = "md",
+    reasoning: Annotated[bool, typer.Option("--reasoning", help="Include each reply's thinking.")] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Print a conversation as Markdown, or as JSON in the API's message format."""
@@ -148,9 +149,9 @@ def sessions_export(
     info = _find(store, ref)
     messages = store.load(info.id)
     if format == "json":
-        _print_json(to_json(info, messages))
+        _print_json(to_json(info, messages, reasoning=reasoning))
     else:
-        sys.stdout.write(for_terminal(to_markdown(info, messages), sys.stdout))
+        sys.stdout.write(for_terminal(to_markdown(info, messages, reasoning=reasoning), sys.stdout))
 
 
 @sessions_app.command("rename")
