@@ -8,6 +8,7 @@ marked with why it ended.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Generator
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -86,6 +87,7 @@ class TurnResult:
     notice: str | None = None  # why the reply may be incomplete
     response: dict[str, Any] | None = None  # the complete response object (no stream)
     context_window: int | None = None  # the model's context size, when the server stated it
+    answer_after: float | None = None  # seconds from the request to the answer's first words
 
 
 def window_for(conversation: Conversation, settings: Settings) -> Window:
@@ -201,6 +203,7 @@ def _streamed(conversation: Conversation, request: ChatRequest, window: Window, 
     size = thought = 0
     reported: UsageReport | None = None
     finish: str | None = None
+    started, answer_after = time.monotonic(), None
     events = client.stream(request)
     try:
         for event in events:
@@ -210,6 +213,8 @@ def _streamed(conversation: Conversation, request: ChatRequest, window: Window, 
                     thought += len(thinking[-1])
                     sink.event(ReasoningDelta(thinking[-1]))
             elif isinstance(event, TextDelta):
+                if answer_after is None:
+                    answer_after = time.monotonic() - started
                 text = event.text[: MAX_REPLY_CHARS - size]
                 parts.append(text)
                 size += len(text)
@@ -234,8 +239,9 @@ def _streamed(conversation: Conversation, request: ChatRequest, window: Window, 
     finally:
         events.close()
         sink.end()
-    return _commit(conversation, "".join(parts), finish, reported, window, settings, journal,
-                   reasoning="".join(thinking))
+    result = _commit(conversation, "".join(parts), finish, reported, window, settings, journal,
+                     reasoning="".join(thinking))
+    return replace(result, answer_after=answer_after)
 
 
 def _whole(conversation: Conversation, request: ChatRequest, window: Window, client: ChatClient,

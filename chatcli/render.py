@@ -103,6 +103,11 @@ def format_usage(
     return " · ".join(parts)
 
 
+def answer_note(seconds: float | None, thought: bool) -> str:
+    """`answer after 12.6 s`, for a reply that thought first (otherwise it says little)."""
+    return f"answer after {seconds:.1f} s" if thought and seconds is not None else ""
+
+
 def cost_text(usage: Usage, price_input: float | None, price_output: float | None, currency: str) -> str:
     cost = usage.cost(price_input, price_output)
     if cost is None:

@@ -31,6 +31,7 @@ from chatcli.render import (
     Diagnostics,
     MarkdownSink,
     PlainSink,
+    answer_note,
     dropped_note,
     format_usage,
     osc52,
@@ -239,6 +240,8 @@ class Repl:
         line = format_usage(result.usage, price_input=s.price_input, price_output=s.price_output,
                             currency=s.currency, total=self.session.total,
                             total_label=self.session.total_label)
+        if note := answer_note(result.answer_after, bool(result.reply.reasoning)):
+            line += f" · {note}"
         self.console.print(line, style="dim", markup=False, highlight=False)
         if result.window.dropped:
             self.console.print(dropped_note(result.window), style="dim", markup=False, highlight=False)

@@ -161,10 +161,14 @@ def test_in_the_session_reasoning_and_thinking(server, tmp_path):
     assert "/reasoning takes show or collapse or hide, not 'loud'" in harness.err.getvalue()
 
 
-def test_the_usage_line_shows_the_reasoning_tokens_the_server_reports(run, endpoint):
-    endpoint.queue(Reply(text="Paris.", reasoning="x" * 320, completion_tokens=16))
+def test_the_usage_line_shows_the_reasoning_tokens_and_when_the_answer_began(run, endpoint):
+    endpoint.queue(Reply(text="Paris.", reasoning="x" * 320, completion_tokens=16, chunk_chars=40,
+                         delay=0.05))
     shown = run("ask", "--usage", "capital?").stderr
     assert "96 completion (80 reasoning) = 107" in shown
+    after = float(shown.split("answer after ")[1].split(" s")[0])
+    assert after >= 0.3  # eight pieces of thinking, 0.05 s apart, came first
+    assert "answer after" not in run("ask", "--usage", "no thinking here").stderr
 
 
 def test_max_tokens_refused_for_max_completion_tokens_is_resent_said_once_and_remembered(run, endpoint):

@@ -15,7 +15,7 @@ from chatcli.cli.base import Flags, build_settings, diagnostics, read_stdin, res
 from chatcli.config import Settings, data_dir
 from chatcli.conversation import compose_user_message
 from chatcli.export import last_exchange
-from chatcli.render import Diagnostics, counted, dropped_note, format_usage, wants_color
+from chatcli.render import Diagnostics, answer_note, counted, dropped_note, format_usage, wants_color
 from chatcli.session import Session
 from chatcli.textsafe import json_safe
 
@@ -113,6 +113,8 @@ def answer(question: str | None, piped: str | None, flags: Flags, settings: Sett
     if flags.usage:
         line = format_usage(result.usage, price_input=settings.price_input,
                             price_output=settings.price_output, currency=settings.currency)
+        if note := answer_note(result.answer_after, bool(result.reply.reasoning)):
+            line += f" · {note}"
         diag.usage(line + (f" · {dropped_note(result.window)}" if result.window.dropped else ""))
     if must_save(flags) and session.save_failure is not None:
         raise errors.StorageError(f"{session.save_failure.message}; the reply was not saved",
