@@ -49,7 +49,7 @@ class Journal(Protocol):
 
     def answering(self, question: Message) -> None: ...
 
-    def reply_progress(self, parts: list[str]) -> None: ...
+    def reply_progress(self, parts: list[str], thinking: list[str]) -> None: ...
 
     def reply_done(self, message: Message) -> Message: ...
 
@@ -63,7 +63,7 @@ class NoJournal:
     def answering(self, question: Message) -> None:
         pass
 
-    def reply_progress(self, parts: list[str]) -> None:
+    def reply_progress(self, parts: list[str], thinking: list[str]) -> None:
         pass
 
     def reply_done(self, message: Message) -> Message:
@@ -211,6 +211,7 @@ def _streamed(conversation: Conversation, request: ChatRequest, window: Window, 
                 if thought < MAX_REPLY_CHARS:
                     thinking.append(event.text[: MAX_REPLY_CHARS - thought])
                     thought += len(thinking[-1])
+                    journal.reply_progress(parts, thinking)
                     sink.event(ReasoningDelta(thinking[-1]))
             elif isinstance(event, TextDelta):
                 if answer_after is None:
@@ -218,7 +219,7 @@ def _streamed(conversation: Conversation, request: ChatRequest, window: Window, 
                 text = event.text[: MAX_REPLY_CHARS - size]
                 parts.append(text)
                 size += len(text)
-                journal.reply_progress(parts)
+                journal.reply_progress(parts, thinking)
                 sink.event(event if text == event.text else TextDelta(text))
                 if size >= MAX_REPLY_CHARS:
                     finish = TOO_LONG

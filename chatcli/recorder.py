@@ -47,6 +47,7 @@ class Recorder:
         self._reply_id: int | None = None
         self._question_id: int | None = None  # what the reply being received answers
         self._written = 0  # parts of the reply already saved
+        self._thought = 0  # and parts of its thinking
         self._seq = 0
         self._started: float | None = None  # when the current reply's first words came
         self._last_write = 0.0
@@ -81,8 +82,9 @@ class Recorder:
         """The reply about to arrive answers `question` (saved next to it, whoever else writes)."""
         self._question_id = question.id
 
-    def reply_progress(self, parts: list[str]) -> None:
-        """Save what arrived since the last write (at most every `interval` seconds)."""
+    def reply_progress(self, parts: list[str], thinking: list[str]) -> None:
+        """Save what arrived since the last write (at most every `interval` seconds): the
+        answer's new text as a chunk, the thinking's added to its column."""
         now = self._clock()
         if self._started is None:
             self._started = self._last_write = now
@@ -90,21 +92,25 @@ class Recorder:
             return
         self._last_write = now
         new, self._written = "".join(parts[self._written:]), len(parts)
+        thought, self._thought = "".join(thinking[self._thought:]), len(thinking)
         reply_id = self._reply_id
         if reply_id is None:
-            partial = Message("assistant", new, finish_reason=STREAMING)
+            partial = Message("assistant", new, finish_reason=STREAMING, reasoning=thought)
             self._reply_id = self._safely(lambda: self.store.add(
                 self._ensure(partial), partial, model=self._meta().get("model"),
                 reply_to=self._question_id))
-        else:
+            return
+        if new:
             self._seq += 1
             seq = self._seq
             self._safely(lambda: self.store.append(reply_id, seq, new))
+        if thought:
+            self._safely(lambda: self.store.append_reasoning(reply_id, thought))
 
     def reply_done(self, message: Message) -> Message:
         reply_id, self._reply_id = self._reply_id, None
         self._started = None
-        self._written = self._seq = 0
+        self._written = self._seq = self._thought = 0
         if reply_id is None:
             return _with_id(message, self._safely(lambda: self.store.add(
                 self._ensure(message), message, model=self._meta().get("model"),

@@ -305,6 +305,12 @@ class Store:
             db.execute("INSERT INTO message_chunks (message_id, seq, text) VALUES (?, ?, ?)",
                        (message_id, seq, text))
 
+    def append_reasoning(self, message_id: int, text: str) -> None:
+        """More of the thinking of a reply that is still arriving (written at most twice a
+        second, so copying the column each time stays cheap)."""
+        with self._write() as db:
+            db.execute("UPDATE messages SET reasoning = reasoning || ? WHERE id = ?", (text, message_id))
+
     def update(self, message_id: int, message: Message) -> None:
         with self._write() as db:
             db.execute(

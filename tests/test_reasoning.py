@@ -266,3 +266,38 @@ def test_export_leaves_the_thinking_out_unless_asked(run, endpoint):
                                    "reasoning": "France.\nIts capital."}
     plain_json = json.loads(run("sessions", "export", "geo", "--format", "json").stdout)
     assert "reasoning" not in plain_json["messages"][1]
+
+
+def test_kill_9_while_it_thinks_keeps_the_thinking_so_far(endpoint, db):
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import time
+
+    from tests.test_e2e_terminal import BIN
+
+    endpoint.queue(Reply(text="never reached", reasoning="pondering deeply " * 3000, chunk_chars=8,
+                         delay=0.002))
+    victim = subprocess.Popen([str(BIN), "ask", "--session", "deep", "think about it"], env=os.environ.copy(),
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # until part of the thinking is on disk
+        try:  # (the database may not be there yet, or not yet migrated)
+            rows = sqlite3.connect(db).execute(
+                "SELECT length(reasoning) FROM messages WHERE finish_reason = 'streaming'").fetchall() \
+                if db.exists() else []
+        except sqlite3.Error:
+            rows = []
+        if rows and rows[0][0] > 100:
+            break
+        time.sleep(0.05)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait(timeout=10)
+    kept = Store(db).load(1)[1]
+    assert kept.finish_reason == "interrupted" and kept.content == ""
+    assert kept.reasoning.startswith("pondering deeply pondering")
+    again = subprocess.run([str(BIN), "ask", "--session", "deep", "go on"], env=os.environ.copy(),
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+    assert again.returncode == 0
+    assert "pondering" not in json.dumps(endpoint.chat_requests[-1]["messages"])

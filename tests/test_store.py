@@ -163,7 +163,7 @@ def test_recorder_saves_the_question_first_and_the_reply_at_a_bounded_rate(store
     for n in range(100):
         parts.append(f"w{n} ")
         clock.now = n * 0.05  # five seconds of streaming, a chunk every 50 ms
-        recorder.reply_progress(parts)
+        recorder.reply_progress(parts, [])
         writes.append(store.load(cid)[-1].content)
     assert len(set(writes)) <= 12  # about two writes a second, not one per chunk
     assert store.load(cid)[-1].finish_reason == "interrupted"  # still arriving: a crash now keeps it
