@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from chatcli import errors
+from chatcli.client.think import unopened_think
 from chatcli.config import Settings
 from chatcli.conversation import (
     ASSISTANT,
@@ -282,6 +283,8 @@ def _commit(
     *,
     reasoning: str = "",
 ) -> TurnResult:
+    if not reasoning:
+        reasoning, text = unopened_think(text)
     notice = _notice(finish, settings, empty=not text)
     finish = "length" if finish == TOO_LONG else finish
     if reported is not None:

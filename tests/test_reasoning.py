@@ -301,3 +301,20 @@ def test_kill_9_while_it_thinks_keeps_the_thinking_so_far(endpoint, db):
                            stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
     assert again.returncode == 0
     assert "pondering" not in json.dumps(endpoint.chat_requests[-1]["messages"])
+
+
+def test_thinking_whose_opening_tag_was_swallowed_is_not_sent_back(run, endpoint, db):
+    endpoint.queue(Reply(text="I should recall Europe.\n</think>\n\nParis."))
+    run("ask", "--session", "s", "capital?")
+    kept = Store(db).load(1)[1]
+    assert (kept.reasoning, kept.content) == ("I should recall Europe.", "Paris.")
+    run("ask", "--session", "s", "and Italy?")
+    assert endpoint.chat_requests[-1]["messages"][1] == {"role": "assistant", "content": "Paris."}
+
+
+@pytest.mark.parametrize("answer", ["The closing tag is </think>.", "Write <think> then </think>\nlater.",
+                                    "Use `</think>` to close."])
+def test_an_answer_that_mentions_the_tag_is_an_answer(answer):
+    from chatcli.client.think import unopened_think
+
+    assert unopened_think(answer) == ("", answer)

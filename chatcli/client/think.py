@@ -85,6 +85,20 @@ def _partial_suffix(text: str, tag: str) -> int:
     return 0
 
 
+def unopened_think(content: str) -> tuple[str, str]:
+    """A whole content's (reasoning, answer) when its template swallowed the opening tag: it
+    starts with the thinking and only `</think>` shows (some R1 distills' templates put
+    `<think>` in the prompt). The stream showed it as it came; what is kept and sent again
+    is the answer alone. Content with no such tag is all answer."""
+    end = content.find(CLOSE)
+    after = content[end + len(CLOSE):end + len(CLOSE) + 1]
+    # As R1 writes it: the tag on a line of its own. An answer that mentions </think> in a
+    # sentence, or after <think>, is an answer.
+    if end < 0 or OPEN in content[:end] or content[end - 1:end] not in ("\n", "") or after not in ("\n", ""):
+        return "", content
+    return content[:end].strip("\n"), content[end + len(CLOSE):].lstrip("\n")
+
+
 def split_think(content: str) -> tuple[str, str]:
     """A whole content's (reasoning, answer)."""
     splitter = ThinkSplitter()
