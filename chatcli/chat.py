@@ -283,9 +283,13 @@ def _commit(
     *,
     reasoning: str = "",
 ) -> TurnResult:
+    hidden = ""
     if not reasoning:
         reasoning, text = unopened_think(text)
-    notice = _notice(finish, settings, empty=not text)
+        if reasoning:  # it streamed as if it were the answer: say what it was
+            hidden = ("the reply began with the model's thinking (its template hid the <think> tag): "
+                      "it is kept apart as thinking (/thinking) and not sent again")
+    notice = "; ".join(filter(None, (_notice(finish, settings, empty=not text), hidden))) or None
     finish = "length" if finish == TOO_LONG else finish
     if reported is not None:
         usage = Usage(reported.prompt_tokens, reported.completion_tokens,

@@ -305,7 +305,8 @@ def test_kill_9_while_it_thinks_keeps_the_thinking_so_far(endpoint, db):
 
 def test_thinking_whose_opening_tag_was_swallowed_is_not_sent_back(run, endpoint, db):
     endpoint.queue(Reply(text="I should recall Europe.\n</think>\n\nParis."))
-    run("ask", "--session", "s", "capital?")
+    said = run("ask", "--session", "s", "capital?").stderr
+    assert "the reply began with the model's thinking" in said
     kept = Store(db).load(1)[1]
     assert (kept.reasoning, kept.content) == ("I should recall Europe.", "Paris.")
     run("ask", "--session", "s", "and Italy?")
