@@ -411,11 +411,10 @@ def test_tab_completion_in_a_real_bash(tmp_path):
     shell.expect_exact("$ ")
     shell.sendline('eval "$(chatcli --show-completion)"')
     shell.expect_exact("$ ")
-    shell.send("chatcli sess\t")
-    shell.expect_exact("chatcli sessions ")
-    shell.send("exp\t")
-    shell.expect_exact("export ")  # bash echoes what completion added
-    shell.sendcontrol("c")
+    # Type, complete twice, then run the completed line as printf's arguments (Ctrl-A, Ctrl-E):
+    # its output shows what Tab made of the line, however the line was redrawn meanwhile.
+    shell.send("chatcli sess\t" + "exp\t" + "\x01printf '%s|' \x05\r")
+    shell.expect_exact("chatcli|sessions|export|")
     shell.sendline("exit")
     shell.expect(pexpect.EOF)
 
