@@ -179,12 +179,7 @@ def _rename(session: Session, value: Any) -> Output:
     session.rename(value)
     name = " ".join(value.split())
     return Output(lines=(f"this conversation is now called {name!r}: /resume {name} "
-                         f"or chatcli --session {_quoted(name)} opens it",))
-
-
-def _quoted(text: str) -> str:
-    """`text` as a shell takes it back as one word."""
-    return shlex.quote(text)
+                         f"or chatcli --session {shlex.quote(name)} opens it",))
 
 
 

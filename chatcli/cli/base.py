@@ -20,7 +20,7 @@ from typing import Any
 from chatcli import errors
 from chatcli.config import Settings, parse_params
 from chatcli.render import Diagnostics, wants_color
-from chatcli.schema import EFFORTS, REASONING_MODES
+from chatcli.schema import KEYS_BY_NAME
 from chatcli.textsafe import Redactor, visible
 
 
@@ -66,11 +66,10 @@ class Flags:
             raise errors.UsageError("--model needs a model name", hint="chatcli ask -m gpt-4o-mini ...")
         if self.temperature is not None and not math.isfinite(self.temperature):
             raise errors.UsageError(f"--temperature must be a number from 0 to 2, not {self.temperature}")
-        if self.reasoning is not None and self.reasoning not in REASONING_MODES:
-            raise errors.UsageError(f"--reasoning takes {', '.join(REASONING_MODES)}, not {self.reasoning!r}")
-        if self.reasoning_effort is not None and self.reasoning_effort not in EFFORTS:
-            raise errors.UsageError(f"--reasoning-effort takes {', '.join(EFFORTS)}, "
-                                    f"not {self.reasoning_effort!r}")
+        for flag, name in (("--reasoning", "reasoning"), ("--reasoning-effort", "reasoning_effort")):
+            value, key = getattr(self, name), KEYS_BY_NAME[name]  # the config's own check
+            if value is not None and not key.check(value):
+                raise errors.UsageError(f"{flag} takes {key.kind}, not {value!r}")
         if self.params:
             parse_params(self.params)
         if self.session is not None and not self.session.strip():
