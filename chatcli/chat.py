@@ -99,7 +99,7 @@ def window_for(conversation: Conversation, settings: Settings) -> Window:
 
 def run_turn(
     conversation: Conversation,
-    user_text: str,
+    question: Message | str,
     *,
     client: ChatClient,
     settings: Settings,
@@ -110,7 +110,8 @@ def run_turn(
     """Add the user's message (saved before anything is sent), send the window,
     deliver the reply to `sink`, commit it."""
     journal = journal or NoJournal()
-    conversation.messages.append(journal.user(Message(USER, user_text)))
+    message = Message(USER, question) if isinstance(question, str) else question
+    conversation.messages.append(journal.user(message))
     return send(conversation, client=client, settings=settings, sink=sink, stream=stream,
                 journal=journal)
 

@@ -81,6 +81,7 @@ class Settings:
     vi_mode: bool = DEFAULTS["vi_mode"]
     markdown: bool = DEFAULTS["markdown"]
     reasoning: str = DEFAULTS["reasoning"]
+    image_detail: str | None = DEFAULTS["image_detail"]
     profile: str | None = None
     profiles: tuple[str, ...] = ()  # every profile the file defines, for /profile and Tab
     config_path: Path | None = None

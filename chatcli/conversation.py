@@ -7,11 +7,13 @@ tested exhaustively (tests/test_conversation.py uses hypothesis).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 SYSTEM, USER, ASSISTANT = "system", "user", "assistant"
 
@@ -72,6 +74,96 @@ def estimate_tokens(text: str) -> int:
     return total
 
 
+# Text takes at most about this many bytes per token (UTF-8 CJK: 3 bytes and one token;
+# English: about 4 bytes a token): a file or piped text of more bytes than this many
+# times the context window cannot fit, and is refused without being read whole.
+BYTES_PER_TOKEN = 8
+
+# Images cost tokens by the tile rule of OpenAI's vision guide: "low" detail a flat 85;
+# otherwise the image is scaled to fit 2048 x 2048, then its shortest side to 768, and
+# each 512-pixel tile costs 170 more. Other servers count differently; this errs high.
+IMAGE_BASE_TOKENS = 85
+IMAGE_TILE_TOKENS = 170
+IMAGE_DETAILS = ("low", "high", "auto")
+STDIN = "stdin"  # the name of a part that was piped in
+
+
+def image_tokens(width: int | None, height: int | None, detail: str | None = None) -> int:
+    """What an image costs; with its size unknown (a URL), the most an image can cost."""
+    if detail == "low":
+        return IMAGE_BASE_TOKENS
+    w, h = (width, height) if width and height else (768, 2048)
+    if max(w, h) > 2048:
+        scale = 2048 / max(w, h)
+        w, h = math.ceil(w * scale), math.ceil(h * scale)
+    if min(w, h) > 768:
+        scale = 768 / min(w, h)
+        w, h = math.ceil(w * scale), math.ceil(h * scale)
+    return IMAGE_BASE_TOKENS + IMAGE_TILE_TOKENS * math.ceil(w / 512) * math.ceil(h / 512)
+
+
+def fence_for(text: str) -> str:
+    """A code fence longer than any run of backticks inside `text`."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)
+
+
+@dataclass(frozen=True)
+class Part:
+    """Something sent with a message besides what was typed: a text file or piped text
+    (`text`), or an image (`image`: its bytes, or an http(s) URL that is passed on)."""
+
+    kind: Literal["text", "image"]
+    name: str  # the path as given, "stdin", or an image URL
+    text: str = ""
+    language: str = ""  # a text part's fence language, from its extension
+    data: bytes = field(default=b"", repr=False)  # an image's bytes (none for a URL)
+    media_type: str = ""  # an image's type: image/png, image/jpeg, image/gif, image/webp
+    url: str = ""  # an image given as a URL
+    width: int | None = None
+    height: int | None = None
+    detail: str | None = None  # low, high, auto; None: the server's default
+    digest: str = field(default="", compare=False)  # sha256 of the content: kept once in the store
+
+    def __post_init__(self) -> None:
+        if not self.digest and not self.url:
+            content = self.data if self.kind == "image" else self.text.encode("utf-8", "surrogatepass")
+            object.__setattr__(self, "digest", hashlib.sha256(content).hexdigest())
+
+    @property
+    def tokens(self) -> int:
+        if self.kind == "image":
+            return image_tokens(self.width, self.height, self.detail)
+        return estimate_tokens(self.body())
+
+    def body(self) -> str:
+        """A text part as the model reads it: its name as a heading, then the text fenced."""
+        fence = fence_for(self.text)
+        return f"### {self.name}\n\n{fence}{self.language}\n{self.text.rstrip(chr(10))}\n{fence}"
+
+    def to_api(self) -> dict[str, Any]:
+        if self.kind == "text":
+            return {"type": "text", "text": self.body()}
+        image: dict[str, str] = {"url": self.url or self.data_url()}
+        if self.detail:
+            image["detail"] = self.detail
+        return {"type": "image_url", "image_url": image}
+
+    def data_url(self) -> str:
+        return f"data:{self.media_type};base64,{base64.b64encode(self.data).decode('ascii')}"
+
+    def label(self) -> str:
+        """What a listing calls it: `notes.txt (12 lines)`, `cat.png (PNG, 640x480)`."""
+        if self.kind == "text":
+            lines = self.text.count("\n") + (0 if self.text.endswith("\n") or not self.text else 1)
+            return f"{self.name} ({lines} line{'' if lines == 1 else 's'})"
+        if self.url:
+            return f"{self.name} (image URL)"
+        kind = self.media_type.removeprefix("image/").upper()
+        size = f", {self.width}x{self.height}" if self.width and self.height else ""
+        return f"{self.name} ({kind}{size})"
+
+
 @dataclass(frozen=True)
 class Message:
     """One message of a conversation. `tokens` is its size including framing.
@@ -88,15 +180,32 @@ class Message:
     estimated: bool = field(default=False, compare=False)
     id: int | None = field(default=None, compare=False)  # its row in the store, once saved
     reasoning: str = field(default="", compare=False)  # the model's thinking: kept, never sent
+    parts: tuple[Part, ...] = ()  # files, piped text and images sent before the text
 
     def __post_init__(self) -> None:
         if self.tokens < 0:
-            object.__setattr__(self, "tokens", estimate_tokens(self.content) + MESSAGE_OVERHEAD)
+            size = estimate_tokens(self.content) + sum(part.tokens for part in self.parts)
+            object.__setattr__(self, "tokens", size + MESSAGE_OVERHEAD)
             object.__setattr__(self, "estimated", True)
 
-    def to_api(self) -> dict[str, str]:
-        """The message as the chat-completions API takes it."""
-        return {"role": self.role, "content": self.content}
+    def to_api(self) -> dict[str, Any]:
+        """The message as the chat-completions API takes it: its content a string, or, when
+        an image is attached, a list of parts. Text attachments alone are joined into the
+        string (many servers, DeepSeek's among them, take no list), attachments first, so
+        "summarise this" reads as an instruction about what is above it."""
+        if not self.parts:
+            return {"role": self.role, "content": self.content}
+        if all(part.kind == "text" for part in self.parts):
+            texts = [part.body() for part in self.parts] + ([self.content] if self.content else [])
+            return {"role": self.role, "content": "\n\n".join(texts)}
+        content = [part.to_api() for part in self.parts]
+        if self.content:
+            content.append({"type": "text", "text": self.content})
+        return {"role": self.role, "content": content}
+
+    @property
+    def has_images(self) -> bool:
+        return any(part.kind == "image" for part in self.parts)
 
 
 @dataclass(frozen=True)
@@ -149,22 +258,37 @@ class Window:
         """True when even the irreducible part (system, pinned, newest turn) does not fit."""
         return self.tokens > self.budget
 
-    def to_api(self) -> list[dict[str, str]]:
+    def to_api(self) -> list[dict[str, Any]]:
         """The messages as the API takes them, never two of the same role in a row.
 
         A question whose reply failed stays in the conversation (shown, saved,
         /retry-able); when another question follows it, the two are sent as one
         message (once, if the second repeats the first), because many servers'
         chat templates reject two user messages in a row."""
-        sent: list[dict[str, str]] = []
+        sent: list[dict[str, Any]] = []
         for message in self.messages:
             api = message.to_api()
             if sent and sent[-1]["role"] == api["role"]:
                 if api["content"] != sent[-1]["content"]:
-                    sent[-1] = {**sent[-1], "content": f"{sent[-1]['content']}\n\n{api['content']}"}
+                    sent[-1] = {**sent[-1], "content": _joined(sent[-1]["content"], api["content"])}
                 continue
             sent.append(api)
         return sent
+
+    @property
+    def has_images(self) -> bool:
+        return any(message.has_images for message in self.messages)
+
+
+def _joined(first: str | list[dict[str, Any]], second: str | list[dict[str, Any]]) -> Any:
+    """Two contents as one: strings joined by a blank line, else their parts in order."""
+    if isinstance(first, str) and isinstance(second, str):
+        return f"{first}\n\n{second}"
+
+    def parts(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{"type": "text", "text": content}] if isinstance(content, str) else content
+
+    return parts(first) + parts(second)
 
 
 def reply_budget(context_window: int, max_tokens: int | None) -> int:
@@ -228,28 +352,27 @@ def build_window(
     )
 
 
-def title_from(text: str, width: int = 60) -> str:
-    """A conversation's title from its first message, without asking the model."""
-    if text.startswith("<stdin>\n") and "\n</stdin>\n\n" in text:
-        piped, _, question = text[len("<stdin>\n"):].partition("\n</stdin>\n\n")
-        text = question if question.strip() else piped
+def title_from(message: Message, width: int = 60) -> str:
+    """A conversation's title from its first message, without asking the model: its first
+    line of text, else what is attached (the first part's name, or its first line)."""
+    text = message.content
+    if not text.strip() and message.parts:
+        first = message.parts[0]
+        text = first.text if first.name == STDIN else first.name
     line = next((line for line in text.splitlines() if line.strip()), "")
     line = " ".join(line.split())
     return line if len(line) <= width else line[: width - 1].rstrip() + "…"
 
 
-def compose_user_message(question: str | None, piped: str | None) -> str:
-    """One user message from a question and piped text.
+def user_message(question: str | None, parts: Sequence[Part] = ()) -> Message:
+    """The user's message: what was typed, and what is attached (files, images, piped text).
 
-    The piped text comes first, between <stdin> tags, then the question, so
-    "summarise this" reads as an instruction about the text above it.
-    """
-    question = (question or "").strip()
-    if piped is None or not piped.strip():
-        return question
-    if not question:
-        return piped.strip("\n")
-    return f"<stdin>\n{piped.strip(chr(10))}\n</stdin>\n\n{question}"
+    Piped text alone, with no question and nothing else attached, is the question itself
+    (`echo "translate: 你好" | chatcli`)."""
+    text = question or ""
+    if not text.strip() and len(parts) == 1 and parts[0].name == STDIN and parts[0].kind == "text":
+        return Message(USER, parts[0].text.strip("\n"))
+    return Message(USER, text, parts=tuple(parts))
 
 
 @dataclass

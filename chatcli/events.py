@@ -14,7 +14,7 @@ from typing import Any
 @dataclass(frozen=True)
 class ChatRequest:
     model: str
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     temperature: float | None = None
     max_tokens: int | None = None
     reasoning_effort: str | None = None

@@ -125,5 +125,49 @@ def _schema_5(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE messages ADD COLUMN reasoning TEXT NOT NULL DEFAULT ''")
 
 
+def _schema_6(db: sqlite3.Connection) -> None:
+    """Attachments: a message's files, piped text and images, each kept once by the sha256 of
+    its content however often it is sent (a text's `text`, an image's `data`), and the parts
+    of each message in order (an image URL has no attachment row, only its url). Text
+    attachments are indexed for search like messages."""
+    _script(db, """
+        CREATE TABLE attachments (
+            id INTEGER PRIMARY KEY,
+            digest TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL CHECK (kind IN ('text', 'image')),
+            media_type TEXT NOT NULL DEFAULT '',
+            text TEXT NOT NULL DEFAULT '',
+            data BLOB,
+            width INTEGER,
+            height INTEGER
+        );
+        CREATE TABLE message_parts (
+            message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            digest TEXT REFERENCES attachments(digest),
+            name TEXT NOT NULL,
+            language TEXT NOT NULL DEFAULT '',
+            url TEXT NOT NULL DEFAULT '',
+            detail TEXT,
+            PRIMARY KEY (message_id, seq)
+        ) WITHOUT ROWID;
+        CREATE INDEX message_parts_by_digest ON message_parts(digest);
+    """)
+    try:
+        db.execute("CREATE VIRTUAL TABLE attachments_fts USING fts5(text, content='attachments', "
+                   "content_rowid='id', tokenize='trigram')")
+    except sqlite3.OperationalError:
+        db.execute("CREATE VIRTUAL TABLE attachments_fts USING fts5(text, content='attachments', "
+                   "content_rowid='id')")
+    _script(db, """
+        CREATE TRIGGER attachments_ai AFTER INSERT ON attachments WHEN new.kind = 'text' BEGIN
+            INSERT INTO attachments_fts(rowid, text) VALUES (new.id, new.text);
+        END;
+        CREATE TRIGGER attachments_ad AFTER DELETE ON attachments WHEN old.kind = 'text' BEGIN
+            INSERT INTO attachments_fts(attachments_fts, rowid, text) VALUES ('delete', old.id, old.text);
+        END;
+    """)
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_schema_1, _schema_2, _schema_3,
-                                                                _schema_4, _schema_5)
+                                                                _schema_4, _schema_5, _schema_6)

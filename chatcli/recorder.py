@@ -69,7 +69,7 @@ class Recorder:
 
     def _ensure(self, first: Message) -> int:
         if self.conversation_id is None:
-            title = self._name or title_from(first.content)  # a name given is its title
+            title = self._name or title_from(first)  # a name given is its title
             self.conversation_id = self.store.create(name=self._name, title=title, **self._meta())
         return self.conversation_id
 

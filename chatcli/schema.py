@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from chatcli.conversation import DEFAULT_MAX_MESSAGES
+from chatcli.conversation import DEFAULT_MAX_MESSAGES, IMAGE_DETAILS
 
 
 @dataclass(frozen=True)
@@ -170,6 +170,9 @@ KEYS: tuple[Key, ...] = (
         "live then folded to one line when the answer starts (collapse), or only that "
         "line (hide). Into a pipe it is never written to stdout. Flag: --reasoning.",
         "show", "collapse"),
+    Key("image_detail", "low, high or auto", lambda v: v in IMAGE_DETAILS,
+        "How closely a model looks at an attached image: low costs 85 tokens an image, high "
+        "more by its size; unset means the server's default. Flag: --image-detail.", "low"),
     Key("markdown", "true or false", _is_bool,
         "Render replies on a terminal as Markdown; false prints the text as it "
         "comes. Flag: --no-markdown.", False, True),

@@ -13,10 +13,10 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
-from chatcli import errors
+from chatcli import attachments, errors
 from chatcli.chat import ChatClient, Journal, NoJournal, Sink, TurnResult, run_turn, send, window_for
 from chatcli.config import Settings
-from chatcli.conversation import ASSISTANT, Conversation, Message, Usage, Window, turns
+from chatcli.conversation import ASSISTANT, Conversation, Message, Part, Usage, Window, turns, user_message
 from chatcli.recorder import Recorder
 from chatcli.store import ConversationInfo, Store
 
@@ -42,6 +42,7 @@ class Session:
         self.total = Usage(0, 0)  # what this conversation's replies cost, since total_label
         self.total_label = "this conversation"
         self.last: TurnResult | None = None
+        self.pending: list[Part] = []  # attached (/file, /image, -f) to the next message
         self.profiles = profiles or []
         self.store = store
         self._warn = warn
@@ -63,10 +64,36 @@ class Session:
     # --- turns -----------------------------------------------------------------
 
     def ask(self, text: str, sink: Sink, *, stream: bool = True) -> TurnResult:
+        """Send `text` with what is attached; the attachments go with this message (kept in
+        the conversation with it, whatever happens to the reply)."""
+        message = user_message(text, self.pending)
+        self.pending = []
         with self._learning():
-            return self._finish(run_turn(self.conversation, text, client=self.client,
+            return self._finish(run_turn(self.conversation, message, client=self.client,
                                          settings=self.settings, sink=sink, stream=stream,
                                          journal=self._journal))
+
+    def attach(self, ref: str, *, stdin: str | None = None, images_only: bool = False) -> attachments.Loaded:
+        """Attach a file, a directory's text files, an image or an image URL to the next
+        message; refused (with nothing attached) when it cannot be sent."""
+        loaded = attachments.load(ref, context_window=self.settings.context_window,
+                                  detail=self.settings.image_detail, stdin=stdin, images_only=images_only)
+        known = {part.digest or part.url for part in self.pending}
+        added = [part for part in loaded.parts if (part.digest or part.url) not in known]
+        attachments.check_total([*self.pending, *added], self.settings.context_window)
+        self.pending.extend(added)
+        loaded.parts = added
+        return loaded
+
+    def detach(self, number: int | None = None) -> list[Part]:
+        """Drop attachment `number` (1-based, as /attachments lists them), or all of them."""
+        if number is None:
+            dropped, self.pending = self.pending, []
+            return dropped
+        if not 1 <= number <= len(self.pending):
+            where = f"/attachments lists 1 to {len(self.pending)}" if self.pending else "nothing is attached"
+            raise errors.UsageError(f"no attachment {number}; {where}")
+        return [self.pending.pop(number - 1)]
 
     @contextmanager
     def _learning(self) -> Iterator[None]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chatcli.conversation import Message
+from chatcli.conversation import Message, Part
 from chatcli.errors import StorageError, UsageError
 from chatcli.migrations import MIGRATIONS
 
@@ -266,6 +266,7 @@ class Store:
         with self._write() as db:
             db.execute("DELETE FROM messages WHERE conversation_id = ?", (conversation_id,))
             db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+            _drop_unused_attachments(db)
 
     # --- messages --------------------------------------------------------------
 
@@ -275,14 +276,31 @@ class Store:
             "SELECT id, role, content, tokens, tokens_estimated, pinned, finish_reason, reasoning "
             "FROM messages "
             "WHERE conversation_id = ? ORDER BY coalesce(reply_to, id), id", (conversation_id,))
+        parts = self._parts(conversation_id)
         messages = []
         for row in rows:
             if row[6] == STREAMING:  # the process ended while this reply was arriving
                 chunks = self._read("SELECT text FROM message_chunks WHERE message_id = ? ORDER BY seq",
                                     (row[0],))
                 row = (row[0], row[1], row[2] + "".join(text for (text,) in chunks), *row[3:])
-            messages.append(_message(row))
+            messages.append(_message(row, tuple(parts.get(row[0], ()))))
         return messages
+
+    def _parts(self, conversation_id: int) -> dict[int, list[Part]]:
+        """The attachments of a conversation's messages, by message, in order."""
+        rows = self._read(
+            "SELECT p.message_id, p.name, p.language, p.url, p.detail, a.kind, a.media_type, a.text, "
+            "a.data, a.width, a.height, a.digest FROM message_parts p "
+            "LEFT JOIN attachments a ON a.digest = p.digest "
+            "WHERE p.message_id IN (SELECT id FROM messages WHERE conversation_id = ?) "
+            "ORDER BY p.message_id, p.seq", (conversation_id,))
+        found: dict[int, list[Part]] = {}
+        for message_id, name, language, url, detail, kind, media, text, data, width, height, digest in rows:
+            part = (Part("image", name, url=url, detail=detail) if url else
+                    Part(kind, name, text, language=language, data=bytes(data or b""), media_type=media,
+                         width=width, height=height, detail=detail, digest=digest))
+            found.setdefault(message_id, []).append(part)
+        return found
 
     def add(self, conversation_id: int, message: Message, *, model: str | None = None,
             reply_to: int | None = None) -> int:
@@ -295,8 +313,18 @@ class Store:
                 (conversation_id, message.role, message.content, message.tokens,
                  int(message.estimated), model, message.finish_reason, int(message.pinned), now, now,
                  reply_to, message.reasoning))
+            message_id = int(cursor.lastrowid or 0)
+            for seq, part in enumerate(message.parts):
+                if not part.url:  # kept once, however many messages carry it
+                    db.execute("INSERT INTO attachments (digest, kind, media_type, text, data, width, "
+                               "height) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING",
+                               (part.digest, part.kind, part.media_type, part.text,
+                                part.data if part.kind == "image" else None, part.width, part.height))
+                db.execute("INSERT INTO message_parts (message_id, seq, digest, name, language, url, detail) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?)", (message_id, seq, part.digest or None, part.name,
+                                                            part.language, part.url, part.detail))
             db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation_id))
-            return int(cursor.lastrowid or 0)
+            return message_id
 
     def append(self, message_id: int, seq: int, text: str) -> None:
         """More text of a reply that is still arriving: costs what `text` costs, however long
@@ -323,31 +351,54 @@ class Store:
     def remove(self, message_ids: Sequence[int]) -> None:
         with self._write() as db:
             db.executemany("DELETE FROM messages WHERE id = ?", [(i,) for i in message_ids])
+            _drop_unused_attachments(db)
 
     def search(self, text: str, limit: int = 50) -> list[SearchHit]:
-        """Messages containing `text`, newest first, with the matching part marked by [ ]."""
+        """Messages containing `text`, in what was said or in an attached text file (the
+        file's name before the snippet), newest first, the matching part marked by [ ]."""
         text = text.strip()
+        hits = [*self._found(text, limit, _IN_MESSAGES), *self._found(text, limit, _IN_ATTACHMENTS)]
+        return sorted(hits, key=lambda hit: hit.message_id, reverse=True)[:limit]
+
+    def _found(self, text: str, limit: int, where: _Where) -> list[SearchHit]:
+        conversation = " JOIN conversations c ON c.id = m.conversation_id"
+        head = f"SELECT m.conversation_id, c.title, m.id, m.role, {where.label}"
         if len(text) >= 3:
             phrase = '"' + text.replace('"', '""') + '"'
             rows = self._read(
-                "SELECT m.conversation_id, c.title, m.id, m.role, "
-                "snippet(messages_fts, 0, '[', ']', '…', 64) FROM messages_fts "
-                "JOIN messages m ON m.id = messages_fts.rowid "
-                "JOIN conversations c ON c.id = m.conversation_id "
-                "WHERE messages_fts MATCH ? ORDER BY m.id DESC LIMIT ?", (phrase, limit))
+                f"{head}, snippet({where.index}, 0, '[', ']', '…', 64) FROM {where.index} {where.joins}"
+                f"{conversation} WHERE {where.index} MATCH ? ORDER BY m.id DESC LIMIT ?", (phrase, limit))
             if rows:
-                return [SearchHit(*row) for row in rows]
+                return [SearchHit(c, t, i, r, label + s) for c, t, i, r, label, s in rows]
         # Short words (most Chinese words are two characters) are below the trigram
         # index's reach: scan instead.
         pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         rows = self._read(
-            "SELECT m.conversation_id, c.title, m.id, m.role, m.content FROM messages m "
-            "JOIN conversations c ON c.id = m.conversation_id "
-            "WHERE m.content LIKE ? ESCAPE '\\' ORDER BY m.id DESC LIMIT ?", (pattern, limit))
-        return [SearchHit(c, t, i, r, _snippet(content, text)) for c, t, i, r, content in rows]
+            f"{head}, {where.column} FROM {where.scan}{conversation} WHERE {where.column} LIKE ? "
+            "ESCAPE '\\' ORDER BY m.id DESC LIMIT ?", (pattern, limit))
+        return [SearchHit(c, t, i, r, label + _snippet(found, text)) for c, t, i, r, label, found in rows]
 
     def integrity(self) -> str:
         return str(self._read("PRAGMA integrity_check")[0][0])
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Where search looks: a full-text index and how its rows lead to a message `m`, the
+    tables a scan reads instead, the text column, and what names a hit."""
+
+    index: str
+    joins: str
+    scan: str
+    column: str
+    label: str
+
+
+_IN_MESSAGES = _Where("messages_fts", "JOIN messages m ON m.id = messages_fts.rowid", "messages m",
+                      "m.content", "''")
+_ATTACHED = "JOIN message_parts p ON p.digest = a.digest JOIN messages m ON m.id = p.message_id"
+_IN_ATTACHMENTS = _Where("attachments_fts", f"JOIN attachments a ON a.id = attachments_fts.rowid {_ATTACHED}",
+                         f"attachments a {_ATTACHED}", "a.text", "p.name || ': '")
 
 
 def is_number(ref: str) -> bool:
@@ -355,12 +406,19 @@ def is_number(ref: str) -> bool:
     return ref.isascii() and ref.isdigit() and int(ref) < 2**63
 
 
-def _message(row: tuple[Any, ...]) -> Message:
+def _message(row: tuple[Any, ...], parts: tuple[Part, ...]) -> Message:
     message_id, role, content, tokens, estimated, pinned, finish, reasoning = row
     if finish == STREAMING:
         finish = "interrupted"  # the process ended while this reply was arriving
     return Message(role, content, tokens=-1 if tokens is None else tokens, pinned=bool(pinned),
-                   finish_reason=finish, estimated=bool(estimated), id=message_id, reasoning=reasoning)
+                   finish_reason=finish, estimated=bool(estimated), id=message_id, reasoning=reasoning,
+                   parts=parts)
+
+
+def _drop_unused_attachments(db: sqlite3.Connection) -> None:
+    """Attachments no message carries any more (their messages were removed)."""
+    db.execute("DELETE FROM attachments WHERE NOT EXISTS "
+               "(SELECT 1 FROM message_parts p WHERE p.digest = attachments.digest)")
 
 
 def _snippet(content: str, text: str, width: int = 30) -> str:

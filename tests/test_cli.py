@@ -35,7 +35,7 @@ def test_piped_text_and_question_make_one_delimited_message(run, endpoint):
     result = run("ask", "summarise this", input="line one\nline two\n")
     assert result.code == 0
     assert endpoint.chat_requests[0]["messages"] == [
-        {"role": "user", "content": "<stdin>\nline one\nline two\n</stdin>\n\nsummarise this"}]
+        {"role": "user", "content": "### stdin\n\n```\nline one\nline two\n```\n\nsummarise this"}]
 
 
 def test_bare_chatcli_answers_piped_text_and_exits(run, endpoint):

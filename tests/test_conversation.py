@@ -14,13 +14,15 @@ from chatcli.conversation import (
     REPLY_PRIMING,
     SYSTEM,
     USER,
+    STDIN,
     Message,
+    Part,
     Usage,
     build_window,
-    compose_user_message,
     estimate_tokens,
     reply_budget,
     turns,
+    user_message,
 )
 
 
@@ -123,13 +125,12 @@ def test_reply_budget_keeps_room_for_the_reply():
     assert reply_budget(4096, None) == 4096 - 1024
 
 
-def test_compose_puts_piped_text_first_between_tags_then_the_question():
-    assert compose_user_message("summarise this", "line 1\nline 2\n") == (
-        "<stdin>\nline 1\nline 2\n</stdin>\n\nsummarise this"
-    )
-    assert compose_user_message(None, "just text\n") == "just text"
-    assert compose_user_message("  question  ", None) == "question"
-    assert compose_user_message("question", "   \n") == "question"
+def test_piped_text_is_a_part_sent_before_the_question_and_alone_it_is_the_question():
+    piped = Part("text", STDIN, "line 1\nline 2\n")
+    assert user_message("summarise this", [piped]).to_api() == {
+        "role": "user", "content": "### stdin\n\n```\nline 1\nline 2\n```\n\nsummarise this"}
+    assert user_message(None, [Part("text", STDIN, "just text\n")]) == Message(USER, "just text")
+    assert user_message("question") == Message(USER, "question")
 
 
 def test_usage_cost_and_sum():

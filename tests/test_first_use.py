@@ -75,7 +75,7 @@ def test_an_overflowing_piped_question_to_llama_cpp_names_both_numbers(run, endp
     config = tmp_path / "c.toml"
     config.write_text("context_window = 2048\n")
     endpoint.queue(Reply(status=400, error=LLAMA_CPP_TOO_LONG))
-    result = run("ask", "--config", str(config), "summarise", input="a log line with words\n" * 300)
+    result = run("ask", "--config", str(config), "summarise", input="a log line with words\n" * 200)
     assert result.code == 7 and result.stdout == ""
     line = result.stderr.splitlines()[0]
     assert "the newest message alone is about" in line and "the model takes 2,048 tokens" in line

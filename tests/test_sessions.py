@@ -46,7 +46,7 @@ def test_pipes_hold_a_conversation_too(run, endpoint):
     run("ask", "--session", "logs", "summarise", input="error at line 3\n")
     run("ask", "--session", "logs", "and the cause?")
     sent = endpoint.chat_requests[1]["messages"]
-    assert sent[0]["content"].startswith("<stdin>\nerror at line 3")
+    assert sent[0]["content"].startswith("### stdin\n\n```\nerror at line 3")
     assert sent[-1]["content"] == "and the cause?"
 
 

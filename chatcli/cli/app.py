@@ -32,6 +32,8 @@ Examples:
   cat notes.txt | chatcli -i               the notes first, then the session
   chatcli ask "Who won the world series in 2020?"
   cat notes.txt | chatcli ask "summarise this"
+  chatcli ask -f main.py -f photo.png "what does this do?"
+  chatcli ask -x "a jq filter for the names" > names.jq
   echo "translate to English: 你好" | chatcli
   chatcli ask --session work "and the next step?"
   chatcli ask --json "hi"
@@ -160,6 +162,6 @@ def ask(
     question: Annotated[list[str] | None, typer.Argument(metavar="QUESTION",
         help="The question; several words are joined with spaces.", show_default=False)] = None,
 ) -> None:
-    """Answer one question and exit. Piped text is sent too: first, between <stdin> tags,
-    then the question."""
+    """Answer one question and exit. Piped text and attached files (-f) are sent too,
+    before the question."""
     ask_words(flags.over(ctx.obj), question or [])

@@ -19,6 +19,7 @@ from typing import Any
 
 from chatcli import errors
 from chatcli.config import Settings, parse_params
+from chatcli.conversation import BYTES_PER_TOKEN
 from chatcli.render import Diagnostics, wants_color
 from chatcli.schema import KEYS_BY_NAME
 from chatcli.textsafe import Redactor, visible
@@ -45,6 +46,9 @@ class Flags:
     reasoning: str | None = None
     reasoning_effort: str | None = None
     params: list[str] | None = None  # --param KEY=JSON, as typed
+    files: list[str] | None = None  # -f PATH, as typed: files, directories, image URLs, - for stdin
+    image_detail: str | None = None
+    code: bool | None = None  # -x: print only the reply's code
 
     def over(self, base: Flags | None) -> Flags:
         """These flags, falling back to `base` (the options given before the subcommand)."""
@@ -57,7 +61,7 @@ class Flags:
         return {"model": self.model, "system_prompt": self.system_prompt,
                 "profile": self.profile, "temperature": self.temperature,
                 "max_tokens": self.max_tokens, "reasoning": self.reasoning,
-                "reasoning_effort": self.reasoning_effort,
+                "reasoning_effort": self.reasoning_effort, "image_detail": self.image_detail,
                 "params": parse_params(self.params) if self.params else None}
 
     def check(self) -> Flags:
@@ -66,12 +70,18 @@ class Flags:
             raise errors.UsageError("--model needs a model name", hint="chatcli ask -m gpt-4o-mini ...")
         if self.temperature is not None and not math.isfinite(self.temperature):
             raise errors.UsageError(f"--temperature must be a number from 0 to 2, not {self.temperature}")
-        for flag, name in (("--reasoning", "reasoning"), ("--reasoning-effort", "reasoning_effort")):
+        for flag, name in (("--reasoning", "reasoning"), ("--reasoning-effort", "reasoning_effort"),
+                           ("--image-detail", "image_detail")):
             value, key = getattr(self, name), KEYS_BY_NAME[name]  # the config's own check
             if value is not None and not key.check(value):
                 raise errors.UsageError(f"{flag} takes {key.kind}, not {value!r}")
         if self.params:
             parse_params(self.params)
+        if self.code and self.json:
+            raise errors.UsageError("--code and --json cannot be used together",
+                                    hint="--code prints the reply's code, --json the whole response")
+        if any(not ref.strip() for ref in self.files or ()):
+            raise errors.UsageError("--file needs a path", hint="chatcli ask -f notes.txt \"summarise\"")
         if self.session is not None and not self.session.strip():
             raise errors.UsageError("--session needs a name or a number",
                                     hint="chatcli sessions list shows them")
@@ -82,7 +92,7 @@ class Flags:
 # declares them for typer, and tests/test_options.py checks that the two agree.
 ASK_SWITCHES = {"--no-save": "no_save", "--usage": "usage", "--no-stream": "no_stream", "--json": "json",
                 "--no-markdown": "no_markdown", "--debug": "debug", "--continue": "resume_latest",
-                "-c": "resume_latest"}
+                "-c": "resume_latest", "--code": "code", "-x": "code"}
 
 
 def simple_ask(args: Sequence[str]) -> tuple[Flags, list[str]] | None:
@@ -212,10 +222,8 @@ def _silence_stdout() -> None:
     os.dup2(devnull, sys.stdout.fileno())
 
 
-# Text takes at most about this many bytes per token (UTF-8 CJK: 3 bytes and one
-# token; English: about 4 bytes a token). Piped input is read only up to what
-# could possibly fit, so a 10 MB log is refused without holding 10 MB.
-BYTES_PER_TOKEN = 8
+# Piped input is read only up to what could possibly fit (BYTES_PER_TOKEN), so a 10 MB
+# log is refused without holding 10 MB.
 MAX_STDIN_BYTES = 256_000_000  # whatever the context window claims
 
 

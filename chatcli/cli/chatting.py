@@ -13,9 +13,16 @@ from typing import Any
 from chatcli import __version__, errors
 from chatcli.cli.base import Flags, build_settings, diagnostics, read_stdin, resolve_key
 from chatcli.config import Settings, data_dir
-from chatcli.conversation import compose_user_message
 from chatcli.export import last_exchange
-from chatcli.render import Diagnostics, answer_note, counted, dropped_note, format_usage, wants_color
+from chatcli.render import (
+    Diagnostics,
+    answer_note,
+    counted,
+    dropped_note,
+    for_terminal,
+    format_usage,
+    wants_color,
+)
 from chatcli.session import Session
 from chatcli.textsafe import json_safe
 
@@ -27,10 +34,38 @@ def ask_words(flags: Flags, words: list[str]) -> None:
     diag = diagnostics()
     settings = build_settings(flags, diag)
     piped = read_stdin(diag, context_window=settings.context_window)
-    if not text.strip() and not (piped and piped.strip()):
-        raise errors.UsageError("nothing to ask: give a question or pipe text in",
+    if not text.strip() and not (piped and piped.strip()) and not flags.files:
+        raise errors.UsageError("nothing to ask: give a question, pipe text in or attach a file",
                                 hint='chatcli ask "your question"')
     answer(text, piped, flags, settings)
+
+
+def attach_all(session: Session, files: list[str] | None, piped: str | None, diag: Diagnostics) -> None:
+    """Attach the -f files (and piped text, first, unless `-f -` places it) to the next
+    message, telling what a directory brought; any refusal stops here, before anything is
+    saved or sent."""
+    refs = list(files or [])
+    if piped is not None and piped.strip() and "-" not in refs:
+        refs.insert(0, "-")
+    for ref in refs:
+        loaded = session.attach(ref, stdin=piped)
+        for line in loaded.listing:
+            diag.note(line)
+        for warning in loaded.warnings:
+            diag.warning(warning)
+
+
+def print_code(reply: str, diag: Diagnostics) -> None:
+    """`ask -x`: the code of the reply's code blocks alone (a blank line between two); a
+    reply without any is printed whole, with a warning."""
+    from chatcli.mdblocks import code_blocks
+
+    blocks = code_blocks(reply)
+    if not blocks:
+        diag.warning("the reply has no code block; it is printed whole")
+    text = "\n\n".join(block.rstrip("\n") for block in blocks) if blocks else reply.rstrip("\n")
+    sys.stdout.write(for_terminal(text, sys.stdout) + "\n")
+    sys.stdout.flush()
 
 
 def saving(flags: Flags, settings: Settings) -> bool:
@@ -92,15 +127,15 @@ def answer(question: str | None, piped: str | None, flags: Flags, settings: Sett
     if flags.debug:
         diag.debug(f"profile {settings.profile or '(none)'}, model {settings.model}, "
                    f"endpoint {settings.base_url}, key from {settings.key_source.describe(os.environ)}")
-    if flags.json:
+    attach_all(session, flags.files, piped, diag)
+    if flags.json or flags.code:
         sink: Any = _NullSink()
     elif wants_color(sys.stdout, os.environ) and settings.markdown and not flags.no_markdown:
         sink = MarkdownSink(file=sys.stdout, reasoning=settings.reasoning)
     else:  # stdout gets the answer alone; the thinking, when asked for, goes to stderr
         sink = PlainSink(sys.stdout, thinking=sys.stderr if settings.reasoning == "show" else None)
     try:
-        result = session.ask(compose_user_message(question, piped), sink,
-                             stream=not (flags.no_stream or flags.json))
+        result = session.ask((question or "").strip(), sink, stream=not (flags.no_stream or flags.json))
     except errors.ChatcliError:
         if must_save(flags) and session.save_failure is not None:
             diag.warning(f"{session.save_failure.message}; this conversation was not saved")
@@ -108,6 +143,8 @@ def answer(question: str | None, piped: str | None, flags: Flags, settings: Sett
     if flags.json:
         sys.stdout.write(json_safe(json.dumps(result.response, indent=2, ensure_ascii=False)) + "\n")
         sys.stdout.flush()
+    if flags.code:
+        print_code(result.reply.content, diag)
     if result.notice:
         diag.warning(result.notice)
     if flags.usage:
@@ -138,6 +175,9 @@ def interact(flags: Flags, settings: Settings | None = None, *, first: str | Non
     if not sys.stdout.isatty():
         raise errors.UsageError("the interactive session needs a terminal on stdout",
                                 hint='use chatcli ask "question" in scripts')
+    if flags.code:
+        raise errors.UsageError("--code prints one answer's code; the session has /save N PATH and /copy N",
+                                hint='chatcli ask -x "question"')
     diag = diagnostics()
     settings = settings or build_settings(flags, diag)
     if settings.key_source.kind in ("none", "env", "value"):
@@ -146,6 +186,7 @@ def interact(flags: Flags, settings: Settings | None = None, *, first: str | Non
     color = wants_color(sys.stdout, env)
     diag.usage(f"chatcli {__version__} · {settings.model} at {settings.base_url} · "
                "/help for commands, Ctrl-D to leave")
+    attach_all(session, flags.files, None, diag)
     info = session.info()
     if info is not None:
         diag.usage(f"resumed {info.id}: {info.label} "

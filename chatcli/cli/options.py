@@ -107,6 +107,14 @@ SHARED: tuple[tuple[str, str, Any], ...] = (
         "--reasoning", metavar="show|collapse|hide", help="A reasoning model's thinking: kept on the "
         "screen, folded to one line (the default), or only that line; `ask --reasoning show` into a "
         "pipe writes it to stderr.")]),
+    ("files", "files", Annotated[list[str] | None, typer.Option(
+        "--file", "-f", metavar="PATH", help="Attach a file (text, or a PNG, JPEG, GIF or WebP image), a "
+        "directory's text files, an http(s) image URL, or - for piped text (repeatable).")]),
+    ("image_detail", "image_detail", Annotated[str | None, typer.Option(
+        "--image-detail", metavar="low|high|auto", help="How closely the model looks at attached "
+        "images (low: 85 tokens an image).")]),
+    ("code", "code", _flag("--code", "-x", help="Print only the code of the reply's code blocks "
+                                                "(for pipes and files).")),
     ("session", "session", Annotated[str | None, typer.Option(
         "--session", metavar="NAME|ID", help="Continue the saved conversation with this name, title or "
         "number; a new name starts one.",

@@ -18,7 +18,7 @@ from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from chatcli import errors
-from chatcli.client.failures import describe_for_retry, retry_delay, translate
+from chatcli.client.failures import describe_for_retry, images_refused, retry_delay, translate
 from chatcli.client.reading import BodyReader, capped_body
 from chatcli.config import same_endpoint
 from chatcli.events import ChatRequest, Completion, Event, StreamEnd, TextDelta, UsageReport
@@ -226,10 +226,13 @@ class OpenAIClient:
     def _guard(self, call: Callable[[], T], request: ChatRequest | None, *, midstream: bool = False) -> T:
         try:
             return call()
-        except errors.ChatcliError:
-            raise
+        except errors.ChatcliError as exc:
+            refused = images_refused(exc, request)
+            if refused is exc:
+                raise
+            raise refused from None
         except Exception as exc:
-            raise self._translate(exc, request, midstream=midstream) from None
+            raise images_refused(self._translate(exc, request, midstream=midstream), request) from None
 
     def _show_request(self, body: dict[str, Any]) -> None:
         if self._debug:
@@ -241,7 +244,7 @@ class OpenAIClient:
             self._debug(f"→ POST {self.settings.base_url.rstrip('/')}/chat/completions")
             self._debug(f"→ headers {self.redact(json.dumps(headers))}")
             shown = {k: v for k, v in body.items() if k != "extra_body"} | body.get("extra_body", {})
-            self._debug(f"→ body {self.redact(json.dumps(shown, ensure_ascii=False))}")
+            self._debug(f"→ body {self.redact(_short_images(json.dumps(shown, ensure_ascii=False)))}")
 
     def _show_response(self, response: Any) -> None:
         if self._debug:
@@ -255,6 +258,14 @@ class OpenAIClient:
     def _translate(self, exc: Exception, request: ChatRequest | None, *,
                    midstream: bool) -> errors.ChatcliError:
         return translate(exc, self.settings, request, redact=self.redact, midstream=midstream)
+
+
+def _short_images(text: str) -> str:
+    """An image's data URL in --debug as its start and size, not pages of base64."""
+    import re
+
+    return re.sub(r"(data:image/[\w.+-]+;base64,)([A-Za-z0-9+/=]{40,})",
+                  lambda m: f"{m.group(1)}{m.group(2)[:16]}… ({len(m.group(2)):,} characters)", text)
 
 
 def _trust(ca_bundle: str) -> ssl.SSLContext:

@@ -91,6 +91,22 @@ def translate(
     return errors.ChatcliError(f"request failed: {redact(str(exc)) or type(exc).__name__}")
 
 
+_IMAGE_WORDS = re.compile(r"image|vision|multi-?modal|mmproj", re.IGNORECASE)
+
+
+def images_refused(error: errors.ChatcliError, request: ChatRequest | None) -> errors.ChatcliError:
+    """A request with images that the server rejected in words about images: the model
+    reads no images. Said as that, naming the model; nothing is sent again without them."""
+    if request is None or type(error) is not errors.RequestError or not _IMAGE_WORDS.search(error.message):
+        return error
+    if not any(isinstance(m.get("content"), list) and any(p.get("type") == "image_url" for p in m["content"])
+               for m in request.messages):
+        return error
+    return errors.RequestError(
+        f"the model {request.model!r} does not take images; nothing was answered ({error.message})",
+        hint="choose a model that reads images (--model, /model), or leave the image out (/detach)")
+
+
 def _server_message(exc: Any) -> str:
     """The server's own words: the error body's message, not the SDK's wrapping of it."""
     body = exc.body
