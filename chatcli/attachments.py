@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import stat
 import struct
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from chatcli import errors
 from chatcli.conversation import BYTES_PER_TOKEN, STDIN, Part, image_tokens
 
 # The API takes images of up to 20 MB each; a bigger one is refused before it is read.
-MAX_IMAGE_BYTES = 20 * 1024 * 1024
+MAX_IMAGE_BYTES = 20_000_000
 # A directory is attached file by file, up to this many text files.
 MAX_DIRECTORY_FILES = 100
 HEAD_BYTES = 8192  # what is read to tell text from binary, and an image's kind
@@ -108,7 +107,7 @@ def _file(path: Path, name: str, size: int, *, context_window: int,
                     f"{name} is {_size(size)}, more than the context window of {context_window:,} tokens "
                     f"can hold (about {_size(limit)} of text at most); nothing was sent",
                     hint="attach a part of it, or raise context_window if the model takes more")
-            data = head + _read_at_most(handle, limit + 1 - len(head))
+            data = head + read_at_most(handle, limit + 1 - len(head))
     except OSError as exc:
         raise errors.UsageError(f"cannot read {name}: {exc.strerror or exc}") from None
     text, bad = decode(data)
@@ -149,12 +148,12 @@ def _image(handle: BinaryIO, name: str, size: int, kind: str, head: bytes, conte
             f"{name} costs about {tokens:,} tokens, more than the context window of {context_window:,}; "
             "nothing was sent", hint="--image-detail low costs 85 tokens an image")
     handle.seek(0)
-    data = _read_at_most(handle, MAX_IMAGE_BYTES + 1)
+    data = read_at_most(handle, MAX_IMAGE_BYTES + 1)
     return Part("image", name, data=data, media_type=f"image/{kind}", width=width, height=height,
                 detail=detail)
 
 
-def _read_at_most(source: BinaryIO, size: int) -> bytes:
+def read_at_most(source: BinaryIO, size: int) -> bytes:
     """Up to `size` bytes, read in pieces: memory grows with what arrives, not with `size`."""
     data = bytearray()
     while len(data) < size and (piece := source.read(min(1 << 20, size - len(data)))):
@@ -308,6 +307,8 @@ def _files(path: Path, ref: str) -> Iterator[tuple[Path, str]]:
 def _git_files(path: Path) -> list[str] | None:
     """The files git tracks or would track under `path` (ignored ones left out); None
     outside a work tree or without git."""
+    import subprocess
+
     try:
         done = subprocess.run(["git", "-C", str(path), "ls-files", "-z", "--cached", "--others",
                                "--exclude-standard"], capture_output=True, timeout=20, check=False)

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from chatcli import errors
 from chatcli.config import parse_params
-from chatcli.export import LISTING, last_exchange, listing_row, unanswered_note
+from chatcli.export import LISTING, attached, last_exchange, listing_row, unanswered_note
 from chatcli.mdblocks import code_blocks
 from chatcli.render import cost_text, counted, usage_text
 from chatcli.schema import EFFORTS, REASONING_MODES
@@ -28,8 +28,8 @@ from chatcli.session import Session
 from chatcli.textsafe import without_controls
 
 # What the REPL does after a command, beyond printing: leave, ask again, open the
-# editor with the payload, or put the payload on the clipboard.
-Action = Literal["exit", "retry", "edit", "copy"]
+# editor with the payload, put the payload on the clipboard, or write it to `target`.
+Action = Literal["exit", "retry", "edit", "copy", "save"]
 
 
 @dataclass(frozen=True)
@@ -45,10 +45,11 @@ class Output:
     table: Table | None = None
     action: Action | None = None
     payload: str = ""
+    target: str = ""  # the file a "save" writes
 
 
 # What a command's argument is: it decides how the text is parsed and what Tab offers.
-ArgKind = Literal["none", "text", "number", "word", "model", "profile", "conversation"]
+ArgKind = Literal["none", "text", "number", "word", "model", "profile", "conversation", "path"]
 
 
 @dataclass(frozen=True)
@@ -253,7 +254,7 @@ def _history(session: Session, value: Any) -> Output:
                                        message.finish_reason if message.finish_reason not in
                                        (None, "stop") else "")))
         rows.append((str(number), message.role, f"{'~' if message.estimated else ''}{message.tokens}",
-                     f"{state} {marks}".strip(), _preview(message.content)))
+                     f"{state} {marks}".strip(), _preview(attached(message) + message.content)))
     lines = (f"next request: {len(window.messages)} messages, ~{window.tokens} of {window.budget} "
              f"tokens; {len(window.dropped)} left out"
              + (f" to fit {' and '.join(_LIMITS[limit](session) for limit in window.limited_by)}"
@@ -341,6 +342,55 @@ def _thinking(session: Session, value: Any) -> Output:
     return Output(lines=tuple(reply.reasoning.strip("\n").splitlines()))
 
 
+def _attach(session: Session, value: str, *, images_only: bool) -> Output:
+    loaded = session.attach(value, images_only=images_only)
+    lines = [*loaded.listing, *(f"warning: {w}" for w in loaded.warnings)]
+    if not loaded.listing:
+        lines += [f"attached {part.label()}" for part in loaded.parts] or [f"{value} is already attached"]
+    lines.append(f"sent with your next message ({counted(len(session.pending), 'attachment')}; "
+                 "/attachments lists them, /detach drops them)")
+    return Output(lines=tuple(lines))
+
+
+def _file(session: Session, value: Any) -> Output:
+    return _attach(session, value, images_only=False)
+
+
+def _image(session: Session, value: Any) -> Output:
+    return _attach(session, value, images_only=True)
+
+
+def _attachments(session: Session, value: Any) -> Output:
+    if not session.pending:
+        return Output(lines=("nothing attached (/file PATH, /image PATH)",))
+    rows = [(str(n), part.label(), f"~{part.tokens}") for n, part in enumerate(session.pending, start=1)]
+    return Output(lines=("sent with your next message:",), table=Table(("#", "attachment", "tokens"), rows))
+
+
+def _detach(session: Session, value: Any) -> Output:
+    dropped = session.detach(value)
+    if not dropped:
+        return Output(lines=("nothing was attached",))
+    return Output(lines=(f"dropped {', '.join(part.name for part in dropped)}",))
+
+
+def _save(session: Session, value: Any) -> Output:
+    """`/save [N] PATH`: code block N of the last reply (N may be left out when it has one)."""
+    first, _, rest = value.partition(" ")
+    number, path = (int(first), rest.strip()) if first.isdigit() and rest.strip() else (None, value)
+    reply = session.last_reply()
+    blocks = code_blocks(reply.content) if reply is not None else []
+    if not blocks:
+        raise errors.UsageError("the last reply has no code block to save" if reply else "no reply yet")
+    if number is None and len(blocks) > 1:
+        raise errors.UsageError(f"the last reply has {len(blocks)} code blocks: which one?",
+                                hint=f"/save N {path} (1 to {len(blocks)})")
+    number = number or 1
+    if not 1 <= number <= len(blocks):
+        raise errors.UsageError(f"the last reply has {counted(len(blocks), 'code block')}")
+    return Output(action="save", payload=without_controls(blocks[number - 1]), target=path)
+
+
 def _edit(session: Session, value: Any) -> Output:
     return Output(action="edit", payload=value or "")
 
@@ -374,6 +424,15 @@ COMMANDS: tuple[Command, ...] = (
     Command("pin", Arg("number", "n", what="the message number"),
             "keep message n (default: the last) in every request; again to unpin", _pin),
     Command("edit", Arg("text", "text"), "write the next message in $EDITOR", _edit),
+    Command("file", Arg("path", "path", required=True),
+            "attach a text file, or a directory's text files, to the next message", _file),
+    Command("image", Arg("path", "path | URL", required=True),
+            "attach an image (PNG, JPEG, GIF, WebP) or an image URL to the next message", _image),
+    Command("attachments", NONE, "what is attached to the next message", _attachments),
+    Command("detach", Arg("number", "n", what="the attachment number"),
+            "drop attachment n, or all of them", _detach),
+    Command("save", Arg("path", "[n] path", required=True),
+            "write code block n of the last reply to a file (asks before overwriting)", _save),
     Command("reasoning", Arg("word", words=REASONING_MODES),
             "how a reasoning model's thinking is shown: kept, folded to a line, or only the line",
             _reasoning),

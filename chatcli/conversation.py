@@ -7,8 +7,6 @@ tested exhaustively (tests/test_conversation.py uses hypothesis).
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import math
 import re
 from collections.abc import Sequence
@@ -127,6 +125,8 @@ class Part:
 
     def __post_init__(self) -> None:
         if not self.digest and not self.url:
+            import hashlib  # here, not at the top: most commands never attach anything
+
             content = self.data if self.kind == "image" else self.text.encode("utf-8", "surrogatepass")
             object.__setattr__(self, "digest", hashlib.sha256(content).hexdigest())
 
@@ -150,6 +150,8 @@ class Part:
         return {"type": "image_url", "image_url": image}
 
     def data_url(self) -> str:
+        import base64
+
         return f"data:{self.media_type};base64,{base64.b64encode(self.data).decode('ascii')}"
 
     def label(self) -> str:
@@ -198,10 +200,15 @@ class Message:
         if all(part.kind == "text" for part in self.parts):
             texts = [part.body() for part in self.parts] + ([self.content] if self.content else [])
             return {"role": self.role, "content": "\n\n".join(texts)}
+        return {"role": self.role, "content": self.api_parts()}
+
+    def api_parts(self) -> list[dict[str, Any]]:
+        """The content as a list of parts (the attachments, then the text), as JSON export
+        keeps it whatever is attached."""
         content = [part.to_api() for part in self.parts]
-        if self.content:
+        if self.content or not content:
             content.append({"type": "text", "text": self.content})
-        return {"role": self.role, "content": content}
+        return content
 
     @property
     def has_images(self) -> bool:

@@ -35,6 +35,8 @@ def to_markdown(info: ConversationInfo, messages: list[Message], *, reasoning: b
         if reasoning and message.reasoning.strip():
             quoted = [f"> {line}".rstrip() for line in message.reasoning.strip().splitlines()]
             out += ["*Thinking:*", "", *quoted, ""]
+        for part in message.parts:  # text attachments fenced under their name, images named
+            out += [part.body() if part.kind == "text" else f"*[image: {part.label()}]*", ""]
         out += [message.content, ""]
     return "\n".join(out).rstrip() + "\n"
 
@@ -82,7 +84,8 @@ def last_exchange(messages: list[Message]) -> list[str]:
                                                                             "length") else ""
         label = f"  {who}{note}: "
         empty = "(only its thinking, /thinking shows it)" if message.reasoning else "(empty)"
-        first, *rest = excerpt(message.content, width=max(80 - len(label), 30)) or [empty]
+        text = attached(message) + message.content
+        first, *rest = excerpt(text, width=max(80 - len(label), 30)) or [empty]
         out += [label + first, *(f"    {line}" for line in rest)]
     return out
 
@@ -92,11 +95,20 @@ def to_json(info: ConversationInfo, messages: list[Message], *, reasoning: bool 
     `reasoning`, a reply's thinking as its `reasoning` field (not for sending back)."""
     api: list[dict[str, str]] = ([{"role": "system", "content": info.system_prompt}]
                                  if info.system_prompt else [])
-    api += [{**m.to_api(), "reasoning": m.reasoning} if reasoning and m.reasoning else m.to_api()
-            for m in messages]
+    api += [{**_api(m), "reasoning": m.reasoning} if reasoning and m.reasoning else _api(m) for m in messages]
     return {"id": info.id, "name": info.name, "title": info.title, "model": info.model,
             "profile": info.profile, "created": int(info.created_at), "updated": int(info.updated_at),
             "messages": api}
+
+
+def _api(message: Message) -> dict[str, Any]:
+    """A message for JSON export: attachments kept as parts (an image as its data URL)."""
+    return {"role": message.role, "content": message.api_parts()} if message.parts else message.to_api()
+
+
+def attached(message: Message) -> str:
+    """What a one-line preview puts before a message's text: `[notes.txt, cat.png] `."""
+    return f"[{', '.join(part.name for part in message.parts)}] " if message.parts else ""
 
 
 def summary(info: ConversationInfo) -> dict[str, Any]:

@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from prompt_toolkit.completion import Completer, Completion
+from prompt_toolkit.completion import Completer, Completion, PathCompleter
+from prompt_toolkit.document import Document
 from prompt_toolkit.key_binding import KeyBindings
 
 from chatcli import commands
@@ -30,6 +31,7 @@ class SlashCompleter(Completer):
 
     def __init__(self, session: Session) -> None:
         self.session = session
+        self._paths = PathCompleter(expanduser=True)
 
     def get_completions(self, document: Any, complete_event: Any) -> Iterator[Completion]:
         text = document.text_before_cursor
@@ -44,6 +46,9 @@ class SlashCompleter(Completer):
             return
         try:
             command = commands.find(name.lower())
+            if command.arg.kind == "path":
+                yield from self._path(arg, complete_event)
+                return
             choices = command.arg.choices(self.session)
         except (Exception, KeyboardInterrupt):
             return  # no key yet, endpoint down, a bug: simply no suggestions, never a broken line
@@ -52,6 +57,15 @@ class SlashCompleter(Completer):
             # characters is not offered.
             if choice.lower().startswith(arg.lower()) and is_plain(choice):
                 yield Completion(choice, -len(arg))
+
+
+    def _path(self, arg: str, complete_event: Any) -> Iterator[Completion]:
+        """Files and directories, for /file, /image and /save (after its block number)."""
+        number, space, rest = arg.partition(" ")
+        typed = rest if space and number.isdigit() else arg
+        for found in self._paths.get_completions(Document(typed, len(typed)), complete_event):
+            if is_plain(found.text):  # a file name with control characters is not offered
+                yield Completion(found.text, found.start_position, display=found.display)
 
 
 def bindings() -> KeyBindings:
@@ -67,7 +81,8 @@ def bindings() -> KeyBindings:
 
 
 def toolbar(session: Session) -> str:
-    """The bottom bar: the profile when one is chosen, the model, how full the context is."""
+    """The bottom bar: the profile when one is chosen, the model, how full the context is,
+    and what is attached to the next message."""
     s = session.settings
     try:
         window = session.window()
@@ -75,4 +90,10 @@ def toolbar(session: Session) -> str:
     except Exception:  # the bar is drawn inside the line editor: it must never fail
         share = "?"
     profile = f"profile {s.profile} | " if s.profile else ""
-    return visible(f" {profile}{s.model} | context {share} | /help")
+    pending = session.pending
+    attached = ""
+    if pending:
+        names = ", ".join(part.name.rpartition("/")[2] or part.name for part in pending)
+        attached = f"attached: {names} | " if len(pending) <= 3 and len(names) <= 40 else \
+            f"{len(pending)} attachments | "
+    return visible(f" {profile}{s.model} | {attached}context {share} | /help")

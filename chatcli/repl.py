@@ -188,31 +188,56 @@ class Repl:
         """Carry out what a command asked for beyond printing; False to leave."""
         if out.action is None:
             return True
-        return self._actions[out.action](out.payload)
+        return self._actions[out.action](out)
 
     @property
-    def _actions(self) -> dict[commands.Action, Callable[[str], bool]]:
-        return {"exit": lambda payload: False, "retry": self._retry, "edit": self._send_edited,
-                "copy": self._copy}
+    def _actions(self) -> dict[commands.Action, Callable[[commands.Output], bool]]:
+        return {"exit": lambda out: False, "retry": self._retry, "edit": self._send_edited,
+                "copy": self._copy, "save": self._save}
 
-    def _retry(self, payload: str) -> bool:
+    def _retry(self, out: commands.Output) -> bool:
         self._turn(self.session.retry)
         return True
 
-    def _send_edited(self, payload: str) -> bool:
-        text = edit_text(payload, self.env)
+    def _send_edited(self, out: commands.Output) -> bool:
+        text = edit_text(out.payload, self.env)
         if text.strip():
             self._turn(lambda sink: self.session.ask(text, sink))
         else:
             self.diag.note("the editor returned nothing; nothing sent")
         return True
 
-    def _copy(self, payload: str) -> bool:
-        self.console.file.write(osc52(payload, self.env))
+    def _copy(self, out: commands.Output) -> bool:
+        self.console.file.write(osc52(out.payload, self.env))
         self.console.file.flush()
-        self.diag.note(f"copied {len(payload)} characters with OSC 52 (a terminal that does "
+        self.diag.note(f"copied {len(out.payload)} characters with OSC 52 (a terminal that does "
                        "not allow clipboard writes ignores it)")
         return True
+
+    def _save(self, out: commands.Output) -> bool:
+        """Write a code block to a file; a file that exists is overwritten only when the
+        user says so."""
+        path = Path(out.target).expanduser()
+        if path.is_dir():
+            raise errors.UsageError(f"{out.target} is a directory", hint="give a file name")
+        if path.exists() and not self._confirm(f"{out.target} exists; overwrite it? [y/N] "):
+            self.diag.note("not saved")
+            return True
+        try:
+            path.write_text(out.payload.rstrip("\n") + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise errors.UsageError(f"cannot write {out.target}: {exc.strerror or exc}") from None
+        lines = out.payload.rstrip("\n").count("\n") + 1
+        self.diag.note(f"saved {lines} line{'' if lines == 1 else 's'} to {out.target}")
+        return True
+
+    def _confirm(self, question: str) -> bool:
+        """A yes or no from the keyboard; anything but y (Enter, Ctrl-C, Ctrl-D) is no."""
+        asking: PromptSession[str] = PromptSession(input=self.prompt.input, output=self.prompt.output)
+        try:
+            return asking.prompt(question).strip().lower() in ("y", "yes")
+        except (KeyboardInterrupt, EOFError):
+            return False
 
     def _turn(self, run: Callable[[Sink], TurnResult]) -> None:
         mode = self.session.settings.reasoning

@@ -100,6 +100,9 @@ class FakeServer:
         # max_completion_tokens) and "temperature" (only the default, 1, is supported).
         self.rejects: set[str] = set()
         self.any_model = False  # like llama.cpp: one model, whatever name is asked for
+        # A model that reads no images: a request with an image_url part gets a 400 in these
+        # words (as DeepSeek, llama.cpp without a projector, or OpenAI's text models answer).
+        self.refuses_images: str | None = None
         self.responder: Callable[[dict[str, Any]], Reply] | None = None  # picks a reply by request
         self.stopping = threading.Event()
         self.abandoned = 0  # bodies the client stopped reading before their end
@@ -127,6 +130,16 @@ class FakeServer:
     @property
     def chat_requests(self) -> list[dict[str, Any]]:
         return [r.body for r in self.requests if r.path.endswith("/chat/completions") and r.body]
+
+    @property
+    def parts(self) -> list[list[dict[str, Any]]]:
+        """The content parts of each request's last message, as received (a string content
+        as the one text part it stands for)."""
+        found = []
+        for body in self.chat_requests:
+            content = body["messages"][-1]["content"]
+            found.append([{"type": "text", "text": content}] if isinstance(content, str) else content)
+        return found
 
     def __enter__(self) -> FakeServer:
         self._thread.start()
@@ -183,6 +196,11 @@ class _Handler(BaseHTTPRequestHandler):
                                        f"{body['temperature']} with this model. Only the default (1) "
                                        "value is supported.", "invalid_request_error", "unsupported_value",
                                        "temperature"))
+            return
+        if self.fake.refuses_images and any(
+                isinstance(m.get("content"), list) and any(p.get("type") == "image_url" for p in m["content"])
+                for m in body.get("messages", [])):
+            self._json(400, error_body(self.fake.refuses_images, "invalid_request_error"))
             return
         reply = self.fake.next_reply(body)
         if reply.fault == "hang":

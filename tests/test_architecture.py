@@ -16,9 +16,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "chatcli"
 
 # Higher layers may import lower ones (later in the list), never the reverse.
 LAYERS = ["cli", "repl", "keybindings", "commands", "session", "doctor", "chat", "render", "client", "quirks",
-          "export",
-          "recorder", "store", "migrations", "config", "schema", "attachments", "conversation", "mdblocks", "textsafe",
-          "events", "errors"]
+          "export", "recorder", "store", "migrations", "config", "schema", "attachments", "conversation",
+          "mdblocks", "textsafe", "events", "errors"]
 HOMES = {"openai": {"client"}, "rich": {"render"}, "typer": {"cli"},
          "prompt_toolkit": {"repl", "keybindings"}, "sqlite3": {"store", "migrations"}, "click": set()}
 LAZY = {"openai", "rich"}

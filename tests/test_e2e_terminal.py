@@ -18,7 +18,7 @@ BIN = Path(sys.executable).with_name("chatcli")
 ANSI = re.compile(r"\x1b(\[[0-9;?]*[A-Za-z]|\][^\a]*\a|[()][A-Z0-9]|[=>])")
 
 
-def spawn(endpoint, tmp_path, *args: str, command: str | None = None, **env: str):
+def spawn(endpoint, tmp_path, *args: str, command: str | None = None, cwd: str | None = None, **env: str):
     full_env = {**os.environ, "OPENAI_BASE_URL": endpoint.base_url, "OPENAI_API_KEY": TEST_KEY,
                 "CHATCLI_MODEL": "test-model", "CHATCLI_DATA_DIR": str(tmp_path / "data"),
                 "TERM": "xterm-256color", **env}
@@ -26,7 +26,7 @@ def spawn(endpoint, tmp_path, *args: str, command: str | None = None, **env: str
         return pexpect.spawn("/bin/sh", ["-c", command], env=full_env, dimensions=(40, 100),
                              encoding="utf-8", timeout=20)
     return pexpect.spawn(str(BIN), list(args), env=full_env, dimensions=(40, 100), encoding="utf-8",
-                         timeout=20)
+                         timeout=20, cwd=cwd)
 
 
 PROMPT = r"context \d+% \| /help"  # the toolbar, drawn with every prompt
@@ -150,3 +150,25 @@ def test_the_interactive_session_needs_a_terminal_on_stdout(endpoint, tmp_path):
     child = spawn(endpoint, tmp_path, command=f"'{BIN}' -i | cat")
     child.expect(pexpect.EOF)
     assert "needs a terminal on stdout" in seen(child)
+
+
+def test_attach_a_file_with_tab_completion_then_ask_about_it(endpoint, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes-2026.txt").write_text("the meeting moved to Friday\n")
+    endpoint.queue(Reply(text="It moved to **Friday**."))
+    child = spawn(endpoint, tmp_path, cwd=str(work))
+    expect(child, PROMPT)
+    child.send("/file notes\t")
+    expect(child, "-2026.txt")  # Tab wrote the rest of the name
+    child.send("\r")
+    expect(child, r"attached notes-2026.txt \(1 line\)")
+    expect(child, r"attached: notes-2026.txt \| context")  # the bottom bar says so
+    child.send("when is the meeting?\r")
+    expect(child, "tokens: ")
+    assert "It moved to Friday." in seen(child)
+    expect(child, PROMPT)
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
+    assert endpoint.parts == [[{"type": "text", "text": (
+        "### notes-2026.txt\n\n```\nthe meeting moved to Friday\n```\n\nwhen is the meeting?")}]]

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from chatcli import errors
+from chatcli.attachments import read_at_most
 from chatcli.config import Settings, parse_params
 from chatcli.conversation import BYTES_PER_TOKEN
 from chatcli.render import Diagnostics, wants_color
@@ -227,14 +228,6 @@ def _silence_stdout() -> None:
 MAX_STDIN_BYTES = 256_000_000  # whatever the context window claims
 
 
-def _read_at_most(source: Any, size: int) -> bytes:
-    """Up to `size` bytes, read in pieces: memory grows with what arrives, not with `size`."""
-    data = bytearray()
-    while len(data) < size and (piece := source.read(min(1 << 20, size - len(data)))):
-        data += piece
-    return bytes(data)
-
-
 def read_stdin(diag: Diagnostics, *, context_window: int) -> str | None:
     """Piped input as text, or None when stdin is a terminal (or absent).
 
@@ -247,7 +240,7 @@ def read_stdin(diag: Diagnostics, *, context_window: int) -> str | None:
         return None
     source = stream.buffer if hasattr(stream, "buffer") else None
     limit = min(2 * context_window * BYTES_PER_TOKEN, MAX_STDIN_BYTES)
-    data = stream.read(limit + 1).encode() if source is None else _read_at_most(source, limit + 1)
+    data = stream.read(limit + 1).encode() if source is None else read_at_most(source, limit + 1)
     if len(data) > limit:
         raise errors.ContextTooLongError(
             f"stdin holds more than {limit / 1e6:.1f} MB, far more than fits the context window "

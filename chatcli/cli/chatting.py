@@ -172,12 +172,12 @@ def interact(flags: Flags, settings: Settings | None = None, *, first: str | Non
     from chatcli.render import make_console
 
     env = os.environ
-    if not sys.stdout.isatty():
-        raise errors.UsageError("the interactive session needs a terminal on stdout",
-                                hint='use chatcli ask "question" in scripts')
     if flags.code:
         raise errors.UsageError("--code prints one answer's code; the session has /save N PATH and /copy N",
                                 hint='chatcli ask -x "question"')
+    if not sys.stdout.isatty():
+        raise errors.UsageError("the interactive session needs a terminal on stdout",
+                                hint='use chatcli ask "question" in scripts')
     diag = diagnostics()
     settings = settings or build_settings(flags, diag)
     if settings.key_source.kind in ("none", "env", "value"):

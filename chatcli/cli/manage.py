@@ -96,13 +96,30 @@ def sessions_list(
 
 
 @sessions_app.command("show", short_help="Print a conversation.")
-def sessions_show(ctx: typer.Context, ref: Ref, config: ConfigOpt = None) -> None:
+def sessions_show(
+    ctx: typer.Context,
+    ref: Ref,
+    code: Annotated[bool, typer.Option("--code", "-x", help="Print only the code of the replies' code "
+                                       "blocks, plain.")] = False,
+    config: ConfigOpt = None,
+) -> None:
     """Print a conversation: rendered on a terminal, as Markdown text into a pipe."""
     from chatcli.export import to_markdown
 
     store = _store(ctx, config)
     info = _find(store, ref)
-    text = to_markdown(info, store.load(info.id))
+    messages = store.load(info.id)
+    if code:
+        from chatcli.mdblocks import code_blocks
+
+        blocks = [block.rstrip("\n") for message in messages if message.role == "assistant"
+                  for block in code_blocks(message.content)]
+        if not blocks:
+            diagnostics().note(f"conversation {info.id} has no code block in its replies")
+            raise typer.Exit(1)
+        sys.stdout.write(for_terminal("\n\n".join(blocks) + "\n", sys.stdout))
+        return
+    text = to_markdown(info, messages)
     if wants_color(sys.stdout, os.environ):  # rendered, as replies are
         from chatcli.render import MarkdownSink
 
