@@ -103,16 +103,23 @@ def _file(path: Path, name: str, size: int, *, context_window: int,
                                         "image; it cannot be sent")
             limit = context_window * BYTES_PER_TOKEN
             if size > limit:
-                raise errors.ContextTooLongError(
-                    f"{name} is {_size(size)}, more than the context window of {context_window:,} tokens "
-                    f"can hold (about {_size(limit)} of text at most); nothing was sent",
-                    hint="attach a part of it, or raise context_window if the model takes more")
+                raise _too_big(name, f"{_size(size)}", context_window)
+            # A pipe (`-f <(command)`) has no size until it is read: read no more than fits.
             data = head + read_at_most(handle, limit + 1 - len(head))
+            if len(data) > limit:
+                raise _too_big(name, f"more than {_size(limit)}", context_window)
     except OSError as exc:
         raise errors.UsageError(f"cannot read {name}: {exc.strerror or exc}") from None
     text, bad = decode(data)
     warning = f"{name} is not valid UTF-8: {bad} invalid byte sequence(s) replaced with �" if bad else None
     return _fitting(Part("text", name, text, language=language_of(name)), context_window), warning
+
+
+def _too_big(name: str, size: str, context_window: int) -> errors.ContextTooLongError:
+    return errors.ContextTooLongError(
+        f"{name} is {size}, more than the context window of {context_window:,} tokens can hold "
+        f"(about {_size(context_window * BYTES_PER_TOKEN)} of text at most); nothing was sent",
+        hint="attach a part of it, or raise context_window if the model takes more")
 
 
 def decode(data: bytes) -> tuple[str, int]:

@@ -4,6 +4,7 @@ stored once and sent again on resume; and the code of a reply, out to pipes and 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import struct
 import subprocess
@@ -540,3 +541,44 @@ def test_tab_completes_paths_after_file_image_and_save(session_at, here):
     assert offered("/file no") == ["tes.txt"]  # the one with an escape sequence is not offered
     assert offered("/image no") == ["tes.txt"]
     assert offered("/save 2 no") == ["tes.txt"]
+
+
+def test_a_pipe_given_as_a_file_is_read_no_further_than_fits(run, endpoint, here, tmp_path):
+    import threading
+
+    config = tmp_path / "c.toml"
+    config.write_text("context_window = 1000\n")
+    fifo = here / "fifo"
+    os.mkfifo(fifo)
+    written = []
+
+    def endless_writer():
+        try:
+            with fifo.open("wb") as pipe:
+                for _ in range(10_000):  # 10 MB, far more than 8 KB: the reader stops early
+                    pipe.write(b"x" * 1024)
+                    written.append(1)
+        except BrokenPipeError:
+            pass
+
+    writer = threading.Thread(target=endless_writer, daemon=True)
+    writer.start()
+    result = run("ask", "--config", str(config), "-f", "fifo", "what?")
+    writer.join(10)
+    assert result.code == 7 and "fifo is more than 8.0 KB" in result.stderr
+    assert len(written) < 10_000 and endpoint.chat_requests == []
+
+
+def test_short_words_are_found_in_attachments_too(run, endpoint, here):
+    (here / "日志.txt").write_text("服务器过热了\n")
+    run("ask", "-f", "日志.txt", "为什么?")
+    found = run("sessions", "search", "过热")
+    assert found.code == 0 and "日志.txt: 服务器[过热]了" in found.stdout
+
+
+def test_debug_shows_an_image_as_its_start_and_size_not_its_base64(run, endpoint, here):
+    (here / "a.png").write_bytes(png(40, 40))
+    result = run("ask", "--debug", "-f", "a.png", "hi")
+    assert result.code == 0
+    body = next(line for line in result.stderr.splitlines() if "→ body" in line)
+    assert "data:image/png;base64,iVBORw0KGgoAAAANSUhEUg" not in body and " characters)" in body
