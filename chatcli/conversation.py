@@ -11,6 +11,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 SYSTEM, USER, ASSISTANT = "system", "user", "assistant"
@@ -130,7 +131,7 @@ class Part:
             content = self.data if self.kind == "image" else self.text.encode("utf-8", "surrogatepass")
             object.__setattr__(self, "digest", hashlib.sha256(content).hexdigest())
 
-    @property
+    @cached_property  # the bottom bar asks at every redraw; a file may be long
     def tokens(self) -> int:
         if self.kind == "image":
             return image_tokens(self.width, self.height, self.detail)

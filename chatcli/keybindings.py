@@ -86,7 +86,8 @@ def toolbar(session: Session) -> str:
     s = session.settings
     try:
         window = session.window()
-        share = f"{100 * window.tokens / window.budget if window.budget else 100:.0f}%"
+        tokens = window.tokens + sum(part.tokens for part in session.pending)  # what the next one adds
+        share = f"{100 * tokens / window.budget if window.budget else 100:.0f}%"
     except Exception:  # the bar is drawn inside the line editor: it must never fail
         share = "?"
     profile = f"profile {s.profile} | " if s.profile else ""

@@ -582,3 +582,14 @@ def test_debug_shows_an_image_as_its_start_and_size_not_its_base64(run, endpoint
     assert result.code == 0
     body = next(line for line in result.stderr.splitlines() if "→ body" in line)
     assert "data:image/png;base64,iVBORw0KGgoAAAANSUhEUg" not in body and " characters)" in body
+
+
+def test_the_bar_counts_what_is_attached_in_how_full_the_context_is(server, here):
+    from chatcli.keybindings import toolbar
+    from tests.test_repl import Harness
+
+    harness = Harness(server, here, context_window=8000, max_tokens=1000)
+    (here / "long.txt").write_text("word " * 3000)  # about 3,000 tokens of 7,000
+    assert "context 0%" in toolbar(harness.session)
+    harness.run("/file long.txt\r\x04")
+    assert "context 4" in toolbar(harness.session)

@@ -172,3 +172,17 @@ def test_attach_a_file_with_tab_completion_then_ask_about_it(endpoint, tmp_path)
     child.expect(pexpect.EOF)
     assert endpoint.parts == [[{"type": "text", "text": (
         "### notes-2026.txt\n\n```\nthe meeting moved to Friday\n```\n\nwhen is the meeting?")}]]
+
+
+def test_a_session_opened_with_a_file_sends_it_with_the_first_message(endpoint, tmp_path):
+    (tmp_path / "todo.md").write_text("- call Li Wei\n")
+    child = spawn(endpoint, tmp_path, "-f", str(tmp_path / "todo.md"))
+    expect(child, r"todo.md \(1 line\): sent with your first message")
+    expect(child, r"attached: todo.md \| context")
+    child.send("what is first?\r")
+    expect(child, "tokens: ")
+    expect(child, r"gpt-4o-mini \| context|test-model \| context")  # the bar: nothing attached now
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
+    sent = endpoint.parts[0][0]["text"]
+    assert sent.endswith("todo.md\n\n```markdown\n- call Li Wei\n```\n\nwhat is first?")

@@ -187,6 +187,9 @@ def interact(flags: Flags, settings: Settings | None = None, *, first: str | Non
     diag.usage(f"chatcli {__version__} · {settings.model} at {settings.base_url} · "
                "/help for commands, Ctrl-D to leave")
     attach_all(session, flags.files, None, diag)
+    if session.pending:
+        diag.usage(f"attached {', '.join(part.label() for part in session.pending)}: sent with your first "
+                   "message (/detach drops)")
     info = session.info()
     if info is not None:
         diag.usage(f"resumed {info.id}: {info.label} "
