@@ -376,6 +376,8 @@ def _detach(session: Session, value: Any) -> Output:
 
 def _save(session: Session, value: Any) -> Output:
     """`/save [N] PATH`: code block N of the last reply (N may be left out when it has one)."""
+    if value.isdigit():
+        raise errors.UsageError(f"/save {value} needs a file name", hint=f"/save {value} PATH")
     first, _, rest = value.partition(" ")
     number, path = (int(first), rest.strip()) if first.isdigit() and rest.strip() else (None, value)
     reply = session.last_reply()

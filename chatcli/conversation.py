@@ -211,10 +211,6 @@ class Message:
             content.append({"type": "text", "text": self.content})
         return content
 
-    @property
-    def has_images(self) -> bool:
-        return any(part.kind == "image" for part in self.parts)
-
 
 @dataclass(frozen=True)
 class Usage:
@@ -282,10 +278,6 @@ class Window:
                 continue
             sent.append(api)
         return sent
-
-    @property
-    def has_images(self) -> bool:
-        return any(message.has_images for message in self.messages)
 
 
 def _joined(first: str | list[dict[str, Any]], second: str | list[dict[str, Any]]) -> Any:

@@ -78,8 +78,8 @@ class Session:
         message; refused (with nothing attached) when it cannot be sent."""
         loaded = attachments.load(ref, context_window=self.settings.context_window,
                                   detail=self.settings.image_detail, stdin=stdin, images_only=images_only)
-        known = {part.digest or part.url for part in self.pending}
-        added = [part for part in loaded.parts if (part.digest or part.url) not in known]
+        known = {(part.name, part.digest or part.url) for part in self.pending}  # the same file again
+        added = [part for part in loaded.parts if (part.name, part.digest or part.url) not in known]
         attachments.check_total([*self.pending, *added], self.settings.context_window)
         self.pending.extend(added)
         loaded.parts = added

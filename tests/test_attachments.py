@@ -593,3 +593,14 @@ def test_the_bar_counts_what_is_attached_in_how_full_the_context_is(server, here
     assert "context 0%" in toolbar(harness.session)
     harness.run("/file long.txt\r\x04")
     assert "context 4" in toolbar(harness.session)
+
+
+def test_two_files_with_the_same_content_are_both_sent_and_one_file_twice_is_sent_once(session_at, here):
+    (here / "pkg" / "a").mkdir(parents=True)
+    (here / "pkg" / "b").mkdir()
+    (here / "pkg" / "a" / "__init__.py").write_text("\n")
+    (here / "pkg" / "b" / "__init__.py").write_text("\n")
+    session_at.run("/file pkg\r/file pkg/a/__init__.py\r/save 2\r\x04")
+    assert [p.name for p in session_at.session.pending] == ["pkg/a/__init__.py", "pkg/b/__init__.py"]
+    assert "pkg/a/__init__.py is already attached" in session_at.out.getvalue()
+    assert "/save 2 needs a file name" in session_at.err.getvalue()
