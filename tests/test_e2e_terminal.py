@@ -47,6 +47,22 @@ def expect(child, pattern) -> None:
     child.before = text
 
 
+def on_screen(child, screen, text: str, timeout: float = 30) -> None:
+    """Read until `text` is on the emulated `screen` (child.logfile_read feeds it). Keys typed
+    at once can be drawn in several pieces on a busy machine, so what was typed need never
+    arrive as one string: wait for the screen, not for the bytes."""
+    deadline = time.monotonic() + timeout
+    while not any(text in line for line in screen.display):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} never appeared; the screen: {screen.display}")
+        try:
+            data = child.read_nonblocking(65536, timeout=0.2)
+        except pexpect.TIMEOUT:
+            continue
+        if "\x1b[6n" in data:
+            child.send("\x1b[1;1R")
+
+
 def seen(child) -> str:
     return ANSI.sub("", child.before or "")
 

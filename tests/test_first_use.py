@@ -323,7 +323,7 @@ def test_a_long_line_being_typed_wraps_without_a_marker(endpoint, tmp_path):
     import pexpect
     import pyte
 
-    from tests.test_e2e_terminal import BIN, PROMPT, expect
+    from tests.test_e2e_terminal import BIN, PROMPT, expect, on_screen
 
     child = pexpect.spawn(str(BIN), [], env={**os.environ, "OPENAI_BASE_URL": endpoint.base_url,
                                             "OPENAI_API_KEY": "sk-test", "CHATCLI_MODEL": "test-model",
@@ -336,9 +336,9 @@ def test_a_long_line_being_typed_wraps_without_a_marker(endpoint, tmp_path):
     expect(child, PROMPT)
     typed = "a question long enough to wrap onto the next line of this narrow terminal"
     child.send(typed)
-    expect(child, "terminal")
+    on_screen(child, screen, "terminal")
     child.send("\x1b\r" + "second line")  # Alt-Enter: a real new line
-    expect(child, "second line")
+    on_screen(child, screen, "second line")
     lines = [line.rstrip() for line in screen.display]
     first = next(n for n, line in enumerate(lines) if line.startswith("> a question"))
     assert lines[first + 1].startswith("  ") and lines[first + 1].strip()  # wrapped: under the text
