@@ -49,7 +49,7 @@ class Output:
 
 
 # What a command's argument is: it decides how the text is parsed and what Tab offers.
-ArgKind = Literal["none", "text", "number", "word", "model", "profile", "conversation", "path"]
+ArgKind = Literal["none", "text", "number", "word", "model", "profile", "role", "conversation", "path"]
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,8 @@ class Arg:
             return session.models()
         if self.kind == "profile":
             return list(session.profiles)
+        if self.kind == "role":
+            return [*sorted(session.settings.roles), *self.words]
         if self.kind == "conversation" and session.store is not None:
             return [c.name or c.title for c in session.store.conversations(limit=50) if c.name or c.title]
         return list(self.words)
@@ -211,6 +213,21 @@ def _profile(session: Session, value: Any) -> Output:
     session.switch_profile(value)
     s = session.settings
     return Output(lines=(f"profile: {value} (model {s.model} at {s.base_url})",))
+
+
+def _role(session: Session, value: Any) -> Output:
+    if value is None:
+        role = session.settings.role
+        names = ", ".join(sorted(session.settings.roles))
+        return Output(lines=(f"role: {role or '(none)'}; roles: {names} (/role NAME uses one, /role - "
+                             "none)",))
+    changed = session.set_role(None if value == "-" else value)
+    what = f"; {', '.join(changed)}" if changed else ""
+    if value == "-":
+        return Output(lines=(f"no role from the next message on{what}",))
+    template = session.settings.template
+    note = (f" (its template is for one-shot questions: chatcli ask -r {value} ...)" if template else "")
+    return Output(lines=(f"role {value} from the next message on{what}{note}",))
 
 
 def _temperature(session: Session, value: Any) -> Output:
@@ -413,6 +430,8 @@ COMMANDS: tuple[Command, ...] = (
             _system),
     Command("model", Arg("model", "name"), "show or switch the model", _model),
     Command("profile", Arg("profile", "name"), "show or switch the profile", _profile),
+    Command("role", Arg("role", "name", words=("-",)),
+            "show, use or drop (-) a role: a system prompt and its settings", _role),
     Command("temperature", Arg("number", "x", words=("default",), what="temperature", low=0, high=2,
                                whole=False), "show or set the temperature (0 to 2)", _temperature),
     Command("max-tokens", Arg("number", "n", words=("default",), what="max tokens", high=100_000_000),

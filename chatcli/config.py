@@ -1,7 +1,7 @@
 """Settings and the one merge that makes them.
 
 Order, later wins: built-in defaults < the top level of the config file < the
-selected profile < environment < flags. Reading the file and running
+selected profile < the role < environment < flags. Reading the file and running
 `api_key_cmd` are the only I/O here, each in a small function of its own;
 `merge` itself is pure and takes the environment as a mapping.
 """
@@ -10,14 +10,24 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 from urllib.parse import urlsplit
 
 from chatcli.errors import ConfigError, UsageError
-from chatcli.schema import DEFAULTS, KEYS, KEYS_BY_NAME, TOP_LEVEL_ONLY, owned_param
+from chatcli.roles import Role, all_roles
+from chatcli.schema import (
+    DEFAULTS,
+    KEYS,
+    KEYS_BY_NAME,
+    ROLE_KEYS_BY_NAME,
+    TOP_LEVEL_ONLY,
+    Key,
+    owned_param,
+)
 
 KEY_FIELDS = ("api_key", "api_key_env", "api_key_cmd")
 ENV_SETTINGS = {"OPENAI_BASE_URL": "base_url", "CHATCLI_MODEL": "model"}
@@ -84,6 +94,9 @@ class Settings:
     image_detail: str | None = DEFAULTS["image_detail"]
     profile: str | None = None
     profiles: tuple[str, ...] = ()  # every profile the file defines, for /profile and Tab
+    role: str | None = None
+    template: str | None = None  # the role's one-shot message, with {input}
+    roles: Mapping[str, Role] = field(default_factory=dict)  # built-in and configured, for /role
     config_path: Path | None = None
     origins: Mapping[str, str] = field(default_factory=dict)  # key -> the layer its value came from
 
@@ -153,25 +166,28 @@ def parse_config(text: str, path: Path) -> dict[str, Any]:
         if key == "profile":
             if not isinstance(value, str):
                 _fail(path, text, (), key, "a string", value)
-        elif key == "profiles":
+        elif key in ("profiles", "roles"):
+            kind = f"[{key}.NAME]"
             if not isinstance(value, dict):
-                _fail(path, text, (), key, "a table of [profiles.NAME] tables", value)
+                _fail(path, text, (), key, f"a table of {kind} tables", value)
             for name, table in value.items():
                 if not isinstance(table, dict):
-                    _fail(path, text, ("profiles",), name, "a [profiles.NAME] table", table)
-                _check_table(path, text, ("profiles", name), table)
+                    _fail(path, text, (key,), name, f"a {kind} table", table)
+                _check_table(path, text, (key, name), table,
+                             ROLE_KEYS_BY_NAME if key == "roles" else KEYS_BY_NAME)
         else:
             _check_table(path, text, (), {key: value})
     return data
 
 
-def _check_table(path: Path, text: str, table: tuple[str, ...], data: dict[str, Any]) -> None:
+def _check_table(path: Path, text: str, table: tuple[str, ...], data: dict[str, Any],
+                 specs: Mapping[str, Key] = KEYS_BY_NAME) -> None:
     for key, value in data.items():
-        spec = KEYS_BY_NAME.get(key)
+        spec = specs.get(key)
         if spec is None:
             import difflib
 
-            names = [k.name for k in KEYS] + ([] if table else list(TOP_LEVEL_ONLY))
+            names = list(specs) + ([] if table else list(TOP_LEVEL_ONLY))
             close = difflib.get_close_matches(key, names, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             line = _locate(text, table, key)
@@ -180,7 +196,7 @@ def _check_table(path: Path, text: str, table: tuple[str, ...], data: dict[str, 
             _fail(path, text, table, key, spec.kind, value)
 
 
-def _fail(path: Path, text: str, table: tuple[str, ...], key: str, kind: str, value: Any) -> None:
+def _fail(path: Path, text: str, table: tuple[str, ...], key: str, kind: str, value: Any) -> NoReturn:
     shown = "(hidden)" if KEYS_BY_NAME.get(key) and KEYS_BY_NAME[key].secret else repr(value)
     line = _locate(text, table, key)
     raise ConfigError(f"{path}{line}: {_dotted(table, key)}: expected {kind}, got {shown}")
@@ -220,12 +236,22 @@ def readable_secret(path: Path, data: Mapping[str, Any]) -> str | None:
             f"(mode {mode & 0o777:o}); fix it with: chmod 600 {path}")
 
 
-def select_profile(data: Mapping[str, Any], env: Mapping[str, str], flag: str | None) -> str | None:
-    """The profile name: the --profile flag, else CHATCLI_PROFILE, else the file's `profile`;
-    an empty name given on purpose (--profile "") means no profile."""
+def select_profile(data: Mapping[str, Any], env: Mapping[str, str], flag: str | None,
+                   role: Role | None = None) -> str | None:
+    """The profile name: the --profile flag, else CHATCLI_PROFILE, else the role's, else the
+    file's `profile`; an empty name given on purpose (--profile "") means no profile."""
     if flag is not None:
         return flag or None
-    return env.get("CHATCLI_PROFILE") or data.get("profile") or None
+    return env.get("CHATCLI_PROFILE") or (role.profile if role else None) or data.get("profile") or None
+
+
+def find_role(data: Mapping[str, Any], name: str, path: Path | None) -> Role:
+    """The role called `name` (built in, or a [roles.NAME] table), or a ConfigError naming them."""
+    roles = all_roles(data, str(path))
+    if name not in roles:
+        raise ConfigError(f"{path}: role {name!r} does not exist (roles: {', '.join(sorted(roles))})",
+                          hint=f"add a [roles.{name}] table; `chatcli roles` lists them")
+    return roles[name]
 
 
 def merge(
@@ -240,7 +266,8 @@ def merge(
     One exception to the order keeps keys safe: a profile's base_url is not
     overridden by OPENAI_BASE_URL, because a profile's endpoint and key travel
     together (see `_key_source`)."""
-    profile = select_profile(data, env, flags.get("profile"))
+    role = find_role(data, flags["role"], path) if flags.get("role") else None
+    profile = select_profile(data, env, flags.get("profile"), role)
     profiles = data.get("profiles", {})
     if profile is not None and profile not in profiles:
         known = ", ".join(sorted(profiles)) or "none defined"
@@ -254,6 +281,7 @@ def merge(
         ({k.name: k.default for k in KEYS if k.default is not None}, "default"),
         (top, f"{path}"),
         (table, f"profile {profile}"),
+        (role.layer(env, sys.platform) if role else {}, f"role {role.name if role else ''}"),
         *(({name: env[var]}, f"environment {var}") for var, name in ENV_SETTINGS.items()
           if env.get(var) and not (name == "base_url" and "base_url" in table)),
         ({k: v for k, v in flags.items() if v is not None and k != "profile"}, "flag"),
@@ -264,13 +292,16 @@ def merge(
         for key, value in layer.items():
             if key == "params":  # tables add up: a profile's extra fields join the file's
                 merged[key], origins[key] = {**merged.get(key, {}), **value}, origin
-            elif key not in KEY_FIELDS:
+            elif key not in KEY_FIELDS and key != "role":
                 merged[key], origins[key] = value, origin
     return Settings(
         **merged,
         key_source=_key_source(top, table, env, path, profile, merged["base_url"]),
         profile=profile,
         profiles=tuple(sorted(profiles)),
+        role=role.name if role else None,
+        template=role.template if role else None,
+        roles=all_roles(data, str(path)),
         config_path=path,
         origins=origins,
     )
@@ -447,6 +478,8 @@ def describe(settings: Settings, env: Mapping[str, str]) -> str:
     lines = [
         f"# config file: {path} ({state})",
         f"# profile: {settings.profile or '(none)'}",
+        *([f"# role: {settings.role}" + (f" (template: {settings.template!r})" if settings.template else "")]
+          if settings.role else []),
         f"# api key: {key}" + (f", sent only to {source.home}" if source.home else ""),
         "# each value is followed by where it came from: default, the file, a profile,",
         "# the environment or a flag",

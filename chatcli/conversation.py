@@ -184,6 +184,7 @@ class Message:
     id: int | None = field(default=None, compare=False)  # its row in the store, once saved
     reasoning: str = field(default="", compare=False)  # the model's thinking: kept, never sent
     parts: tuple[Part, ...] = ()  # files, piped text and images sent before the text
+    outcome: str | None = field(default=None, compare=False)  # a suggested command: run, copied, not run
 
     def __post_init__(self) -> None:
         if self.tokens < 0:

@@ -24,13 +24,14 @@ def to_markdown(info: ConversationInfo, messages: list[Message], *, reasoning: b
     too, quoted before it."""
     title = info.title or f"Conversation {info.id}"
     facts = " · ".join(filter(None, (info.model, info.profile and f"profile {info.profile}",
-                                     local_time(info.created_at))))
+                                     info.role and f"role {info.role}", local_time(info.created_at))))
     out = [f"# {title}", "", f"*{facts}*", ""]
     if info.system_prompt:
         out += ["**System**", "", info.system_prompt, ""]
     for message in messages:
-        note = f" *({message.finish_reason})*" if message.finish_reason in ("interrupted", "error",
-                                                                              "length") else ""
+        notes = [message.finish_reason] if message.finish_reason in ("interrupted", "error", "length") else []
+        notes += [f"command {message.outcome}"] if message.outcome else []
+        note = f" *({'; '.join(notes)})*" if notes else ""
         out += [f"**{ROLE_NAMES.get(message.role, message.role)}**{note}", ""]
         if reasoning and message.reasoning.strip():
             quoted = [f"> {line}".rstrip() for line in message.reasoning.strip().splitlines()]
@@ -97,8 +98,8 @@ def to_json(info: ConversationInfo, messages: list[Message], *, reasoning: bool 
                                  if info.system_prompt else [])
     api += [{**_api(m), "reasoning": m.reasoning} if reasoning and m.reasoning else _api(m) for m in messages]
     return {"id": info.id, "name": info.name, "title": info.title, "model": info.model,
-            "profile": info.profile, "created": int(info.created_at), "updated": int(info.updated_at),
-            "messages": api}
+            "profile": info.profile, "role": info.role, "created": int(info.created_at),
+            "updated": int(info.updated_at), "messages": api}
 
 
 def _api(message: Message) -> dict[str, Any]:
@@ -114,7 +115,7 @@ def attached(message: Message) -> str:
 def summary(info: ConversationInfo) -> dict[str, Any]:
     """One conversation in `sessions list --json`."""
     return {"id": info.id, "name": info.name, "title": info.title, "messages": info.message_count,
-            "model": info.model, "profile": info.profile, "created": int(info.created_at),
+            "model": info.model, "profile": info.profile, "role": info.role, "created": int(info.created_at),
             "updated": int(info.updated_at), "answered": info.answered}
 
 

@@ -91,6 +91,7 @@ def toolbar(session: Session) -> str:
     except Exception:  # the bar is drawn inside the line editor: it must never fail
         share = "?"
     profile = f"profile {s.profile} | " if s.profile else ""
+    profile += f"role {s.role} | " if s.role else ""
     pending = session.pending
     attached = ""
     if pending:

@@ -169,5 +169,13 @@ def _schema_6(db: sqlite3.Connection) -> None:
     """)
 
 
+def _schema_7(db: sqlite3.Connection) -> None:
+    """A conversation's role (-r, /role: resumed with it), and what became of a reply that
+    suggested a command (`chatcli cmd`: run and its exit code, copied, or not run)."""
+    db.execute("ALTER TABLE conversations ADD COLUMN role TEXT")
+    db.execute("ALTER TABLE messages ADD COLUMN outcome TEXT")
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_schema_1, _schema_2, _schema_3,
-                                                                _schema_4, _schema_5, _schema_6)
+                                                                _schema_4, _schema_5, _schema_6,
+                                                                _schema_7)

@@ -534,6 +534,17 @@ def print_table(console: Console, headers: tuple[str, ...], rows: Sequence[tuple
     console.print(table)
 
 
+def print_command(console: Console, command: str, shell: str) -> None:
+    """A suggested shell command, highlighted in the terminal's own colours, its control
+    characters shown (it is data from the network until the user runs it)."""
+    from rich.syntax import Syntax
+
+    lexers = {"fish": "fish", "zsh": "zsh", "pwsh": "powershell", "powershell": "powershell"}
+    lexer = lexers.get(shell, "bash")
+    console.print(Syntax(visible(command), lexer, theme="ansi_dark", background_color="default",
+                         word_wrap=True))
+
+
 def osc52(text: str, env: Mapping[str, str]) -> str:
     """The escape sequence that asks the terminal to put `text` on the clipboard.
 

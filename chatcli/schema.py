@@ -179,7 +179,23 @@ KEYS: tuple[Key, ...] = (
 )
 KEYS_BY_NAME = {k.name: k for k in KEYS}
 DEFAULTS: dict[str, Any] = {k.name: k.default for k in KEYS}  # config.Settings takes its defaults here
-TOP_LEVEL_ONLY = ("profile", "profiles")
+TOP_LEVEL_ONLY = ("profile", "profiles", "roles")
+
+# What a [roles.NAME] table may set: its system prompt, a template for one-shot questions,
+# the profile it runs with, and these request settings.
+ROLE_REQUEST_KEYS = ("model", "temperature", "max_tokens", "reasoning_effort", "params")
+ROLE_KEYS: tuple[Key, ...] = (
+    Key("system", "a string", _is_str, "The role's system prompt. {os} and {shell} are replaced by the "
+        "operating system's and your shell's names.", "You translate into English. Reply with the "
+        "translation only."),
+    Key("template", "a string holding {input}", lambda v: isinstance(v, str) and "{input}" in v,
+        "The message a one-shot question sends (chatcli ask -r NAME), {input} standing for the "
+        "question.", "Translate into English:\n\n{input}"),
+    Key("profile", "a string", _is_str, "The profile the role runs with, unless --profile or "
+        "CHATCLI_PROFILE names another.", "deepseek"),
+    *(KEYS_BY_NAME[name] for name in ROLE_REQUEST_KEYS),
+)
+ROLE_KEYS_BY_NAME = {k.name: k for k in ROLE_KEYS}
 
 EXAMPLE_PROFILES: dict[str, dict[str, Any]] = {
     "openai": {"base_url": DEFAULT_BASE_URL, "model": DEFAULT_MODEL,
@@ -195,6 +211,13 @@ EXAMPLE_PROFILES: dict[str, dict[str, Any]] = {
                "context_window": 8192},
     "llamacpp": {"base_url": "http://127.0.0.1:8080/v1", "model": "local",
                  "context_window": 4096, "max_messages": 12},
+}
+
+
+EXAMPLE_ROLE: dict[str, Any] = {
+    "system": "You translate into English. Reply with the translation only.",
+    "template": "Translate into English:\n\n{input}",
+    "temperature": 0.2,
 }
 
 
@@ -225,7 +248,8 @@ def render_template() -> str:
         "# chatcli configuration (TOML). Every key is optional.",
         "#",
         "# Settings are merged in this order, later wins: built-in defaults < the",
-        "# top level of this file < the selected profile < environment < flags.",
+        "# top level of this file < the selected profile < the role (-r) < environment",
+        "# < flags.",
         "# Uncomment a line to use it.",
         "",
         *_wrap("Profile used when neither --profile nor CHATCLI_PROFILE names one."),
@@ -242,4 +266,14 @@ def render_template() -> str:
     for name, table in EXAMPLE_PROFILES.items():
         out += ["", f"[profiles.{name}]"]
         out += [f"{k} = {toml_value(v)}" for k, v in table.items()]
+    out += ["", *_wrap(
+        "Roles: one [roles.NAME] table each, used with -r NAME (chatcli ask -r translate "
+        "\"你好\"), /role NAME in the session, or chatcli cmd (the shell role). Built in: shell, "
+        "code, describe (chatcli roles lists them); a table of the same name changes one key by "
+        "key. A role may set:"), ""]
+    for key in ROLE_KEYS[:3]:
+        out += [*_wrap(f"{key.name}: {key.help}")]
+    out += _wrap(f"{', '.join(ROLE_REQUEST_KEYS)}: as above, for this role.")
+    out += ["", "# [roles.translate]"]
+    out += [f"# {k} = {toml_value(v)}" for k, v in EXAMPLE_ROLE.items()]
     return "\n".join(out) + "\n"

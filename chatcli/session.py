@@ -8,7 +8,9 @@ commands and the REPL can be tested without a terminal.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
@@ -36,6 +38,8 @@ class Session:
         profiles: list[str] | None = None,
         store: Store | None = None,
         warn: Callable[[str], None] = lambda text: None,
+        role_base: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.settings = settings
         self.conversation = Conversation(system=settings.system_prompt)
@@ -53,6 +57,9 @@ class Session:
         self._models: list[str] | None = None
         self._window: Window | None = None
         self._journal: Journal = self._recorder(None)
+        self._env = os.environ if env is None else env
+        # What the role in use changed, as it was before (so /role - and another role restore it).
+        self._role_base: dict[str, Any] = dict(role_base or {})
 
     @property
     def client(self) -> Any:
@@ -201,12 +208,65 @@ class Session:
         if self._load_profile is None:
             raise errors.UsageError("profiles cannot be switched here")
         settings = self._load_profile(name)
-        self.settings = settings
+        role = self.settings.role
+        self.settings, self._role_base = replace(settings, roles=self.settings.roles), {}
+        if role is not None:  # the role stays, over the new profile
+            self.set_role(role, resumed=True)
         if self.conversation.system is None:
             self.conversation.system = settings.system_prompt
         self._client = None
         self._models = None
         self._window = None
+
+    def set_role(self, name: str | None, *, resumed: bool = False) -> list[str]:
+        """Use role `name` from the next turn on (None: no role): its system prompt and request
+        settings replace what the previous role set, which goes back to what it was. A value
+        given by a flag or the environment stays (they come after roles in the merge).
+        Returns what changed, for the user to read. A conversation `resumed` with its role
+        keeps its own system prompt, and nothing is written."""
+        roles = self.settings.roles
+        if name is not None and name not in roles:
+            raise errors.UsageError(f"no role {name!r}", hint=f"roles: {', '.join(sorted(roles))}")
+        restored = dict(self._role_base)
+        settings = replace(self.settings, role=None, template=None, **restored)
+        self._role_base = {}
+        if name is None:
+            self.settings = settings
+            self._window = None
+            self._save_conversation(role=None)
+            if "system_prompt" in restored:
+                self.set_system(restored["system_prompt"])
+            said = [f"{key} back to {_shown(value)}" for key, value in restored.items()
+                    if key != "system_prompt"]
+            return said + (["system prompt restored"] if "system_prompt" in restored else [])
+        role = roles[name]
+        held = ("flag", "environment")
+        values = {key: value for key, value in role.layer(self._env, sys.platform).items()
+                  if not settings.origins.get(key, "").startswith(held)
+                  and not (resumed and key == "system_prompt")}
+        self._role_base = {key: getattr(settings, key) for key in values}
+        origins = {**settings.origins, **{key: f"role {name}" for key in values}}
+        self.settings = replace(settings, role=name, template=role.template, origins=origins, **values)
+        self._window = None
+        if resumed:
+            return []
+        self._save_conversation(role=name)
+        if "system_prompt" in values:
+            self.conversation.system = values["system_prompt"] or None
+            self._save_conversation(system_prompt=self.conversation.system)
+        return [f"{key} {_shown(value)}" for key, value in values.items() if key != "system_prompt"] + (
+            ["system prompt set"] if "system_prompt" in values else [])
+
+    def record_outcome(self, outcome: str) -> None:
+        """What became of the command the last reply suggested (chatcli cmd), saved with it."""
+        messages = self.conversation.messages
+        if messages and messages[-1].role == ASSISTANT:
+            messages[-1] = replace(messages[-1], outcome=outcome)
+            if self.store is not None and messages[-1].id is not None and self.save_failure is None:
+                try:
+                    self.store.set_outcome(messages[-1].id, outcome)
+                except errors.StorageError as exc:
+                    self._saving_failed(exc)
 
     def models(self) -> list[str]:
         """The endpoint's models, fetched once and cached."""
@@ -232,7 +292,7 @@ class Session:
 
     def _meta(self) -> dict[str, str | None]:
         return {"profile": self.settings.profile, "model": self.settings.model,
-                "system_prompt": self.conversation.system}
+                "system_prompt": self.conversation.system, "role": self.settings.role}
 
     def _save_conversation(self, **fields: Any) -> None:
         if self.store is not None and self.conversation_id is not None:
@@ -268,6 +328,10 @@ class Session:
         messages = self.stored().load(info.id)
         self.conversation = Conversation(system=info.system_prompt, messages=messages)
         self._journal = self._recorder(info.id)
+        if info.role and info.role in self.settings.roles and self.settings.role is None:
+            self.set_role(info.role, resumed=True)
+        elif self.settings.role and info.role != self.settings.role:
+            self._save_conversation(role=self.settings.role)  # -r given: the conversation's role now
         self.total, self.total_label = Usage(0, 0), "since resumed"
         self.last = None
         self._window = None
@@ -300,3 +364,7 @@ class Session:
         if self.store is None or self.conversation_id is None:
             return None
         return self.store.info(self.conversation_id)
+
+
+def _shown(value: Any) -> str:
+    return "the server default" if value is None else str(value)

@@ -61,6 +61,7 @@ class ConversationInfo:
     system_prompt: str | None
     message_count: int = 0
     answered: bool = True  # False: no reply ever arrived (every request failed)
+    role: str | None = None
 
     @property
     def label(self) -> str:
@@ -85,7 +86,7 @@ _REPLIED = ("EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id AND
             "AND (m.content != '' OR m.finish_reason = ?))")
 _INFO = f"""SELECT c.id, c.name, c.title, c.created_at, c.updated_at, c.profile, c.model,
                    c.system_prompt, (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id),
-                   {_REPLIED}
+                   {_REPLIED}, c.role
             FROM conversations c"""
 
 
@@ -165,7 +166,7 @@ class Store:
     # --- conversations ---------------------------------------------------------
 
     def create(self, *, name: str | None = None, title: str = "", profile: str | None = None,
-               model: str | None = None, system_prompt: str | None = None) -> int:
+               model: str | None = None, system_prompt: str | None = None, role: str | None = None) -> int:
         """A new conversation; with a name, the one of that name, created if none has it yet.
 
         Finding and creating are one transaction: two processes opening the same new
@@ -174,8 +175,8 @@ class Store:
         with self._write() as db:
             db.execute(
                 "INSERT INTO conversations (name, title, created_at, updated_at, profile, model, "
-                "system_prompt) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
-                (name, title, now, now, profile, model, system_prompt))
+                "system_prompt, role) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+                (name, title, now, now, profile, model, system_prompt, role))
             if name is None:
                 return int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
             return int(db.execute("SELECT id FROM conversations WHERE name = ?", (name,)).fetchone()[0])
@@ -183,7 +184,7 @@ class Store:
     def update_conversation(self, conversation_id: int, **fields: object) -> None:
         """Change a conversation's details. A new title or name is not a use of it: it does
         not move the conversation to the top of the list (nor make it the one -c resumes)."""
-        allowed = {"name", "title", "profile", "model", "system_prompt"}
+        allowed = {"name", "title", "profile", "model", "system_prompt", "role"}
         assert set(fields) <= allowed, fields
         assignments = ", ".join(f"{k} = ?" for k in fields)
         values: list[object] = list(fields.values())
@@ -239,7 +240,7 @@ class Store:
         rows = self._read(_INFO + where, (STREAMING, *params))
         return [ConversationInfo(id=row[0], name=row[1], title=row[2], created_at=row[3], updated_at=row[4],
                                  profile=row[5], model=row[6], system_prompt=row[7], message_count=row[8],
-                                 answered=bool(row[9])) for row in rows]
+                                 answered=bool(row[9]), role=row[10]) for row in rows]
 
     def rename(self, conversation_id: int, text: str) -> None:
         """Call a conversation `text`: its title, and its name, so that `--session TEXT`
@@ -273,7 +274,7 @@ class Store:
     def load(self, conversation_id: int) -> list[Message]:
         """The messages in order: each reply right after the question it answers."""
         rows = self._read(
-            "SELECT id, role, content, tokens, tokens_estimated, pinned, finish_reason, reasoning "
+            "SELECT id, role, content, tokens, tokens_estimated, pinned, finish_reason, reasoning, outcome "
             "FROM messages "
             "WHERE conversation_id = ? ORDER BY coalesce(reply_to, id), id", (conversation_id,))
         parts = self._parts(conversation_id)
@@ -348,6 +349,11 @@ class Store:
                  int(message.pinned), self._clock(), message.reasoning, message_id))
             db.execute("DELETE FROM message_chunks WHERE message_id = ?", (message_id,))
 
+    def set_outcome(self, message_id: int, outcome: str) -> None:
+        """What became of the command a reply suggested (chatcli cmd)."""
+        with self._write() as db:
+            db.execute("UPDATE messages SET outcome = ? WHERE id = ?", (outcome, message_id))
+
     def remove(self, message_ids: Sequence[int]) -> None:
         with self._write() as db:
             db.executemany("DELETE FROM messages WHERE id = ?", [(i,) for i in message_ids])
@@ -407,12 +413,12 @@ def is_number(ref: str) -> bool:
 
 
 def _message(row: tuple[Any, ...], parts: tuple[Part, ...]) -> Message:
-    message_id, role, content, tokens, estimated, pinned, finish, reasoning = row
+    message_id, role, content, tokens, estimated, pinned, finish, reasoning, outcome = row
     if finish == STREAMING:
         finish = "interrupted"  # the process ended while this reply was arriving
     return Message(role, content, tokens=-1 if tokens is None else tokens, pinned=bool(pinned),
                    finish_reason=finish, estimated=bool(estimated), id=message_id, reasoning=reasoning,
-                   parts=parts)
+                   parts=parts, outcome=outcome)
 
 
 def _drop_unused_attachments(db: sqlite3.Connection) -> None:

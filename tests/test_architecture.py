@@ -16,13 +16,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "chatcli"
 
 # Higher layers may import lower ones (later in the list), never the reverse.
 LAYERS = ["cli", "repl", "keybindings", "commands", "session", "doctor", "chat", "render", "client", "quirks",
-          "export", "recorder", "store", "migrations", "config", "schema", "attachments", "conversation",
-          "mdblocks", "textsafe", "events", "errors"]
+          "export", "recorder", "store", "migrations", "config", "roles", "schema", "attachments",
+          "conversation", "mdblocks", "textsafe", "events", "errors"]
 HOMES = {"openai": {"client"}, "rich": {"render"}, "typer": {"cli"},
          "prompt_toolkit": {"repl", "keybindings"}, "sqlite3": {"store", "migrations"}, "click": set()}
 LAZY = {"openai", "rich"}
-STDLIB_ONLY = {"attachments", "conversation", "errors", "mdblocks", "schema", "export", "textsafe", "events",
-               "client/chunks", "client/sse", "client/think"}
+STDLIB_ONLY = {"attachments", "roles", "conversation", "errors", "mdblocks", "schema", "export", "textsafe",
+               "events", "client/chunks", "client/sse", "client/think"}
 
 
 def modules() -> dict[str, ast.Module]:

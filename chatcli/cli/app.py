@@ -23,7 +23,7 @@ from chatcli.cli.base import (
     read_stdin,
 )
 from chatcli.cli.chatting import answer, ask_words, interact
-from chatcli.cli.options import Flags, with_flags
+from chatcli.cli.options import ConfigOpt, Flags, ModelOpt, ProfileOpt, RoleOpt, with_flags
 
 EPILOG = """\b
 Examples:
@@ -37,6 +37,8 @@ Examples:
   echo "translate to English: 你好" | chatcli
   chatcli ask --session work "and the next step?"
   chatcli ask --json "hi"
+  chatcli ask -r translate "你好"             a role: [roles.NAME] in the config
+  chatcli cmd "find files over 100 MB"     a shell command, run only if you press e
   chatcli sessions search "docker"
 """
 
@@ -112,8 +114,11 @@ app = typer.Typer(
 config_app = typer.Typer(help="Show or create the configuration file.", no_args_is_help=True)
 sessions_app = typer.Typer(help="List, search, export and remove saved conversations.",
                            no_args_is_help=True)
+roles_app = typer.Typer(help="List the roles (built in and configured), or show one.",
+                        invoke_without_command=True)
 app.add_typer(config_app, name="config")
 app.add_typer(sessions_app, name="sessions")
+app.add_typer(roles_app, name="roles")
 
 
 # --- chatcli and chatcli ask --------------------------------------------------------
@@ -165,3 +170,47 @@ def ask(
     """Answer one question and exit. Piped text and attached files (-f) are sent too,
     before the question."""
     ask_words(flags.over(ctx.obj), question or [])
+
+
+@app.command("cmd", short_help="Turn a sentence into a shell command; run it only if you press e.")
+def cmd(
+    ctx: typer.Context,
+    request: Annotated[list[str] | None, typer.Argument(
+        metavar="REQUEST", help="What the command should do; several words are joined.",
+        show_default=False)] = None,
+    model: ModelOpt = None,
+    profile: ProfileOpt = None,
+    role: RoleOpt = None,
+    no_save: Annotated[bool | None, typer.Option("--no-save", help="Do not save this conversation.",
+                                                 show_default=False)] = None,
+    debug: Annotated[bool | None, typer.Option("--debug", help="Print request and response details to "
+                                               "stderr.", show_default=False)] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Ask for one shell command (the shell role: your OS and shell's names, nothing else
+    about your machine), show it, and wait for one key: e runs it in your $SHELL, r revises,
+    d describes it, c copies it, a (or Enter, Esc, Ctrl-C) aborts. Piped, or in CI, the
+    command is printed and never run. The exit code is the command's when it ran."""
+    from chatcli.cli.shellcmd import shell_command
+
+    flags = Flags(model=model, profile=profile, role=role, no_save=no_save, debug=debug, config=config)
+    raise typer.Exit(shell_command(flags.over(ctx.obj), request or []))
+
+
+@app.command("shell-init", short_help="Print a key binding for your shell: a sentence becomes a command.")
+def shell_init(shell: Annotated[str, typer.Argument(metavar="bash|zsh|fish", help="Your shell.")]) -> None:
+    """Print lines for your shell's rc file: Ctrl-X Ctrl-G sends the text on the command line
+    to `chatcli cmd` and puts the suggested command back on the line, to edit or to run with
+    Enter. Nothing runs by itself. Add them with, for bash: chatcli shell-init bash >> ~/.bashrc"""
+    import shutil
+
+    from chatcli.cli.shellinit import SNIPPETS, snippet
+
+    if shell not in SNIPPETS:
+        raise errors.UsageError(f"no key binding for {shell!r}", hint="chatcli shell-init bash, zsh or fish")
+    import os
+
+    running = sys.argv[0]  # the script itself, by its full path, when run as `chatcli`
+    exe = running if os.path.isabs(running) and os.path.basename(running) == "chatcli" else \
+        shutil.which("chatcli") or "chatcli"
+    sys.stdout.write(snippet(shell, exe))

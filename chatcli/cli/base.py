@@ -33,6 +33,7 @@ class Flags:
     model: str | None = None
     system_prompt: str | None = None
     profile: str | None = None
+    role: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
     config: Path | None = None
@@ -60,7 +61,7 @@ class Flags:
 
     def settings_flags(self) -> dict[str, Any]:
         return {"model": self.model, "system_prompt": self.system_prompt,
-                "profile": self.profile, "temperature": self.temperature,
+                "profile": self.profile, "role": self.role, "temperature": self.temperature,
                 "max_tokens": self.max_tokens, "reasoning": self.reasoning,
                 "reasoning_effort": self.reasoning_effort, "image_detail": self.image_detail,
                 "params": parse_params(self.params) if self.params else None}
@@ -83,6 +84,8 @@ class Flags:
                                     hint="--code prints the reply's code, --json the whole response")
         if any(not ref.strip() for ref in self.files or ()):
             raise errors.UsageError("--file needs a path", hint="chatcli ask -f notes.txt \"summarise\"")
+        if self.role is not None and not self.role.strip():
+            raise errors.UsageError("--role needs a role name", hint="chatcli roles lists them")
         if self.session is not None and not self.session.strip():
             raise errors.UsageError("--session needs a name or a number",
                                     hint="chatcli sessions list shows them")

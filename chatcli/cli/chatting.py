@@ -109,12 +109,37 @@ def open_session(flags: Flags, settings: Settings, diag: Diagnostics, *,
     # A one-shot answer that must be saved says so once, at the end, as its exit code.
     warn = (lambda text: None) if must_save(flags) and not interactive else diag.warning
     session = Session(settings, client_factory=make_client, load_profile=load_profile,
-                      profiles=list(settings.profiles), store=store, warn=warn)
+                      profiles=list(settings.profiles), store=store, warn=warn,
+                      role_base=role_base(flags, settings))
     if flags.session:
         session.open(flags.session)
     elif flags.resume_latest and session.resume_latest() is None:
         diag.note("no saved conversation yet; starting a new one")
     return session
+
+
+def role_base(flags: Flags, settings: Settings) -> dict[str, Any]:
+    """What the role given with -r changed, as it would be without it (for /role to restore)."""
+    if settings.role is None:
+        return {}
+    from dataclasses import replace
+
+    base = build_settings(replace(flags, role=None))
+    mine = f"role {settings.role}"
+    return {key: getattr(base, key) for key, origin in settings.origins.items() if origin == mine}
+
+
+def with_template(settings: Settings, question: str, piped: str | None,
+                  files: list[str] | None) -> tuple[str, str | None]:
+    """A role's template filled with the question (or, with none, the piped text): the
+    message a one-shot question sends, and what is left of the piped text."""
+    if not settings.template:
+        return question, piped
+    if question.strip():
+        return settings.template.replace("{input}", question), piped
+    if piped is not None and piped.strip() and not files:
+        return settings.template.replace("{input}", piped.strip("\n")), None
+    return question, piped
 
 
 def answer(question: str | None, piped: str | None, flags: Flags, settings: Settings) -> None:
@@ -127,15 +152,16 @@ def answer(question: str | None, piped: str | None, flags: Flags, settings: Sett
     if flags.debug:
         diag.debug(f"profile {settings.profile or '(none)'}, model {settings.model}, "
                    f"endpoint {settings.base_url}, key from {settings.key_source.describe(os.environ)}")
+    question, piped = with_template(settings, (question or "").strip(), piped, flags.files)
     attach_all(session, flags.files, piped, diag)
     if flags.json or flags.code:
-        sink: Any = _NullSink()
+        sink: Any = NullSink()
     elif wants_color(sys.stdout, os.environ) and settings.markdown and not flags.no_markdown:
         sink = MarkdownSink(file=sys.stdout, reasoning=settings.reasoning)
     else:  # stdout gets the answer alone; the thinking, when asked for, goes to stderr
         sink = PlainSink(sys.stdout, thinking=sys.stderr if settings.reasoning == "show" else None)
     try:
-        result = session.ask((question or "").strip(), sink, stream=not (flags.no_stream or flags.json))
+        result = session.ask(question, sink, stream=not (flags.no_stream or flags.json))
     except errors.ChatcliError:
         if must_save(flags) and session.save_failure is not None:
             diag.warning(f"{session.save_failure.message}; this conversation was not saved")
@@ -158,7 +184,7 @@ def answer(question: str | None, piped: str | None, flags: Flags, settings: Sett
                                   hint=session.save_failure.hint)
 
 
-class _NullSink:
+class NullSink:
     def event(self, event: Any) -> None:
         pass
 
@@ -184,7 +210,8 @@ def interact(flags: Flags, settings: Settings | None = None, *, first: str | Non
         resolve_key(settings)  # a first run without a key learns how to set one up now
     session = open_session(flags, settings, diag, interactive=True)
     color = wants_color(sys.stdout, env)
-    diag.usage(f"chatcli {__version__} · {settings.model} at {settings.base_url} · "
+    role = f" · role {settings.role}" if settings.role else ""
+    diag.usage(f"chatcli {__version__} · {settings.model} at {settings.base_url}{role} · "
                "/help for commands, Ctrl-D to leave")
     attach_all(session, flags.files, None, diag)
     if session.pending:

@@ -11,9 +11,16 @@ from typing import Annotated
 import typer
 
 from chatcli import errors
-from chatcli.cli.app import app, config_app, sessions_app
+from chatcli.cli.app import app, config_app, roles_app, sessions_app
 from chatcli.cli.base import REDACT, Flags, build_settings, diagnostics, load_config
-from chatcli.cli.options import ConfigOpt, ModelOpt, ProfileOpt, complete_conversations
+from chatcli.cli.options import (
+    ConfigOpt,
+    ModelOpt,
+    ProfileOpt,
+    RoleOpt,
+    complete_conversations,
+    complete_roles,
+)
 from chatcli.config import Settings, data_dir, default_config_path
 from chatcli.render import counted, for_terminal, wants_color
 from chatcli.store import ConversationInfo, Store, open_store
@@ -31,11 +38,13 @@ def config_path(config: ConfigOpt = None) -> None:
 
 
 @config_app.command("show")
-def config_show(ctx: typer.Context, profile: ProfileOpt = None, config: ConfigOpt = None) -> None:
-    """Print the settings in effect, after the merge. Secrets are never shown."""
+def config_show(ctx: typer.Context, profile: ProfileOpt = None, role: RoleOpt = None,
+                config: ConfigOpt = None) -> None:
+    """Print the settings in effect, after the merge, each with where it came from (-r: with a
+    role). Secrets are never shown."""
     from chatcli.config import describe
 
-    flags = Flags(profile=profile, config=config).over(ctx.find_root().obj)
+    flags = Flags(profile=profile, role=role, config=config).over(ctx.find_root().obj)
     print(describe(build_settings(flags), os.environ), end="")
 
 
@@ -212,6 +221,44 @@ def sessions_rm(
     for info in found.values():
         store.delete(info.id)
     diagnostics().note(f"removed {counted(len(found), 'conversation')}")
+
+
+@roles_app.callback()
+def roles_list(ctx: typer.Context, config: ConfigOpt = None) -> None:
+    """The roles, built in and from the config file, each with the first line of its system
+    prompt. `chatcli roles show NAME` prints one whole."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from chatcli.export import columns
+
+    roles = build_settings(Flags(config=config).over(ctx.find_root().obj)).roles
+    rows = [(name, "built in" if role.origin == "built in" else "config", _cut(role.first_line, 70))
+            for name, role in sorted(roles.items())]
+    sys.stdout.write(columns([("ROLE", "FROM", "SYSTEM PROMPT"), *(tuple(map(_cell, row)) for row in rows)]))
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@roles_app.command("show")
+def roles_show(ctx: typer.Context,
+               name: Annotated[str, typer.Argument(metavar="NAME", autocompletion=complete_roles,
+                                                   help="The role's name.")],
+               config: ConfigOpt = None) -> None:
+    """Print a role: its system prompt, template, profile and settings."""
+    from chatcli.schema import toml_value
+
+    roles = build_settings(Flags(config=config).over(ctx.find_root().obj)).roles
+    if name not in roles:
+        raise errors.UsageError(f"no role {name!r}", hint=f"roles: {', '.join(sorted(roles))}")
+    role = roles[name]
+    lines = [f"[roles.{name}]  # {role.origin}"]
+    for key, value in (("system", role.system), ("template", role.template), ("profile", role.profile),
+                       *role.settings.items()):
+        if value is not None:
+            lines.append(f"{key} = {toml_value(value)}")
+    print(for_terminal("\n".join(lines), sys.stdout))
 
 
 @app.command(short_help="Check the setup, from the config file to a streamed reply.")

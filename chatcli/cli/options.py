@@ -21,7 +21,7 @@ import typer
 from chatcli.cli.base import Flags
 from chatcli.textsafe import visible
 
-__all__ = ["SHARED", "ConfigOpt", "Flags", "ModelOpt", "ProfileOpt", "with_flags"]
+__all__ = ["SHARED", "ConfigOpt", "Flags", "ModelOpt", "ProfileOpt", "RoleOpt", "with_flags"]
 
 
 def _flag(*names: str, help: str) -> Any:
@@ -38,6 +38,18 @@ def complete_profiles(ctx: typer.Context, incomplete: str) -> list[str]:
 
         settings, _ = load_config(Flags(config=_given_config(ctx)))
         return [name for name in settings.profiles if name.startswith(incomplete)]
+    except Exception:
+        return []
+
+
+def complete_roles(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
+    """Role names, each with its first line as the help zsh and fish show."""
+    try:
+        from chatcli.cli.base import load_config
+
+        settings, _ = load_config(Flags(config=_given_config(ctx)))
+        return [(name, visible(role.first_line)[:60]) for name, role in sorted(settings.roles.items())
+                if name.startswith(incomplete)]
     except Exception:
         return []
 
@@ -82,6 +94,9 @@ SHARED: tuple[tuple[str, str, Any], ...] = (
     ("profile", "profile", Annotated[str | None, typer.Option(
         "--profile", "-p", metavar="NAME", help='Profile from the config file ([profiles.NAME]; '
         '"" for none).', autocompletion=complete_profiles)]),
+    ("role", "role", Annotated[str | None, typer.Option(
+        "--role", "-r", metavar="NAME", help="A role: its system prompt and settings ([roles.NAME], or "
+        "built in: shell, code, describe; `chatcli roles` lists them).", autocompletion=complete_roles)]),
     ("temperature", "temperature", Annotated[float | None, typer.Option(
         "--temperature", "-t", metavar="X", min=0.0, max=2.0, help="Sampling temperature, 0 to 2.")]),
     ("max_tokens", "max_tokens", Annotated[int | None, typer.Option(
@@ -148,4 +163,5 @@ def with_flags(command: Callable[..., Any]) -> Callable[..., Any]:
 _DECLARED = {name: declared for name, _, declared in SHARED}
 ModelOpt = _DECLARED["model"]
 ProfileOpt = _DECLARED["profile"]
+RoleOpt = _DECLARED["role"]
 ConfigOpt = _DECLARED["config"]

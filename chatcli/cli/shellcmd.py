@@ -1,0 +1,209 @@
+"""`chatcli cmd`: a sentence in, one shell command out, run only when the user presses e.
+
+The `shell` role asks for exactly one command for the user's OS and shell (their names
+only: never the environment, paths or history). On a terminal the command is shown
+highlighted with a one-key menu; anything but e (Enter, Esc, Ctrl-C included) runs
+nothing. Not on a terminal (a pipe, $(...), CI) the command is printed and never run:
+there is no flag that runs without a keypress. What became of it is saved with the reply.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import replace
+from typing import Any
+
+from chatcli import errors
+from chatcli.cli.base import Flags, build_settings, diagnostics, read_stdin, resolve_key
+from chatcli.render import Diagnostics, wants_color
+from chatcli.session import Session
+from chatcli.textsafe import is_plain, visible
+
+SHELL_ROLE = "shell"
+MENU = "[e]xecute  [r]evise  [d]escribe  [c]opy  [a]bort (Enter, Esc) "
+ABORT_KEYS = {"a", "\r", "\n", "\x1b", "\x04", "q"}
+
+
+def interactive(env: Any = os.environ) -> bool:
+    """The menu needs a person: stdin and stdout on a terminal, and not CI."""
+    ci = env.get("CI", "").lower() not in ("", "0", "false")
+    return sys.stdin.isatty() and sys.stdout.isatty() and not ci
+
+
+def command_of(reply: str) -> str:
+    """The command in a reply: the first code block's contents when the model fenced it
+    anyway, without a leading `$ ` prompt or wrapping backticks."""
+    from chatcli.mdblocks import code_blocks
+
+    blocks = code_blocks(reply)
+    text = blocks[0] if blocks else reply
+    text = text.strip()
+    if text.startswith("`") and text.endswith("`") and "\n" not in text:
+        text = text.strip("`").strip()
+    return "\n".join(re.sub(r"^\s*\$ ", "", line) for line in text.splitlines()).strip()
+
+
+def shell_command(flags: Flags, words: list[str]) -> int:
+    """`chatcli cmd WORDS...`: the exit code is the command's when it ran, else 0 (130 for
+    Ctrl-C at the menu)."""
+    from chatcli.cli.chatting import open_session
+
+    flags = flags.check()
+    diag = diagnostics()
+    settings = build_settings(replace(flags, role=flags.role or SHELL_ROLE), diag)
+    text = " ".join(words).strip()
+    if not text:
+        piped = read_stdin(diag, context_window=settings.context_window)
+        text = (piped or "").strip()
+    if not text:
+        raise errors.UsageError("what should the command do?", hint='chatcli cmd "find files over 100 MB"')
+    session = open_session(flags, settings, diag, key=resolve_key(settings))
+    person = interactive()
+    while True:
+        command = _ask(session, text, diag, shown=person)
+        if not person:
+            sys.stdout.write(command + "\n")
+            sys.stdout.flush()
+            session.record_outcome("printed, not run")
+            return errors.EXIT_OK
+        choice = _menu(session, command, diag)
+        if choice is None:
+            continue  # a description was shown, or revising was given up: the menu again
+        if isinstance(choice, int):
+            return choice
+        text = choice  # a revision: asked in the same conversation
+
+
+def _ask(session: Session, text: str, diag: Diagnostics, *, shown: bool) -> str:
+    from chatcli.cli.chatting import NullSink
+
+    if shown:
+        diag.note(f"asking {session.settings.model}…")
+    result = session.ask(text, NullSink(), stream=True)
+    command = command_of(result.reply.content)
+    if not command:
+        raise errors.ServerError("the model suggested no command (an empty reply)", hint="try again, "
+                                 "or say it differently")
+    if not is_plain(command.replace("\n", " ")):
+        raise errors.ServerError(f"the suggested command holds control characters, so it is not offered: "
+                                 f"{visible(command)}", hint="try again")
+    if result.notice:
+        diag.warning(result.notice)
+    return command
+
+
+def _menu(session: Session, command: str, diag: Diagnostics) -> str | int | None:
+    """Show the command and read one key. Returns an exit code when done, a follow-up to
+    ask, or None to show the menu again."""
+    from chatcli.render import make_console, print_command
+
+    console = make_console(sys.stdout, color=wants_color(sys.stdout, os.environ))
+    shell = os.path.basename(os.environ.get("SHELL", "")) or "sh"
+    while True:
+        print_command(console, command, shell)
+        if command.lstrip().startswith("#"):  # the model says no command can do it
+            session.record_outcome("no command")
+            return errors.EXIT_OK
+        key = read_key(MENU)
+        if key == "e":
+            return _execute(session, command, diag)
+        if key == "r":
+            try:
+                follow = input("revise: ").strip()
+            except (EOFError, KeyboardInterrupt):
+                follow = ""
+                sys.stderr.write("\n")
+            if follow:
+                return follow
+            continue
+        if key == "d":
+            _describe(session, command, diag)
+            continue
+        if key == "c":
+            from chatcli.render import osc52
+
+            sys.stdout.write(osc52(command, os.environ))
+            sys.stdout.flush()
+            session.record_outcome("copied, not run")
+            diag.note("copied to the clipboard (OSC 52); nothing was run")
+            return errors.EXIT_OK
+        if key in ABORT_KEYS or key == "\x03":
+            session.record_outcome("not run")
+            diag.note("nothing was run")
+            return errors.EXIT_INTERRUPTED if key == "\x03" else errors.EXIT_OK
+
+
+def read_key(prompt: str) -> str:
+    """One key from the terminal, without Enter: a letter in lower case, "\\r" for Enter,
+    "\\x1b" for Esc (or any key that sends an escape sequence), "\\x03" for Ctrl-C."""
+    import select
+    import termios
+    import tty
+
+    sys.stderr.write(prompt)
+    sys.stderr.flush()
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    key = b"\x03"  # Ctrl-C pressed before the terminal was in raw mode arrives as a signal
+    try:
+        # Raw: Ctrl-C arrives as a key (it aborts like Esc). TCSANOW, not setraw's default
+        # TCSAFLUSH, which would throw away a key typed before the menu was drawn.
+        tty.setraw(fd, termios.TCSANOW)
+        key = os.read(fd, 1)
+        if key == b"\x1b" or key[0] >= 0x80:  # the rest of an arrow key, or of a wide character
+            while select.select([fd], [], [], 0.05)[0]:
+                key += os.read(fd, 16)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+    sys.stderr.write("\n")
+    sys.stderr.flush()
+    if key.startswith(b"\x1b"):
+        return "\x1b"
+    return key.decode("utf-8", "replace").lower() if len(key) == 1 else ""
+
+
+def _execute(session: Session, command: str, diag: Diagnostics) -> int:
+    """Run `command` in the user's shell, in this directory with this environment, its
+    output live; chatcli leaves with its exit code. Ctrl-C goes to the command, not to chatcli."""
+    import signal
+    import subprocess
+
+    shell = os.environ.get("SHELL") or "/bin/sh"
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        done = subprocess.run([shell, "-c", command], check=False)
+    except OSError as exc:
+        raise errors.UsageError(f"cannot run {shell}: {exc.strerror or exc}", hint="check $SHELL") from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    code = done.returncode if done.returncode >= 0 else 128 - done.returncode
+    session.record_outcome(f"ran, exit {code}")
+    diag.note(f"the command exited with {code}")
+    return code
+
+
+def _describe(session: Session, command: str, diag: Diagnostics) -> None:
+    """The describe role explains the command (a request of its own, not saved)."""
+    from chatcli.chat import run_turn
+    from chatcli.conversation import Conversation
+    from chatcli.render import MarkdownSink, PlainSink
+
+    role = session.settings.roles.get("describe")
+    if role is None:
+        diag.error("no describe role")
+        return
+    values = role.layer(os.environ, sys.platform)
+    system = values.pop("system_prompt", None)
+    settings = replace(session.settings, **values)
+    sink: Any = (MarkdownSink(file=sys.stdout) if wants_color(sys.stdout, os.environ) and settings.markdown
+                 else PlainSink(sys.stdout))
+    try:
+        run_turn(Conversation(system=system), command, client=session.client, settings=settings, sink=sink)
+    except errors.Interrupted:
+        diag.note("interrupted")
+    except errors.ChatcliError as exc:
+        diag.error(exc)

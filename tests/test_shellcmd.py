@@ -1,0 +1,181 @@
+"""`chatcli cmd` and `chatcli shell-init`: a sentence becomes a command that runs only when a
+person presses e, driven on a real pseudo-terminal."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+import pexpect
+import pytest
+
+from chatcli.cli.shellcmd import command_of
+from tests.conftest import TEST_KEY
+from tests.fake_server import Reply
+from tests.test_e2e_terminal import BIN, expect, seen
+
+MENU = r"\[a\]bort \(Enter, Esc\)"
+
+
+@pytest.mark.parametrize(("reply", "command"), [
+    ("ls -la", "ls -la"),
+    ("```bash\nfind . -size +100M\n```", "find . -size +100M"),
+    ("`du -sh *`", "du -sh *"),
+    ("$ git status", "git status"),
+    ("Here:\n```sh\n$ a && b\n```\nDone.", "a && b"),
+])
+def test_the_command_is_taken_out_of_whatever_the_model_wrapped_it_in(reply, command):
+    assert command_of(reply) == command
+
+
+def test_not_on_a_terminal_the_command_is_printed_and_never_run(run, endpoint, tmp_path, db):
+    marker = tmp_path / "ran.txt"
+    endpoint.queue(Reply(text=f"touch {marker}"))
+    result = run("cmd", "make", "a", "file")
+    assert result.code == 0 and result.stdout == f"touch {marker}\n"
+    assert not marker.exists()
+    system = endpoint.chat_requests[0]["messages"][0]["content"]
+    assert "exactly one shell command" in system
+    outcome = sqlite3.connect(db).execute("SELECT outcome FROM messages WHERE role = 'assistant'").fetchall()
+    assert outcome == [("printed, not run",)]
+
+
+def test_in_ci_on_a_terminal_it_is_printed_too(endpoint, tmp_path):
+    marker = tmp_path / "ran.txt"
+    endpoint.queue(Reply(text=f"touch {marker}"))
+    child = spawn_cmd(endpoint, tmp_path, "make a file", CI="true")
+    child.expect(pexpect.EOF)
+    assert f"touch {marker}" in seen(child) and "[e]xecute" not in seen(child)
+    assert not marker.exists()
+
+
+def test_nothing_to_do_is_a_usage_error(run, endpoint):
+    assert run("cmd").code == 2
+
+
+def spawn_cmd(endpoint, tmp_path, request: str, **env: str):
+    full_env = {**os.environ, "OPENAI_BASE_URL": endpoint.base_url, "OPENAI_API_KEY": TEST_KEY,
+                "CHATCLI_MODEL": "test-model", "CHATCLI_DATA_DIR": str(tmp_path / "data"),
+                "TERM": "xterm-256color", "SHELL": "/bin/sh", "CI": "", **env}
+    return pexpect.spawn(str(BIN), ["cmd", request], env=full_env, cwd=str(tmp_path), dimensions=(30, 100),
+                         encoding="utf-8", timeout=20)
+
+
+def outcomes(tmp_path) -> list[tuple[str]]:
+    db = sqlite3.connect(tmp_path / "data" / "chatcli.db")
+    return db.execute("SELECT outcome FROM messages WHERE role = 'assistant' ORDER BY id").fetchall()
+
+
+def test_e_runs_the_command_in_the_shell_and_its_exit_code_comes_back(endpoint, tmp_path):
+    endpoint.queue(Reply(text="echo hi-from-$((40+2)) && pwd && exit 3"))
+    child = spawn_cmd(endpoint, tmp_path, "say hi then fail")
+    expect(child, MENU)
+    assert "echo hi-from-$((40+2)) && pwd && exit 3" in seen(child)
+    child.send("e")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert "hi-from-42" in seen(child) and str(tmp_path) in seen(child)  # this directory
+    assert child.exitstatus == 3
+    assert outcomes(tmp_path) == [("ran, exit 3",)]
+
+
+@pytest.mark.parametrize(("keys", "status"), [("\r", 0), ("a", 0), ("\x1b", 0), ("\x03", 130), ("x\r", 0)])
+def test_anything_but_e_runs_nothing_and_enter_is_abort(keys, status, endpoint, tmp_path):
+    marker = tmp_path / "ran.txt"
+    endpoint.queue(Reply(text=f"touch {marker}"))
+    child = spawn_cmd(endpoint, tmp_path, "make a file")
+    expect(child, MENU)
+    child.send(keys)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == status and "nothing was run" in seen(child)
+    assert not marker.exists()
+    assert outcomes(tmp_path) == [("not run",)]
+
+
+def test_r_revises_in_the_same_conversation(endpoint, tmp_path):
+    endpoint.queue(Reply(text="ls"), Reply(text="ls -la"))
+    child = spawn_cmd(endpoint, tmp_path, "list files")
+    expect(child, MENU)
+    child.send("r")
+    expect(child, "revise: ")
+    child.send("include hidden ones\r")
+    expect(child, MENU)
+    assert "ls -la" in seen(child)
+    child.send("a")
+    child.expect(pexpect.EOF)
+    second = endpoint.chat_requests[1]["messages"]
+    assert [m["content"] for m in second[1:]] == ["list files", "ls", "include hidden ones"]
+
+
+def test_d_describes_the_command_with_the_describe_role_then_asks_again(endpoint, tmp_path):
+    endpoint.queue(Reply(text="rm -rf build"), Reply(text="Deletes the build directory, for good."))
+    child = spawn_cmd(endpoint, tmp_path, "clean up")
+    expect(child, MENU)
+    child.send("d")
+    expect(child, MENU)
+    assert "Deletes the build directory, for good." in seen(child)
+    child.send("\r")
+    child.expect(pexpect.EOF)
+    described = endpoint.chat_requests[1]["messages"]
+    assert "Explain the shell command" in described[0]["content"]
+    assert described[1:] == [{"role": "user", "content": "rm -rf build"}]
+
+
+def test_c_copies_the_command_with_osc_52_and_runs_nothing(endpoint, tmp_path):
+    import base64
+
+    endpoint.queue(Reply(text="df -h"))
+    child = spawn_cmd(endpoint, tmp_path, "disk space")
+    expect(child, MENU)
+    child.send("c")
+    child.expect(pexpect.EOF)
+    assert f"\x1b]52;c;{base64.b64encode(b'df -h').decode()}\a" in child.before
+    assert outcomes(tmp_path) == [("copied, not run",)]
+
+
+def test_a_command_with_control_characters_is_not_offered(run, endpoint):
+    endpoint.queue(Reply(text="echo \x1b]52;c;aGk=\x07"))
+    result = run("cmd", "anything")
+    assert result.code == 6 and "control characters" in result.stderr and "\x1b" not in result.stderr
+    assert result.stdout == ""
+
+
+# --- shell-init -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("shell", "binding"), [("bash", "bind -x '\"\\C-x\\C-g\": __chatcli_cmd'"),
+                                                ("zsh", "bindkey '^X^G' __chatcli_cmd"),
+                                                ("fish", r"bind \cx\cg __chatcli_cmd")])
+def test_shell_init_prints_a_binding_that_calls_cmd(shell, binding, run):
+    text = run("shell-init", shell).stdout
+    assert binding in text and " cmd -- " in text and "nothing runs by itself" in text
+
+
+def test_shell_init_for_an_unknown_shell_is_a_usage_error(run):
+    result = run("shell-init", "tcsh")
+    assert result.code == 2 and "bash, zsh or fish" in result.stderr
+
+
+def test_the_bash_binding_puts_the_command_on_the_line_and_runs_nothing(endpoint, tmp_path):
+    marker = tmp_path / "ran.txt"
+    endpoint.queue(Reply(text=f"touch {marker}"))
+    env = {**os.environ, "OPENAI_BASE_URL": endpoint.base_url, "OPENAI_API_KEY": TEST_KEY,
+           "CHATCLI_MODEL": "test-model", "CHATCLI_DATA_DIR": str(tmp_path / "data"), "TERM": "xterm",
+           "PS1": "$ ", "INPUTRC": "/dev/null"}
+    child = pexpect.spawn("bash", ["--norc", "--noprofile", "-i"], env=env, encoding="utf-8", timeout=20,
+                          dimensions=(24, 120))
+    child.expect_exact("$ ")
+    child.sendline(f'eval "$({BIN} shell-init bash)"')
+    child.expect_exact("$ ")
+    child.send("make a marker file")
+    child.send("\x18\x07")  # Ctrl-X Ctrl-G
+    child.expect_exact(f"touch {marker}")
+    assert not marker.exists()  # on the line, not run
+    child.send("\x15")  # Ctrl-U: the user decides not to run it
+    child.sendline("echo done-$((1+1))")
+    child.expect_exact("done-2")
+    child.sendline("exit")
+    child.expect(pexpect.EOF)
+    assert not marker.exists()
+    assert endpoint.chat_requests[0]["messages"][-1]["content"] == "make a marker file"
