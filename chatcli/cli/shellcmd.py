@@ -101,7 +101,11 @@ def _menu(session: Session, command: str, diag: Diagnostics) -> str | int | None
 
     console = make_console(sys.stdout, color=wants_color(sys.stdout, os.environ))
     shell = os.path.basename(os.environ.get("SHELL", "")) or "sh"
+    again = False
     while True:
+        if again:  # after a description or an unknown key: the command again, set apart
+            console.print()
+        again = True
         print_command(console, command, shell)
         if command.lstrip().startswith("#"):  # the model says no command can do it
             session.record_outcome("no command")
