@@ -54,6 +54,8 @@ class Journal(Protocol):
 
     def reply_done(self, message: Message) -> Message: ...
 
+    def continuing(self, reply: Message) -> None: ...
+
 
 class NoJournal:
     """For --no-save: nothing is written."""
@@ -69,6 +71,9 @@ class NoJournal:
 
     def reply_done(self, message: Message) -> Message:
         return message
+
+    def continuing(self, reply: Message) -> None:
+        pass
 
 
 class Sink(Protocol):
@@ -198,11 +203,53 @@ def _shrunk(conversation: Conversation, window: Window, settings: Settings,
         limit=refused.limit, used=refused.used)
 
 
+# Replies that ended before their end, with text: what /continue can finish.
+CONTINUABLE = ("length", INTERRUPTED, ERROR)
+# How a reply is continued (the `continue_style` key): "instruction" works everywhere (the cut
+# reply is sent as it is, then a user message asks to go on); "prefix" is DeepSeek's chat prefix
+# completion (base_url https://api.deepseek.com/beta: the last message is the assistant's, with
+# "prefix": true); "continue_final_message" is vLLM's (the last message is the assistant's, with
+# continue_final_message and no generation prompt).
+CONTINUE_INSTRUCTION = ("Your last message was cut off. Continue it exactly where it stopped, as if "
+                        "nothing had interrupted it: do not repeat anything, do not start over, no preamble.")
+
+
+def continue_reply(conversation: Conversation, *, client: ChatClient, settings: Settings, sink: Sink,
+                   journal: Journal | None = None, style: str = "instruction") -> TurnResult:
+    """Finish the last reply, cut by max_tokens, Ctrl-C, a crash or an error: the new text is
+    added to the same message, saved as it arrives, and only the new text goes to `sink`."""
+    journal = journal or NoJournal()
+    last = conversation.messages[-1] if conversation.messages else None
+    if last is None or last.role != ASSISTANT or not last.content or last.finish_reason not in CONTINUABLE:
+        raise errors.UsageError("nothing to continue: the last reply " + (
+            "ended normally" if last is not None and last.role == ASSISTANT and last.content else
+            "is not a cut-off reply with text"), hint="/retry asks again for a new reply")
+    window = window_for(conversation, settings)
+    messages = window.to_api()
+    params = dict(settings.params)
+    if style == "prefix":
+        messages[-1] = {**messages[-1], "prefix": True}
+    elif style == "continue_final_message":
+        params.update(continue_final_message=True, add_generation_prompt=False)
+    else:
+        messages.append({"role": USER, "content": CONTINUE_INSTRUCTION})
+    request = ChatRequest(model=settings.model, messages=messages, temperature=settings.temperature,
+                          max_tokens=settings.max_tokens, reasoning_effort=settings.reasoning_effort,
+                          params=params)
+    conversation.messages.pop()
+    journal.continuing(last)
+    return _streamed(conversation, request, window, client, settings, sink, journal, prefix=last)
+
+
 def _streamed(conversation: Conversation, request: ChatRequest, window: Window, client: ChatClient,
-              settings: Settings, sink: Sink, journal: Journal) -> TurnResult:
-    parts: list[str] = []
-    thinking: list[str] = []  # the reasoning: kept with the reply, never sent again
-    size = thought = 0
+              settings: Settings, sink: Sink, journal: Journal, *,
+              prefix: Message | None = None) -> TurnResult:
+    """Stream a reply into the conversation; with `prefix`, the reply it continues (its text and
+    thinking come first, and a failure before any new text leaves it as it was)."""
+    parts: list[str] = [prefix.content] if prefix else []
+    thinking: list[str] = [prefix.reasoning] if prefix and prefix.reasoning else []
+    size, thought = sum(map(len, parts)), sum(map(len, thinking))
+    before = (len(parts), len(thinking))
     reported: UsageReport | None = None
     finish: str | None = None
     started, answer_after = time.monotonic(), None
@@ -231,20 +278,31 @@ def _streamed(conversation: Conversation, request: ChatRequest, window: Window, 
             elif isinstance(event, StreamEnd):
                 finish = event.finish_reason
     except KeyboardInterrupt:
-        _keep_partial(conversation, parts, thinking, INTERRUPTED, journal)
+        _keep_partial(conversation, parts, thinking, _ending(INTERRUPTED, prefix, before, parts, thinking),
+                      journal)
         raise errors.Interrupted("reply interrupted") from None
     except errors.ChatcliError:
-        _keep_partial(conversation, parts, thinking, ERROR, journal)
+        _keep_partial(conversation, parts, thinking, _ending(ERROR, prefix, before, parts, thinking), journal)
         raise
     except BaseException:  # SIGTERM/SIGHUP, stdout closed (`| head`), anything: keep the words
-        _keep_partial(conversation, parts, thinking, INTERRUPTED, journal)
+        _keep_partial(conversation, parts, thinking, _ending(INTERRUPTED, prefix, before, parts, thinking),
+                      journal)
         raise
     finally:
         events.close()
         sink.end()
     result = _commit(conversation, "".join(parts), finish, reported, window, settings, journal,
-                     reasoning="".join(thinking))
+                     reasoning="".join(thinking), estimate=prefix is not None)
     return replace(result, answer_after=answer_after)
+
+
+def _ending(status: str, prefix: Message | None, before: tuple[int, int], parts: list[str],
+            thinking: list[str]) -> str:
+    """How a reply that stopped is marked: `status`, unless it was a continuation that brought
+    nothing new (then it ended as it had)."""
+    if prefix is not None and (len(parts), len(thinking)) == before:
+        return prefix.finish_reason or status
+    return status
 
 
 def _whole(conversation: Conversation, request: ChatRequest, window: Window, client: ChatClient,
@@ -283,6 +341,7 @@ def _commit(
     journal: Journal,
     *,
     reasoning: str = "",
+    estimate: bool = False,  # the reply's size is not the completion's tokens (a continuation)
 ) -> TurnResult:
     hidden = ""
     if not reasoning:
@@ -297,7 +356,7 @@ def _commit(
                       reasoning_tokens=reported.reasoning_tokens)
         # The completion's tokens count the thinking too, which is never sent again: then
         # the reply's own size is estimated.
-        size = -1 if reasoning else usage.completion_tokens + MESSAGE_OVERHEAD  # -1: estimate it
+        size = -1 if reasoning or estimate else usage.completion_tokens + MESSAGE_OVERHEAD  # -1: estimate
         reply = Message(ASSISTANT, text, tokens=size, finish_reason=finish, reasoning=reasoning)
     else:
         usage = Usage(window.tokens, estimate_tokens(reasoning + text), estimated=True)

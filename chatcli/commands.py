@@ -29,7 +29,7 @@ from chatcli.textsafe import without_controls
 
 # What the REPL does after a command, beyond printing: leave, ask again, open the
 # editor with the payload, put the payload on the clipboard, or write it to `target`.
-Action = Literal["exit", "retry", "edit", "copy", "save"]
+Action = Literal["exit", "retry", "edit", "copy", "save", "continue", "edit_last"]
 
 
 @dataclass(frozen=True)
@@ -252,6 +252,29 @@ def _retry(session: Session, value: Any) -> Output:
     return Output(action="retry")
 
 
+def _continue(session: Session, value: Any) -> Output:
+    return Output(action="continue")
+
+
+def _fork(session: Session, value: Any) -> Output:
+    original, fork = session.fork(value)
+    kept = f"the first {counted(value, 'message')}" if value is not None else "all of it"
+    return Output(lines=(f"forked conversation {original} ({kept}) into {fork}, which you are in now; "
+                         f"/resume {original} goes back",))
+
+
+def _rewind(session: Session, value: Any) -> Output:
+    original, fork = session.fork(value)
+    return Output(lines=(f"back at message {value}: this is conversation {fork}, the next question "
+                         f"follows message {value}; the whole conversation stays as {original} "
+                         f"(/resume {original})",))
+
+
+def _edit_last(session: Session, value: Any) -> Output:
+    index = session.last_question()
+    return Output(action="edit_last", payload=session.conversation.messages[index].content)
+
+
 def _undo(session: Session, value: Any) -> Output:
     removed = session.undo()
     if not removed:
@@ -438,6 +461,15 @@ COMMANDS: tuple[Command, ...] = (
             "show or set the longest reply", _max_tokens),
     Command("retry", NONE, "send the last question again for a new reply", _retry),
     Command("undo", NONE, "remove the last question and its reply", _undo),
+    Command("continue", NONE, "finish the last reply where it was cut off (max_tokens, Ctrl-C, a crash)",
+            _continue),
+    Command("edit-last", NONE, "edit the last question in $EDITOR and send it instead (the conversation "
+            "as it was is kept as a fork)", _edit_last),
+    Command("rewind", Arg("number", "n", required=True, what="the message number", low=0),
+            "carry on from message n (as /history numbers them) in a fork; the whole conversation is kept",
+            _rewind),
+    Command("fork", Arg("number", "n", what="the message number", low=0),
+            "copy this conversation (up to message n) into a new one and carry on there", _fork),
     Command("history", NONE, "what the next request sends, and what trimming leaves out", _history),
     Command("tokens", NONE, "usage and cost so far, and how full the context is", _tokens),
     Command("copy", Arg("number", "n", what="the code block number"),

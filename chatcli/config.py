@@ -92,6 +92,7 @@ class Settings:
     markdown: bool = DEFAULTS["markdown"]
     reasoning: str = DEFAULTS["reasoning"]
     image_detail: str | None = DEFAULTS["image_detail"]
+    continue_style: str = DEFAULTS["continue_style"]
     profile: str | None = None
     profiles: tuple[str, ...] = ()  # every profile the file defines, for /profile and Tab
     role: str | None = None

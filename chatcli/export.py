@@ -23,8 +23,9 @@ def to_markdown(info: ConversationInfo, messages: list[Message], *, reasoning: b
     """The conversation as a Markdown document; with `reasoning`, each reply's thinking
     too, quoted before it."""
     title = info.title or f"Conversation {info.id}"
+    fork = f"forked from {info.parent_id} at message {info.forked_at}" if info.parent_id else None
     facts = " · ".join(filter(None, (info.model, info.profile and f"profile {info.profile}",
-                                     info.role and f"role {info.role}", local_time(info.created_at))))
+                                     info.role and f"role {info.role}", local_time(info.created_at), fork)))
     out = [f"# {title}", "", f"*{facts}*", ""]
     if info.system_prompt:
         out += ["**System**", "", info.system_prompt, ""]
@@ -115,7 +116,8 @@ def attached(message: Message) -> str:
 def summary(info: ConversationInfo) -> dict[str, Any]:
     """One conversation in `sessions list --json`."""
     return {"id": info.id, "name": info.name, "title": info.title, "messages": info.message_count,
-            "model": info.model, "profile": info.profile, "role": info.role, "created": int(info.created_at),
+            "model": info.model, "profile": info.profile, "role": info.role, "parent": info.parent_id,
+            "created": int(info.created_at),
             "updated": int(info.updated_at), "answered": info.answered}
 
 
@@ -125,7 +127,8 @@ LISTING = ("ID", "LAST USED", "MSGS", "MODEL", "TITLE")
 def listing_row(info: ConversationInfo) -> tuple[str, ...]:
     """One conversation in `sessions list` and `/sessions`, the columns of LISTING: its
     title as it can be typed back, marked when no reply ever came."""
-    title = " ".join(info.label.split()) + ("" if info.answered else " (no reply)")
+    title = " ".join(info.label.split()) + ("" if info.answered else " (no reply)") + (
+        f" (fork of {info.parent_id})" if info.parent_id else "")
     return (str(info.id), local_time(info.updated_at), str(info.message_count),
             " ".join((info.model or "-").split()), title)
 

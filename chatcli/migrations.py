@@ -176,6 +176,15 @@ def _schema_7(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE messages ADD COLUMN outcome TEXT")
 
 
+def _schema_8(db: sqlite3.Connection) -> None:
+    """Forks: a conversation copied from another (/fork, /rewind, /edit-last, sessions fork)
+    links to it and says how many of its messages it began with. Removing the parent keeps
+    the fork (the link is cleared)."""
+    db.execute("ALTER TABLE conversations ADD COLUMN parent_id INTEGER "
+               "REFERENCES conversations(id) ON DELETE SET NULL")
+    db.execute("ALTER TABLE conversations ADD COLUMN forked_at INTEGER")
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_schema_1, _schema_2, _schema_3,
                                                                 _schema_4, _schema_5, _schema_6,
-                                                                _schema_7)
+                                                                _schema_7, _schema_8)

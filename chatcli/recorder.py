@@ -82,6 +82,16 @@ class Recorder:
         """The reply about to arrive answers `question` (saved next to it, whoever else writes)."""
         self._question_id = question.id
 
+    def continuing(self, reply: Message) -> None:
+        """The next reply continues `reply` (/continue): its text and thinking are already saved,
+        as the first of the parts and thinking that reply_progress will be given."""
+        if reply.id is None or self.failure is not None:
+            return
+        reply_id = reply.id
+        self._safely(lambda: self.store.reopen(reply_id))
+        self._reply_id = reply_id
+        self._written, self._thought, self._seq = 1, (1 if reply.reasoning else 0), 0
+
     def reply_progress(self, parts: list[str], thinking: list[str]) -> None:
         """Save what arrived since the last write (at most every `interval` seconds): the
         answer's new text as a chunk, the thinking's added to its column."""

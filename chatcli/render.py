@@ -279,6 +279,13 @@ class MarkdownSink:
                 self._print_block(block)
             self._draw_open()
 
+    def resume_after(self, text: str) -> None:
+        """The reply goes on from `text` (/continue): its last, unfinished block is taken up
+        again, so new text completes that paragraph, or stays inside that code block, instead
+        of starting a block of its own. Nothing of `text` is printed until new text arrives."""
+        self._splitter.feed(visible(text))
+        self._printed = 1
+
     def whole(self, text: str) -> None:
         """Print a whole document (a saved conversation), block by block, nothing live."""
         for block in [*self._splitter.feed(visible(text)), *self._splitter.close()]:

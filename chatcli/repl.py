@@ -193,7 +193,30 @@ class Repl:
     @property
     def _actions(self) -> dict[commands.Action, Callable[[commands.Output], bool]]:
         return {"exit": lambda out: False, "retry": self._retry, "edit": self._send_edited,
-                "copy": self._copy, "save": self._save}
+                "copy": self._copy, "save": self._save, "continue": self._continue,
+                "edit_last": self._edit_last}
+
+    def _continue(self, out: commands.Output) -> bool:
+        last = self.session.conversation.messages[-1:]
+        self.diag.note("continuing the last reply")
+        self._turn(self.session.continue_last, after=last[0].content if last else "")
+        return True
+
+    def _edit_last(self, out: commands.Output) -> bool:
+        """The last question, edited, sent in its place: in a fork of the conversation up to
+        before it, so the conversation as it was stays whole."""
+        text = edit_text(out.payload, self.env)
+        if not text.strip():
+            self.diag.note("the editor returned nothing; nothing sent")
+            return True
+        index = self.session.last_question()
+        parts = self.session.conversation.messages[index].parts
+        original, fork = self.session.fork(index)
+        self.session.pending = [*parts, *self.session.pending]
+        self.diag.note(f"sent in place of the last question, in conversation {fork}; as it was, the "
+                       f"conversation stays as {original} (/resume {original})")
+        self._turn(lambda sink: self.session.ask(text, sink))
+        return True
 
     def _retry(self, out: commands.Output) -> bool:
         self._turn(self.session.retry)
@@ -239,11 +262,14 @@ class Repl:
         except (KeyboardInterrupt, EOFError):
             return False
 
-    def _turn(self, run: Callable[[Sink], TurnResult]) -> None:
+    def _turn(self, run: Callable[[Sink], TurnResult], *, after: str = "") -> None:
+        """One request, its reply drawn as it arrives; `after`: the text it continues."""
         mode = self.session.settings.reasoning
         sink: Sink = (MarkdownSink(self.console, reasoning=mode) if self.markdown else
                       PlainSink(self.console.file, raw=False,
                                 thinking=self.console.file if mode == "show" else None))
+        if after and isinstance(sink, MarkdownSink):
+            sink.resume_after(after)
         try:
             with typeahead_mode(self.prompt.input):
                 result = run(sink)

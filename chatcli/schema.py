@@ -82,6 +82,7 @@ def _is_params(v: Any) -> bool:
 REASONING_MODES = ("show", "collapse", "hide")
 EFFORTS = ("minimal", "low", "medium", "high")  # reasoning_effort, as the API names it
 TOKEN_LIMIT_PARAMS = ("auto", "max_tokens", "max_completion_tokens")
+CONTINUE_STYLES = ("instruction", "prefix", "continue_final_message")  # chat.continue_reply
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_MODEL = "gpt-4o-mini"
@@ -170,6 +171,10 @@ KEYS: tuple[Key, ...] = (
         "live then folded to one line when the answer starts (collapse), or only that "
         "line (hide). Into a pipe it is never written to stdout. Flag: --reasoning.",
         "show", "collapse"),
+    Key("continue_style", "instruction, prefix or continue_final_message", lambda v: v in CONTINUE_STYLES,
+        "How /continue asks the server to finish a cut-off reply: instruction (any server: the reply "
+        "as it is, then a request to go on), prefix (DeepSeek, with base_url "
+        "https://api.deepseek.com/beta) or continue_final_message (vLLM).", "prefix", "instruction"),
     Key("image_detail", "low, high or auto", lambda v: v in IMAGE_DETAILS,
         "How closely a model looks at an attached image: low costs 85 tokens an image, high "
         "more by its size; unset means the server's default. Flag: --image-detail.", "low"),

@@ -16,9 +16,29 @@ from dataclasses import replace
 from typing import Any
 
 from chatcli import attachments, errors
-from chatcli.chat import ChatClient, Journal, NoJournal, Sink, TurnResult, run_turn, send, window_for
+from chatcli.chat import (
+    ChatClient,
+    Journal,
+    NoJournal,
+    Sink,
+    TurnResult,
+    continue_reply,
+    run_turn,
+    send,
+    window_for,
+)
 from chatcli.config import Settings
-from chatcli.conversation import ASSISTANT, Conversation, Message, Part, Usage, Window, turns, user_message
+from chatcli.conversation import (
+    ASSISTANT,
+    USER,
+    Conversation,
+    Message,
+    Part,
+    Usage,
+    Window,
+    turns,
+    user_message,
+)
 from chatcli.recorder import Recorder
 from chatcli.store import ConversationInfo, Store
 
@@ -146,6 +166,41 @@ class Session:
         self._window = None
 
     # --- the conversation ------------------------------------------------------
+
+    def continue_last(self, sink: Sink) -> TurnResult:
+        """Finish the last reply where it was cut off (/continue)."""
+        with self._learning():
+            return self._finish(continue_reply(self.conversation, client=self.client, settings=self.settings,
+                                               sink=sink, journal=self._journal,
+                                               style=self.settings.continue_style))
+
+    def fork(self, upto: int | None = None) -> tuple[int, int]:
+        """Copy this conversation's first `upto` messages (all of them: None) into a new one and
+        carry on there; the original stays as it is. Returns (original id, fork id)."""
+        store = self.stored()
+        original = self.conversation_id
+        if original is None:
+            raise errors.UsageError("nothing saved yet to fork; send a message first")
+        if self.save_failure is not None:
+            raise errors.UsageError("this conversation could not be saved, so it cannot be forked")
+        count = len(self.conversation.messages)
+        if upto is not None and not 0 <= upto <= count:
+            raise errors.UsageError(f"no message {upto}; /history lists 1 to {count}")
+        fork = store.fork(original, upto)
+        info = store.info(fork)
+        assert info is not None
+        system = self.conversation.system
+        self.resume(info)
+        self.conversation.system = system
+        self.total_label = "this conversation"
+        return original, fork
+
+    def last_question(self) -> int:
+        """The index of the last question (for /edit-last), or a UsageError."""
+        for index in range(len(self.conversation.messages) - 1, -1, -1):
+            if self.conversation.messages[index].role == USER:
+                return index
+        raise errors.UsageError("no question to edit yet")
 
     def undo(self) -> list[Message]:
         """Remove the last turn: the last question and what followed it."""

@@ -62,6 +62,8 @@ class ConversationInfo:
     message_count: int = 0
     answered: bool = True  # False: no reply ever arrived (every request failed)
     role: str | None = None
+    parent_id: int | None = None  # the conversation this one was forked from
+    forked_at: int | None = None  # how many of its messages it began with
 
     @property
     def label(self) -> str:
@@ -86,7 +88,7 @@ _REPLIED = ("EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id AND
             "AND (m.content != '' OR m.finish_reason = ?))")
 _INFO = f"""SELECT c.id, c.name, c.title, c.created_at, c.updated_at, c.profile, c.model,
                    c.system_prompt, (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id),
-                   {_REPLIED}, c.role
+                   {_REPLIED}, c.role, c.parent_id, c.forked_at
             FROM conversations c"""
 
 
@@ -240,7 +242,8 @@ class Store:
         rows = self._read(_INFO + where, (STREAMING, *params))
         return [ConversationInfo(id=row[0], name=row[1], title=row[2], created_at=row[3], updated_at=row[4],
                                  profile=row[5], model=row[6], system_prompt=row[7], message_count=row[8],
-                                 answered=bool(row[9]), role=row[10]) for row in rows]
+                                 answered=bool(row[9]), role=row[10], parent_id=row[11], forked_at=row[12])
+                for row in rows]
 
     def rename(self, conversation_id: int, text: str) -> None:
         """Call a conversation `text`: its title, and its name, so that `--session TEXT`
@@ -262,6 +265,45 @@ class Store:
             raise UsageError(f"conversation {other[0].id} is already called {text!r}",
                              hint=f"/resume {text} opens it; choose another name")
         return text
+
+    def fork(self, conversation_id: int, upto: int | None = None) -> int:
+        """A new conversation holding the first `upto` messages of this one (all of them with
+        None), in the order `load` gives, linked to it. The original is not touched; messages
+        are copied (a reply still arriving as it was cut off), attachments shared."""
+        now = self._clock()
+        with self._write() as db:
+            source = db.execute("SELECT title, profile, model, system_prompt, role FROM conversations "
+                                "WHERE id = ?", (conversation_id,)).fetchone()
+            if source is None:
+                raise UsageError(f"no conversation {conversation_id}")
+            rows = db.execute(
+                "SELECT id, role, content, tokens, tokens_estimated, model, finish_reason, pinned, "
+                "created_at, reply_to, reasoning, outcome FROM messages WHERE conversation_id = ? "
+                "ORDER BY coalesce(reply_to, id), id", (conversation_id,)).fetchall()
+            rows = rows if upto is None else rows[:upto]
+            cursor = db.execute(
+                "INSERT INTO conversations (title, created_at, updated_at, profile, model, system_prompt, "
+                "role, parent_id, forked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*source[:1], now, now, *source[1:], conversation_id, len(rows)))
+            fork_id = int(cursor.lastrowid or 0)
+            copied: dict[int, int] = {}
+            for old, role, content, tokens, estimated, model, finish, pinned, created, reply_to, reasoning, \
+                    outcome in rows:
+                if finish == STREAMING:  # cut off by a crash: its text so far, as load() gives it
+                    content += "".join(text for (text,) in db.execute(
+                        "SELECT text FROM message_chunks WHERE message_id = ? ORDER BY seq", (old,)))
+                    finish = "interrupted"
+                new = db.execute(
+                    "INSERT INTO messages (conversation_id, role, content, tokens, tokens_estimated, model, "
+                    "finish_reason, pinned, created_at, updated_at, reply_to, reasoning, outcome) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (fork_id, role, content, tokens, estimated, model, finish, pinned, created, now,
+                     copied.get(reply_to) if reply_to is not None else None, reasoning, outcome)).lastrowid
+                copied[old] = int(new or 0)
+                db.execute("INSERT INTO message_parts (message_id, seq, digest, name, language, url, detail) "
+                           "SELECT ?, seq, digest, name, language, url, detail FROM message_parts "
+                           "WHERE message_id = ?", (new, old))
+            return fork_id
 
     def delete(self, conversation_id: int) -> None:
         with self._write() as db:
@@ -347,6 +389,13 @@ class Store:
                 "pinned = ?, updated_at = ?, reasoning = ? WHERE id = ?",
                 (message.content, message.tokens, int(message.estimated), message.finish_reason,
                  int(message.pinned), self._clock(), message.reasoning, message_id))
+            db.execute("DELETE FROM message_chunks WHERE message_id = ?", (message_id,))
+
+    def reopen(self, message_id: int) -> None:
+        """A reply about to be continued (/continue): receiving again, its new text saved as it
+        arrives (`append`), until `update` ends it. A crash meanwhile keeps both parts."""
+        with self._write() as db:
+            db.execute("UPDATE messages SET finish_reason = ? WHERE id = ?", (STREAMING, message_id))
             db.execute("DELETE FROM message_chunks WHERE message_id = ?", (message_id,))
 
     def set_outcome(self, message_id: int, outcome: str) -> None:

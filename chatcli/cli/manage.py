@@ -180,6 +180,26 @@ def sessions_export(
         sys.stdout.write(for_terminal(to_markdown(info, messages, reasoning=reasoning), sys.stdout))
 
 
+@sessions_app.command("fork", short_help="Copy a conversation into a new one, to go on from there.")
+def sessions_fork(
+    ctx: typer.Context,
+    ref: Ref,
+    at: Annotated[int | None, typer.Option("--at", metavar="N", min=0,
+                                           help="Copy only its first N messages.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Copy a conversation (or its first N messages, as `sessions show` counts them) into a new
+    one linked to it; the original is not touched. Prints the new conversation's ID."""
+    store = _store(ctx, config)
+    info = _find(store, ref)
+    if at is not None and at > info.message_count:
+        raise errors.UsageError(f"conversation {info.id} has {counted(info.message_count, 'message')}",
+                                hint=f"--at 0 to {info.message_count}")
+    fork = store.fork(info.id, at)
+    print(fork)
+    diagnostics().note(f"forked {info.id} into {fork}; chatcli --session {fork} goes on from there")
+
+
 @sessions_app.command("rename")
 def sessions_rename(ctx: typer.Context, ref: Ref,
                     name: Annotated[list[str], typer.Argument(metavar="NAME", help="The new name.")],
