@@ -377,7 +377,8 @@ def _notice(finish: str | None, settings: Settings, *, empty: bool = False) -> s
         return f"the model sent an empty reply (finish reason: {finish or 'none'})"
     if finish == "length":
         limit = f"max_tokens ({settings.max_tokens})" if settings.max_tokens else "the server's limit"
-        return f"the reply was cut short by {limit}; raise it with --max-tokens"
+        return (f"the reply was cut short by {limit}: /continue finishes it (in the session, or after "
+                "chatcli -c); --max-tokens raises the limit")
     if finish == "content_filter":
         return "the provider's content filter stopped the reply"
     if finish is None:

@@ -152,6 +152,7 @@ def test_continue_after_max_tokens_asks_to_go_on_and_extends_the_same_message(sa
     saved.server.queue(Reply(text="The three steps are: first, mix", finish_reason="length"),
                        Reply(text=" the flour; second, bake."))
     saved.run("how?\r/continue\r\x04")
+    assert "/continue finishes it" in saved.err.getvalue()  # the cut reply said how to finish it
     cont = saved.server.chat_requests[1]["messages"]
     assert cont[-2] == {"role": "assistant", "content": "The three steps are: first, mix"}
     assert cont[-1]["role"] == "user" and "Continue it exactly where it stopped" in cont[-1]["content"]
