@@ -158,6 +158,7 @@ def test_the_switches_read_without_typer_are_the_ones_typer_declares():
 @pytest.mark.parametrize("argv", [
     ["ask", "hello"], ["ask", "--no-save", "capital?"], ["ask", "a", "--usage", "b", "-c"],
     ["ask", "--json", "--no-stream", "--no-markdown", "--debug", "x"], ["ask", "--continue", "x", "y"],
+    ["ask", "-x", "a jq filter"], ["ask", "a", "--code"],
 ])
 def test_ask_without_typer_reads_what_typer_reads(argv, run, endpoint, monkeypatch):
     from chatcli.cli.base import simple_ask

@@ -37,7 +37,7 @@ Examples:
   echo "translate to English: 你好" | chatcli
   chatcli ask --session work "and the next step?"
   chatcli ask --json "hi"
-  chatcli ask -r translate "你好"             a role: [roles.NAME] in the config
+  chatcli ask -r translate "你好"           a role: [roles.NAME] in the config
   chatcli cmd "find files over 100 MB"     a shell command, run only if you press e
   chatcli sessions search "docker"
 """
@@ -172,7 +172,7 @@ def ask(
     ask_words(flags.over(ctx.obj), question or [])
 
 
-@app.command("cmd", short_help="Turn a sentence into a shell command; run it only if you press e.")
+@app.command("cmd", short_help="Suggest a shell command; it runs only if you press e.")
 def cmd(
     ctx: typer.Context,
     request: Annotated[list[str] | None, typer.Argument(
@@ -197,7 +197,7 @@ def cmd(
     raise typer.Exit(shell_command(flags.over(ctx.obj), request or []))
 
 
-@app.command("shell-init", short_help="Print a key binding for your shell: a sentence becomes a command.")
+@app.command("shell-init", short_help="Print a key binding that turns a sentence into a command.")
 def shell_init(shell: Annotated[str, typer.Argument(metavar="bash|zsh|fish", help="Your shell.")]) -> None:
     """Print lines for your shell's rc file: Ctrl-X Ctrl-G sends the text on the command line
     to `chatcli cmd` and puts the suggested command back on the line, to edit or to run with
