@@ -155,6 +155,8 @@ def test_a_saved_conversation_keeps_its_role_and_resuming_uses_it(run, endpoint,
     assert sqlite3.connect(db).execute("SELECT role FROM conversations").fetchall() == [("coder",)]
     listed = run("sessions", "list", "--json").stdout
     assert '"role": "coder"' in listed
+    run("ask", "-c", "and a Dockerfile?")  # -c: the latest conversation, with its role
+    assert endpoint.chat_requests[2]["temperature"] == 0.3
 
 
 # --- in the session ----------------------------------------------------------------
