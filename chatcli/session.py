@@ -299,15 +299,20 @@ class Session:
         values = {key: value for key, value in role.layer(self._env, sys.platform).items()
                   if not settings.origins.get(key, "").startswith(held)
                   and not (resumed and key == "system_prompt")}
-        self._role_base = {key: getattr(settings, key) for key in values}
+        # What the role replaces, as it is now (the conversation's own system prompt, which
+        # /system may have changed, rather than the settings' one).
+        system_before = restored.get("system_prompt", self.conversation.system)
+        self._role_base = {key: system_before if key == "system_prompt" else getattr(settings, key)
+                           for key in values}
         origins = {**settings.origins, **{key: f"role {name}" for key in values}}
         self.settings = replace(settings, role=name, template=role.template, origins=origins, **values)
         self._window = None
         if resumed:
             return []
         self._save_conversation(role=name)
-        if "system_prompt" in values:
-            self.conversation.system = values["system_prompt"] or None
+        system = values.get("system_prompt", system_before)  # a role without one: the one before roles
+        if system != self.conversation.system:
+            self.conversation.system = system or None
             self._save_conversation(system_prompt=self.conversation.system)
         return [f"{key} {_shown(value)}" for key, value in values.items() if key != "system_prompt"] + (
             ["system prompt set"] if "system_prompt" in values else [])

@@ -196,3 +196,14 @@ def test_an_unknown_role_is_refused_and_tab_offers_the_roles(harness):
     completer = SlashCompleter(harness.session)
     offered = [c.text for c in completer.get_completions(Document("/role "), CompleteEvent())]
     assert offered == ["code", "describe", "shell", "translate", "-"]
+
+
+def test_switching_roles_puts_back_what_the_previous_one_changed(server, tmp_path):
+    from tests.test_repl import Harness
+
+    harness = Harness(server, tmp_path, system_prompt="Be kind.",
+                      roles={"terse": {"system": "Be terse."}, "fast": {"model": "fast-model"}})
+    harness.run("/system Be very kind.\r/role terse\r/role fast\rq\r/role -\rr\r\x04")
+    first, second = harness.server.chat_requests
+    assert (first["model"], first["messages"][0]["content"]) == ("fast-model", "Be very kind.")
+    assert (second["model"], second["messages"][0]["content"]) == ("test-model", "Be very kind.")
