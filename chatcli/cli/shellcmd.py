@@ -69,8 +69,6 @@ def shell_command(flags: Flags, words: list[str]) -> int:
             session.record_outcome("printed, not run")
             return errors.EXIT_OK
         choice = _menu(session, command, diag)
-        if choice is None:
-            continue  # a description was shown, or revising was given up: the menu again
         if isinstance(choice, int):
             return choice
         text = choice  # a revision: asked in the same conversation
@@ -94,9 +92,10 @@ def _ask(session: Session, text: str, diag: Diagnostics, *, shown: bool) -> str:
     return command
 
 
-def _menu(session: Session, command: str, diag: Diagnostics) -> str | int | None:
-    """Show the command and read one key. Returns an exit code when done, a follow-up to
-    ask, or None to show the menu again."""
+def _menu(session: Session, command: str, diag: Diagnostics) -> str | int:
+    """Show the command and read keys until one decides: returns an exit code when done, or
+    a follow-up to ask (r). A description (d), an empty revision or an unknown key show the
+    menu again."""
     from chatcli.render import make_console, print_command
 
     console = make_console(sys.stdout, color=wants_color(sys.stdout, os.environ))
