@@ -179,3 +179,13 @@ def test_the_bash_binding_puts_the_command_on_the_line_and_runs_nothing(endpoint
     child.expect(pexpect.EOF)
     assert not marker.exists()
     assert endpoint.chat_requests[0]["messages"][-1]["content"] == "make a marker file"
+
+
+def test_a_reasoning_models_thinking_shows_as_time_then_the_command(endpoint, tmp_path):
+    endpoint.queue(Reply(text="uptime", reasoning="let me think " * 60, chunk_chars=13, delay=0.03))
+    child = spawn_cmd(endpoint, tmp_path, "how long has it been up")
+    expect(child, r"thinking… \d+ s")
+    expect(child, MENU)
+    assert "uptime" in seen(child) and "let me think" not in seen(child)
+    child.send("a")
+    child.expect(pexpect.EOF)

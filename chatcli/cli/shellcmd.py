@@ -74,12 +74,43 @@ def shell_command(flags: Flags, words: list[str]) -> int:
         text = choice  # a revision: asked in the same conversation
 
 
+class _Waiting:
+    """While a reasoning model thinks before its command: how long, on one line of stderr
+    that is rewritten (at most twice a second) and cleared when the answer comes."""
+
+    def __init__(self, file: Any) -> None:
+        import time
+
+        self.file = file
+        self._clock = time.monotonic
+        self.started = self._clock()
+        self.drawn = float("-inf")
+
+    def event(self, event: Any) -> None:
+        from chatcli.events import ReasoningDelta
+
+        now = self._clock()
+        if isinstance(event, ReasoningDelta) and now - self.drawn >= 0.5:
+            self.file.write(f"\rthinking… {now - self.started:.0f} s")
+            self.file.flush()
+            self.drawn = now
+        elif not isinstance(event, ReasoningDelta):
+            self.end()
+
+    def end(self) -> None:
+        if self.drawn > float("-inf"):
+            self.file.write("\r\x1b[K")  # the line cleared: the command is shown next
+            self.file.flush()
+            self.drawn = float("-inf")
+
+
 def _ask(session: Session, text: str, diag: Diagnostics, *, shown: bool) -> str:
     from chatcli.cli.chatting import NullSink
 
     if shown:
         diag.note(f"asking {session.settings.model}…")
-    result = session.ask(text, NullSink(), stream=True)
+    sink: Any = _Waiting(sys.stderr) if shown and sys.stderr.isatty() else NullSink()
+    result = session.ask(text, sink, stream=True)
     command = command_of(result.reply.content)
     if not command:
         raise errors.ServerError("the model suggested no command (an empty reply)", hint="try again, "
