@@ -98,6 +98,7 @@ class Settings:
     role: str | None = None
     template: str | None = None  # the role's one-shot message, with {input}
     roles: Mapping[str, Role] = field(default_factory=dict)  # built-in and configured, for /role
+    role_base: Mapping[str, Any] = field(default_factory=dict)  # what the role replaced (the rest won)
     config_path: Path | None = None
     origins: Mapping[str, str] = field(default_factory=dict)  # key -> the layer its value came from
 
@@ -246,9 +247,8 @@ def select_profile(data: Mapping[str, Any], env: Mapping[str, str], flag: str | 
     return env.get("CHATCLI_PROFILE") or (role.profile if role else None) or data.get("profile") or None
 
 
-def find_role(data: Mapping[str, Any], name: str, path: Path | None) -> Role:
-    """The role called `name` (built in, or a [roles.NAME] table), or a ConfigError naming them."""
-    roles = all_roles(data, str(path))
+def find_role(roles: Mapping[str, Role], name: str, path: Path | None) -> Role:
+    """The role called `name`, or a ConfigError naming the roles there are."""
     if name not in roles:
         raise ConfigError(f"{path}: role {name!r} does not exist (roles: {', '.join(sorted(roles))})",
                           hint=f"add a [roles.{name}] table; `chatcli roles` lists them")
@@ -262,12 +262,14 @@ def merge(
     *,
     path: Path | None = None,
 ) -> Settings:
-    """Merge defaults < file < profile < environment < flags into Settings. Pure.
+    """Merge defaults < file < profile < role < environment < flags into Settings. Pure.
 
     One exception to the order keeps keys safe: a profile's base_url is not
     overridden by OPENAI_BASE_URL, because a profile's endpoint and key travel
     together (see `_key_source`)."""
-    role = find_role(data, flags["role"], path) if flags.get("role") else None
+    roles = all_roles(data, str(path))
+    role = find_role(roles, flags["role"], path) if flags.get("role") else None
+    role_origin = f"role {role.name}" if role else ""
     profile = select_profile(data, env, flags.get("profile"), role)
     profiles = data.get("profiles", {})
     if profile is not None and profile not in profiles:
@@ -282,15 +284,18 @@ def merge(
         ({k.name: k.default for k in KEYS if k.default is not None}, "default"),
         (top, f"{path}"),
         (table, f"profile {profile}"),
-        (role.layer(env, sys.platform) if role else {}, f"role {role.name if role else ''}"),
+        (role.layer(env, sys.platform) if role else {}, role_origin),
         *(({name: env[var]}, f"environment {var}") for var, name in ENV_SETTINGS.items()
           if env.get(var) and not (name == "base_url" and "base_url" in table)),
         ({k: v for k, v in flags.items() if v is not None and k != "profile"}, "flag"),
     ]
     merged: dict[str, Any] = {}
     origins: dict[str, str] = {}
+    beneath: dict[str, Any] = {}  # what the role's values replaced, for /role to put back
     for layer, origin in layers:
         for key, value in layer.items():
+            if origin == role_origin:
+                beneath[key] = merged.get(key, {} if key == "params" else None)
             if key == "params":  # tables add up: a profile's extra fields join the file's
                 merged[key], origins[key] = {**merged.get(key, {}), **value}, origin
             elif key not in KEY_FIELDS and key != "role":
@@ -302,7 +307,8 @@ def merge(
         profiles=tuple(sorted(profiles)),
         role=role.name if role else None,
         template=role.template if role else None,
-        roles=all_roles(data, str(path)),
+        roles=roles,
+        role_base={key: value for key, value in beneath.items() if origins.get(key) == role_origin},
         config_path=path,
         origins=origins,
     )

@@ -58,7 +58,6 @@ class Session:
         profiles: list[str] | None = None,
         store: Store | None = None,
         warn: Callable[[str], None] = lambda text: None,
-        role_base: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.settings = settings
@@ -79,7 +78,7 @@ class Session:
         self._journal: Journal = self._recorder(None)
         self._env = os.environ if env is None else env
         # What the role in use changed, as it was before (so /role - and another role restore it).
-        self._role_base: dict[str, Any] = dict(role_base or {})
+        self._role_base: dict[str, Any] = dict(settings.role_base)
 
     @property
     def client(self) -> Any:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from chatcli import errors
-from chatcli.attachments import read_at_most
+from chatcli.attachments import decode, read_at_most
 from chatcli.config import Settings, parse_params
 from chatcli.conversation import BYTES_PER_TOKEN
 from chatcli.render import Diagnostics, wants_color
@@ -249,13 +249,10 @@ def read_stdin(diag: Diagnostics, *, context_window: int) -> str | None:
             f"stdin holds more than {limit / 1e6:.1f} MB, far more than fits the context window "
             f"of {context_window:,} tokens; nothing was sent",
             hint="pipe in a part of it (head, tail, grep), or raise context_window")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = data.decode("utf-8", errors="replace")
-        bad = text.count("\ufffd")
+    text, bad = decode(data)
+    if bad:
         diag.warning(f"stdin is not valid UTF-8: {bad} invalid byte sequence(s) replaced with �")
-    return text.removeprefix("\ufeff")
+    return text
 
 
 def load_config(flags: Flags) -> tuple[Settings, dict[str, Any]]:

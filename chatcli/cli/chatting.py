@@ -109,24 +109,12 @@ def open_session(flags: Flags, settings: Settings, diag: Diagnostics, *,
     # A one-shot answer that must be saved says so once, at the end, as its exit code.
     warn = (lambda text: None) if must_save(flags) and not interactive else diag.warning
     session = Session(settings, client_factory=make_client, load_profile=load_profile,
-                      profiles=list(settings.profiles), store=store, warn=warn,
-                      role_base=role_base(flags, settings))
+                      profiles=list(settings.profiles), store=store, warn=warn)
     if flags.session:
         session.open(flags.session)
     elif flags.resume_latest and session.resume_latest() is None:
         diag.note("no saved conversation yet; starting a new one")
     return session
-
-
-def role_base(flags: Flags, settings: Settings) -> dict[str, Any]:
-    """What the role given with -r changed, as it would be without it (for /role to restore)."""
-    if settings.role is None:
-        return {}
-    from dataclasses import replace
-
-    base = build_settings(replace(flags, role=None))
-    mine = f"role {settings.role}"
-    return {key: getattr(base, key) for key, origin in settings.origins.items() if origin == mine}
 
 
 def with_template(settings: Settings, question: str, piped: str | None,

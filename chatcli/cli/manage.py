@@ -252,13 +252,11 @@ def roles_list(ctx: typer.Context, config: ConfigOpt = None) -> None:
     from chatcli.export import columns
 
     roles = build_settings(Flags(config=config).over(ctx.find_root().obj)).roles
-    rows = [(name, "built in" if role.origin == "built in" else "config", _cut(role.first_line, 70))
-            for name, role in sorted(roles.items())]
+    from chatcli.export import excerpt
+
+    rows = [(name, "built in" if role.origin == "built in" else "config",
+             "".join(excerpt(role.first_line, lines=1, width=70))) for name, role in sorted(roles.items())]
     sys.stdout.write(columns([("ROLE", "FROM", "SYSTEM PROMPT"), *(tuple(map(_cell, row)) for row in rows)]))
-
-
-def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 @roles_app.command("show")

@@ -226,13 +226,10 @@ class OpenAIClient:
     def _guard(self, call: Callable[[], T], request: ChatRequest | None, *, midstream: bool = False) -> T:
         try:
             return call()
-        except errors.ChatcliError as exc:
-            refused = images_refused(exc, request)
-            if refused is exc:
-                raise
-            raise refused from None
         except Exception as exc:
-            raise images_refused(self._translate(exc, request, midstream=midstream), request) from None
+            error = exc if isinstance(exc, errors.ChatcliError) else self._translate(exc, request,
+                                                                                       midstream=midstream)
+            raise images_refused(error, request) from None
 
     def _show_request(self, body: dict[str, Any]) -> None:
         if self._debug:
