@@ -25,7 +25,13 @@ from chatcli.mdblocks import code_blocks
 from chatcli.render import cost_text, counted, usage_text
 from chatcli.schema import EFFORTS, REASONING_MODES
 from chatcli.session import Session
-from chatcli.textsafe import without_controls
+from chatcli.textsafe import (
+    describe_hidden,
+    hidden_characters,
+    without_controls,
+    without_hidden,
+    without_prose_signs,
+)
 
 # What the REPL does after a command, beyond printing: leave, ask again, open the
 # editor with the payload, put the payload on the clipboard, or write it to `target`.
@@ -334,12 +340,26 @@ def _copy(session: Session, value: Any) -> Output:
     if reply is None:
         raise errors.UsageError("no reply to copy yet")
     if value is None:
-        return Output(action="copy", payload=without_controls(reply.content))
+        whole = without_controls(reply.content)
+        payload = without_prose_signs(whole)
+        said = () if payload == whole else ("removed the direction overrides and tag characters the reply "
+                                            "held (shown as <U+…> signs)",)
+        return Output(lines=said, action="copy", payload=payload)
     blocks = code_blocks(reply.content)
     number = value
     if number > len(blocks):
         raise errors.UsageError(f"the last reply has {len(blocks)} code blocks")
-    return Output(action="copy", payload=without_controls(blocks[number - 1]))
+    return _code_output("copy", blocks[number - 1])
+
+
+def _code_output(action: Action, code: str, target: str = "") -> Output:
+    """Code to copy or save, as it was shown: without control characters, and without the
+    invisible and direction-changing characters (shown as <U+…> signs), which it names."""
+    code = without_controls(code)
+    found = hidden_characters(code)
+    said = (f"removed {counted(len(found), 'invisible or direction-changing character')} "
+            f"({describe_hidden(found)}), shown as <U+…> signs",) if found else ()
+    return Output(lines=said, action=action, payload=without_hidden(code), target=target)
 
 
 def _pin(session: Session, value: Any) -> Output:
@@ -430,7 +450,7 @@ def _save(session: Session, value: Any) -> Output:
     number = number or 1
     if not 1 <= number <= len(blocks):
         raise errors.UsageError(f"the last reply has {counted(len(blocks), 'code block')}")
-    return Output(action="save", payload=without_controls(blocks[number - 1]), target=path)
+    return _code_output("save", blocks[number - 1], path)
 
 
 def _edit(session: Session, value: Any) -> Output:

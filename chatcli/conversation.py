@@ -360,7 +360,7 @@ def title_from(message: Message, width: int = 60) -> str:
     if not text.strip() and message.parts:
         first = message.parts[0]
         text = first.text if first.name == STDIN else first.name
-    line = next((line for line in text.splitlines() if line.strip()), "")
+    line = next((line for line in text.split("\n") if line.strip()), "")
     line = " ".join(line.split())
     return line if len(line) <= width else line[: width - 1].rstrip() + "…"
 

@@ -47,7 +47,7 @@ def excerpt(text: str, *, lines: int = 2, width: int = 76) -> list[str]:
     """The first `lines` non-blank lines of `text`, each cut to `width` terminal columns
     (a Chinese character takes two), and a last line saying how much more there is:
     enough to recognise a message, not to reread it."""
-    kept = [line.rstrip() for line in text.splitlines() if line.strip()]
+    kept = [line.rstrip() for line in text.split("\n") if line.strip()]
     shown = [_cut(line, width) for line in kept[:lines]]
     if len(kept) > lines:
         rest = len(kept) - lines

@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 from chatcli.conversation import Usage, Window, estimate_tokens
 from chatcli.errors import ChatcliError
 from chatcli.events import ReasoningDelta, TextDelta
-from chatcli.textsafe import visible
+from chatcli.textsafe import shown, visible, visible_code
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.live import Live
+
+    from chatcli.cmdview import View
 
 _RESET = "\033[0m"
 _STYLES = {"error": "\033[31m", "warning": "\033[33m", "note": "\033[2m", "usage": "\033[2m"}
@@ -50,8 +52,9 @@ class Diagnostics:
         self.redact = redact
 
     def _line(self, kind: str, text: str, prefix: str) -> None:
-        # Server messages and stored titles are data; no secret is ever shown.
-        line = f"{prefix}{visible(self.redact(text))}"
+        # Server messages, stored titles and file names are data, on one line (a newline in a
+        # file name cannot forge a line of its own); no secret is ever shown.
+        line = f"{prefix}{shown(self.redact(text))}"
         if _LIVE and is_terminal(self.file):  # a reply is being drawn: print above it
             _LIVE[-1].console.print(line, style=_RICH_STYLES[kind] if self.color else None, markup=False,
                                     highlight=False, emoji=False, crop=False)
@@ -406,7 +409,7 @@ def _chat_markdown_class(live: bool) -> Any:
 
     class ExactCode(CodeBlock):
         def __rich_console__(self, console: Console, options: Any) -> Any:
-            code = str(self.text).rstrip("\n")
+            code = visible_code(str(self.text).rstrip("\n"))  # what may be pasted: every format sign
             if options.max_width < console.width:  # nested: Rich crops the lines of lists and quotes
                 yield Syntax(code, self.lexer_name, theme=self.theme, word_wrap=True)
                 return
@@ -527,7 +530,7 @@ def make_console(file: TextIO, *, color: bool) -> Console:
 
 def print_lines(console: Console, lines: tuple[str, ...] | list[str], *, style: str = "") -> None:
     for line in lines:
-        console.print(visible(line), style=style or None, markup=False, highlight=False)
+        console.print(shown(line), style=style or None, markup=False, highlight=False)
 
 
 def print_table(console: Console, headers: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
@@ -537,19 +540,40 @@ def print_table(console: Console, headers: tuple[str, ...], rows: Sequence[tuple
 
     table = Table(*headers, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for row in rows:
-        table.add_row(*(Text(visible(cell)) for cell in row))  # cells are data, never markup
+        table.add_row(*(Text(shown(cell)) for cell in row))  # cells are data, never markup
     console.print(table)
 
 
-def print_command(console: Console, command: str, shell: str) -> None:
-    """A suggested shell command, highlighted in the terminal's own colours, its control
-    characters shown (it is data from the network until the user runs it)."""
+def print_command(console: Console, command: str, shape: View, shell: str) -> None:
+    """A suggested shell command as cmdview laid it out: highlighted in the terminal's own
+    colours, every row exactly as it runs (no wrapping, cropping or folding by Rich), the
+    non-ASCII characters in reverse video."""
     from rich.syntax import Syntax
+    from rich.text import Text
+
+    from chatcli.cmdview import GUTTER_CONTINUED, GUTTER_LINE
 
     lexers = {"fish": "fish", "zsh": "zsh", "pwsh": "powershell", "powershell": "powershell"}
-    lexer = lexers.get(shell, "bash")
-    console.print(Syntax(visible(command), lexer, theme="ansi_dark", background_color="default",
-                         word_wrap=True))
+    syntax = Syntax("", lexers.get(shell, "bash"), theme=CODE_THEME, background_color="default")
+    lines = syntax.highlight(command).split("\n", allow_blank=True)
+    if shape.heading:
+        console.print(shape.heading, style="dim", markup=False, highlight=False)
+    width = shape.gutter - 3
+    for row in shape.rows:
+        out = Text()
+        if shape.gutter:
+            number, mark = (row.line, GUTTER_LINE) if row.first else ("", GUTTER_CONTINUED)
+            out.append(f"{number:>{width}} {mark} ", style="dim")
+        body = lines[row.line - 1][row.start:row.start + len(row.text)]
+        for index, char in enumerate(row.text):
+            if ord(char) > 0x7E:
+                body.stylize("reverse", index, index + 1)
+        out.append_text(body)
+        if row.blank and row.first:
+            out.append(" (blank line)", style="dim italic")
+        console.print(out, crop=False, no_wrap=True, overflow="ignore", soft_wrap=False)
+    for note in shape.notes:
+        console.print(note, style="yellow", markup=False, highlight=False)
 
 
 def osc52(text: str, env: Mapping[str, str]) -> str:

@@ -9,6 +9,7 @@ Errors during a turn are one line and the session goes on.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import subprocess
@@ -102,6 +103,7 @@ class Repl:
         output: Any = None,
         env: Mapping[str, str] | None = None,
         on_first_draw: Callable[[], None] | None = None,
+        confirm: Callable[[str], bool] | None = None,
     ) -> None:
         self.session = session
         self.console = console
@@ -124,6 +126,7 @@ class Repl:
             output=output,
         )
         self._editor_failures = 0
+        self._confirm = confirm or self._ask_yes_no
         if on_first_draw is not None:
             self._once_drawn(on_first_draw)
 
@@ -238,25 +241,33 @@ class Repl:
         return True
 
     def _save(self, out: commands.Output) -> bool:
-        """Write a code block to a file; a file that exists is overwritten only when the
-        user says so."""
+        """Write a code block to a file; a file that exists is overwritten only when the user
+        says so. A symbolic link (even one that points nowhere) is never written through: the
+        question names it, and yes replaces the link itself with the file."""
         path = Path(out.target).expanduser()
         if path.is_dir():
             raise errors.UsageError(f"{out.target} is a directory", hint="give a file name")
-        if path.exists() and not self._confirm(f"{out.target} exists; overwrite it? [y/N] "):
+        if path.is_symlink():
+            question = (f"{out.target} is a symbolic link (to {os.readlink(path)}); replace the link with "
+                        "the file? [y/N] ")
+        else:
+            question = f"{out.target} exists; overwrite it? [y/N] " if path.exists() else ""
+        if question and not self._confirm(question):
             self.diag.note("not saved")
             return True
         try:
-            path.write_text(out.payload.rstrip("\n") + "\n", encoding="utf-8")
+            write_new(path, out.payload.rstrip("\n") + "\n", replace=bool(question))
         except OSError as exc:
             raise errors.UsageError(f"cannot write {out.target}: {exc.strerror or exc}") from None
         lines = out.payload.rstrip("\n").count("\n") + 1
         self.diag.note(f"saved {lines} line{'' if lines == 1 else 's'} to {out.target}")
         return True
 
-    def _confirm(self, question: str) -> bool:
-        """A yes or no from the keyboard; anything but y (Enter, Ctrl-C, Ctrl-D) is no."""
+    def _ask_yes_no(self, question: str) -> bool:
+        """A yes or no from the keyboard; anything but y (Enter, Ctrl-C, Ctrl-D) is no. Keys
+        typed before the question is asked are thrown away: they cannot answer it."""
         asking: PromptSession[str] = PromptSession(input=self.prompt.input, output=self.prompt.output)
+        discard_typeahead(self.prompt.input)
         try:
             return asking.prompt(question).strip().lower() in ("y", "yes")
         except (KeyboardInterrupt, EOFError):
@@ -319,6 +330,29 @@ def typeahead_mode(keyboard: Any) -> Iterator[None]:
         yield
     finally:
         termios.tcsetattr(fd, termios.TCSANOW, saved)
+
+
+def write_new(path: Path, text: str, *, replace: bool) -> None:
+    """Write `text` to `path` without following a symbolic link: a new file is created only if
+    nothing is there (not even a link made a moment ago); with `replace`, a link there is
+    removed first and a file there is truncated."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW
+    if replace and path.is_symlink():
+        path.unlink()
+    flags |= os.O_TRUNC if replace and path.exists() else os.O_EXCL
+    with os.fdopen(os.open(path, flags, 0o644), "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def discard_typeahead(keyboard: Any) -> None:
+    """Throw away the keys typed so far: those prompt_toolkit has read ahead, and those the
+    terminal holds."""
+    from prompt_toolkit.input.typeahead import clear_typeahead
+
+    clear_typeahead(keyboard)
+    # Not a terminal (a test's pipe): nothing typed ahead to lose.
+    with contextlib.suppress(AttributeError, OSError, ValueError, termios.error, NotImplementedError):
+        termios.tcflush(keyboard.fileno(), termios.TCIFLUSH)
 
 
 def edit_text(initial: str, env: Mapping[str, str]) -> str:

@@ -53,7 +53,7 @@ class Role:
 
     @property
     def first_line(self) -> str:
-        line = next((line for line in (self.system or "").splitlines() if line.strip()), "")
+        line = next((line for line in (self.system or "").split("\n") if line.strip()), "")
         return " ".join(line.split())
 
     def layer(self, env: Mapping[str, str], platform: str) -> dict[str, Any]:

@@ -9,38 +9,145 @@ notation of `cat -v`: ESC is `^[`, BEL is `^G`, DEL is `^?`, the one-byte CSI
 across two chunks of a stream is as harmless as a whole one: each character is
 judged alone, no state is carried between chunks.
 
-Newline and tab are kept; a carriage return is dropped (a CRLF line end
-becomes a plain newline, and a bare CR cannot overwrite the line before it).
-Standard library only.
+Unicode format characters are the other half: bidirectional embeddings,
+overrides and isolates reorder what is shown (Trojan Source: a command that
+reads as a comment), zero-width characters and tag characters are not shown
+at all, U+2028 and U+2029 break lines. Where a character shown as a sign is
+`<U+202E>`. How much is shown depends on what the text is:
+
+- `visible`: prose (replies, thinking). Arabic, Hebrew and Persian text and
+  emoji need bidi isolates and marks, zero-width joiners and non-joiners, so
+  they are kept; embeddings and overrides (U+202A-202E), tag characters and
+  the deprecated format characters are shown as signs; U+2028 and U+2029 are
+  the line breaks they mean.
+- `visible_code`: code blocks, and text that may be run or pasted: every
+  format character shown as a sign, newlines and tabs kept.
+- `shown`: data on one line (titles, names, file names, table cells): every
+  control and format character shown, newline and tab included (`^J`, `^I`),
+  so a file name cannot forge a line on stderr.
+
+A carriage return is dropped in prose (a CRLF line end becomes a plain newline,
+and a bare CR cannot overwrite the line before it). Standard library only.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 # C0 controls except tab (09) and newline (0A), then DEL and the C1 controls.
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_C0_C1 = "\x00-\x08\x0b-\x1f\x7f-\x9f"
+_CONTROL = re.compile(f"[{_C0_C1}]")
 # A lone half of a UTF-16 surrogate pair cannot be encoded to UTF-8 at all.
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
+# Every Unicode format character (category Cf) and the line and paragraph separators
+# (Zl, Zp), as of Unicode 15.1 (a test checks the table against unicodedata), and the
+# Hangul fillers, letters that show as nothing (used to forge invisible names).
+FORMAT = ("\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e\u200b-\u200f"
+          "\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
+          "\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
+          "\u115f\u1160\u3164\uffa0")
+# Of those, what prose shows as signs: embeddings and overrides, the deprecated format
+# characters, interlinear annotation, tags (invisible ASCII a model reads but a person does not).
+_PROSE_SIGNS = "\u202a-\u202e\u206a-\u206f\ufff9-\ufffb\U000e0001\U000e0020-\U000e007f"
 
-def _notation(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    if code == 0x0D:
-        return ""
+_PROSE = re.compile(f"[{_C0_C1}{_PROSE_SIGNS}\u2028\u2029\ud800-\udfff]")
+_CODE = re.compile(f"[{_C0_C1}{FORMAT}\ud800-\udfff]")
+_DATA = re.compile(f"[\x00-\x1f\x7f-\x9f{FORMAT}\ud800-\udfff]")
+_HIDDEN = re.compile(f"[{FORMAT}]")
+
+
+def _caret(code: int) -> str:
     if code < 0x20:
         return "^" + chr(code + 0x40)
     if code == 0x7F:
         return "^?"
-    low = code - 0x80  # C1: the meta form of the C0 control it mirrors
-    return "M-^" + chr(low + 0x40)
+    return "M-^" + chr(code - 0x80 + 0x40)  # C1: the meta form of the C0 control it mirrors
+
+
+def sign(char: str) -> str:
+    """How a format character is shown: `<U+202E>`."""
+    return f"<U+{ord(char):04X}>"
+
+
+def _prose_sign(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    if code == 0x0D:
+        return ""
+    if code <= 0x9F:
+        return _caret(code)
+    if code in (0x2028, 0x2029):
+        return "\n"
+    return "\ufffd" if 0xD800 <= code <= 0xDFFF else sign(char)
+
+
+def _strict_sign(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    if code <= 0x9F:
+        return _caret(code)
+    return "\ufffd" if 0xD800 <= code <= 0xDFFF else sign(char)
+
+
+def _code_sign(match: re.Match[str]) -> str:
+    return "" if match.group() == "\r" else _strict_sign(match)
 
 
 def visible(text: str) -> str:
-    """`text` with every control character but newline and tab shown as `^X` (CR dropped)."""
-    if _CONTROL.search(text) is None and _SURROGATE.search(text) is None:
+    """Prose as a terminal may show it: control characters as `^X` (CR dropped), embeddings,
+    overrides and tags as `<U+XXXX>`, U+2028/2029 as line breaks; isolates, marks and
+    joiners kept (Arabic, Hebrew and emoji need them)."""
+    if _PROSE.search(text) is None:
         return text
-    return _SURROGATE.sub("\ufffd", _CONTROL.sub(_notation, text))
+    return _PROSE.sub(_prose_sign, text)
+
+
+def visible_code(text: str) -> str:
+    """Code, or anything that may be run or pasted: every control and format character shown
+    (`^X`, `<U+XXXX>`; CR dropped), newline and tab kept."""
+    if _CODE.search(text) is None:
+        return text
+    return _CODE.sub(_code_sign, text)
+
+
+def shown(text: str) -> str:
+    """Data on one line (a title, a name, a file name): every control and format character
+    shown, newline and tab too (`^J`, `^I`), so nothing in it can start a line of its own."""
+    if _DATA.search(text) is None:
+        return text
+    return _DATA.sub(_strict_sign, text)
+
+
+def hidden_characters(text: str) -> list[tuple[int, int, str]]:
+    """The format characters in `text` (bidi controls, zero-width and tag characters,
+    separators), as (line, column, character), both counted from 1."""
+    found = []
+    for match in _HIDDEN.finditer(text):
+        start = match.start()
+        line = text.count("\n", 0, start) + 1
+        column = start - (text.rfind("\n", 0, start) + 1) + 1
+        found.append((line, column, match.group()))
+    return found
+
+
+def describe_hidden(found: list[tuple[int, int, str]], *, limit: int = 3) -> str:
+    """`U+202E at line 3, column 5; U+200B at line 4, column 1 (and 2 more)`."""
+    listed = "; ".join(f"{sign(char)[1:-1]} at line {line}, column {column}"
+                       for line, column, char in found[:limit])
+    return listed + (f" (and {len(found) - limit} more)" if len(found) > limit else "")
+
+
+def without_hidden(text: str) -> str:
+    """`text` without its format characters (for code saved or copied: the code as shown)."""
+    return _HIDDEN.sub("", text)
+
+
+def without_prose_signs(text: str) -> str:
+    """`text` without what prose shows as signs (embeddings, overrides, tags), its separators
+    turned into the line breaks they mean: a reply copied whole, as it was shown."""
+    return re.sub(f"[{_PROSE_SIGNS}]", "", text).replace("\u2028", "\n").replace("\u2029", "\n")
 
 
 def without_controls(text: str) -> str:
@@ -50,8 +157,23 @@ def without_controls(text: str) -> str:
 
 
 def is_plain(text: str) -> bool:
-    """True when `text` holds no control character at all (not even a newline)."""
-    return _CONTROL.search(text) is None and "\n" not in text and "\t" not in text
+    """True when `text` holds no control or format character at all (not even a newline)."""
+    return _DATA.search(text) is None
+
+
+def non_ascii(text: str, *, limit: int = 6) -> list[str]:
+    """The distinct non-ASCII characters of `text`, each with its code point and name
+    (`а U+0430 CYRILLIC SMALL LETTER A`; a CJK ideograph, whose name says no more, `报 U+62A5`),
+    in order of first appearance, at most `limit`."""
+    seen: dict[str, None] = {}
+    for char in text:
+        if ord(char) > 0x7E and char not in seen:
+            seen[char] = None
+            if len(seen) == limit:
+                break
+    named = [(char, unicodedata.name(char, "")) for char in seen]
+    return [f"{char} U+{ord(char):04X}" + ("" if name.startswith("CJK UNIFIED") or not name else f" {name}")
+            for char, name in named]
 
 
 def mend_surrogates(text: str) -> str:

@@ -17,11 +17,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "chatcli"
 # Higher layers may import lower ones (later in the list), never the reverse.
 LAYERS = ["cli", "repl", "keybindings", "commands", "session", "doctor", "chat", "render", "client", "quirks",
           "export", "recorder", "store", "migrations", "config", "roles", "schema", "attachments",
-          "conversation", "mdblocks", "textsafe", "events", "errors"]
+          "conversation", "mdblocks", "cmdview", "textsafe", "events", "errors"]
 HOMES = {"openai": {"client"}, "rich": {"render"}, "typer": {"cli"},
          "prompt_toolkit": {"repl", "keybindings"}, "sqlite3": {"store", "migrations"}, "click": set()}
 LAZY = {"openai", "rich"}
 STDLIB_ONLY = {"attachments", "roles", "conversation", "errors", "mdblocks", "schema", "export", "textsafe",
+               "cmdview",
                "events", "client/chunks", "client/sse", "client/think"}
 
 

@@ -517,9 +517,10 @@ def test_save_writes_a_code_block_and_asks_before_overwriting(session_at, here):
     session_at.run("jq?\r/save filter.jq\r/save 2 filter.jq\r\x04")
     assert "the last reply has 2 code blocks: which one?" in session_at.err.getvalue()
     assert (here / "filter.jq").read_text() == ".[].name\n"
-    session_at.run("/save 1 filter.jq\rn\r\x04")
+    session_at.run("/save 1 filter.jq\r\x04", answers=(False,))
+    assert "filter.jq exists; overwrite it? [y/N]" in session_at.err.getvalue()
     assert (here / "filter.jq").read_text() == ".[].name\n"  # kept: the answer was no
-    session_at.run("/save 1 filter.jq\ry\r\x04")
+    session_at.run("/save 1 filter.jq\r\x04", answers=(True,))
     assert (here / "filter.jq").read_text() == ".items[] | .name\n"
     assert "saved 1 line to filter.jq" in session_at.err.getvalue()
 

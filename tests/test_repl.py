@@ -54,13 +54,16 @@ class Harness:
                       "profiles": {"other": {}}}, {}, {"profile": "other"})
 
     def run(self, keys: str, *, first: str | None = None, markdown: bool = True, vi: bool = False,
-            env: dict[str, str] | None = None) -> int:
+            env: dict[str, str] | None = None, answers: tuple[bool, ...] = ()) -> int:
+        """Type `keys`; a yes-or-no question (which throws keys typed ahead away) gets `answers`."""
+        replies = list(answers)
         with create_pipe_input() as keyboard:
             keyboard.send_text(keys)
             repl = Repl(self.session, console=Console(file=self.out, width=120, force_terminal=False),
                         diag=Diagnostics(self.err, color=False), markdown=markdown,
                         history_path=self.history, vi_mode=vi, input=keyboard, output=DummyOutput(),
-                        env=env if env is not None else os.environ)
+                        env=env if env is not None else os.environ,
+                        confirm=lambda question: self.err.write(question + "\n") and replies.pop(0))
             return repl.run(first_message=first)
 
     @property

@@ -185,6 +185,8 @@ def cmd(
                                                  show_default=False)] = None,
     debug: Annotated[bool | None, typer.Option("--debug", help="Print request and response details to "
                                                "stderr.", show_default=False)] = None,
+    one_line: Annotated[bool, typer.Option("--one-line", help="Refuse a command of several lines (the "
+                                           "shell-init key binding uses it).")] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Ask for one shell command (the shell role: your OS and shell's names, nothing else
@@ -194,7 +196,7 @@ def cmd(
     from chatcli.cli.shellcmd import shell_command
 
     flags = Flags(model=model, profile=profile, role=role, no_save=no_save, debug=debug, config=config)
-    raise typer.Exit(shell_command(flags.over(ctx.obj), request or []))
+    raise typer.Exit(shell_command(flags.over(ctx.obj), request or [], one_line=one_line))
 
 
 @app.command("shell-init", short_help="Print a key binding that turns a sentence into a command.")

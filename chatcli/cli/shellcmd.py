@@ -2,7 +2,9 @@
 
 The `shell` role asks for exactly one command for the user's OS and shell (their names
 only: never the environment, paths or history). On a terminal the command is shown
-highlighted with a one-key menu; anything but e (Enter, Esc, Ctrl-C included) runs
+whole (cmdview: every row as it runs, non-ASCII marked; refused when taller than the
+screen or holding control or format characters), then, after a pause in which keys typed
+ahead are thrown away, a one-key menu: anything but e (Enter, Esc, Ctrl-C included) runs
 nothing. Not on a terminal (a pipe, $(...), CI) the command is printed and never run:
 there is no flag that runs without a keypress. What became of it is saved with the reply.
 """
@@ -19,11 +21,14 @@ from chatcli import errors
 from chatcli.cli.base import Flags, build_settings, diagnostics, read_stdin, resolve_key
 from chatcli.render import Diagnostics, wants_color
 from chatcli.session import Session
-from chatcli.textsafe import is_plain, visible
+from chatcli.textsafe import non_ascii
 
 SHELL_ROLE = "shell"
 MENU = "[e]xecute  [r]evise  [d]escribe  [c]opy  [a]bort (Enter, Esc) "
 ABORT_KEYS = {"a", "\r", "\n", "\x1b", "\x04", "q"}
+# Between the command appearing and the menu that answers for it: no key typed before the
+# menu (type-ahead, or a key meant for the reply) can answer it; it is thrown away.
+SETTLE_SECONDS = 0.3
 
 
 def interactive(env: Any = os.environ) -> bool:
@@ -42,12 +47,13 @@ def command_of(reply: str) -> str:
     text = text.strip()
     if text.startswith("`") and text.endswith("`") and "\n" not in text:
         text = text.strip("`").strip()
-    return "\n".join(re.sub(r"^\s*\$ ", "", line) for line in text.splitlines()).strip()
+    return "\n".join(re.sub(r"^\s*\$ ", "", line) for line in text.split("\n")).strip()
 
 
-def shell_command(flags: Flags, words: list[str]) -> int:
+def shell_command(flags: Flags, words: list[str], *, one_line: bool = False) -> int:
     """`chatcli cmd WORDS...`: the exit code is the command's when it ran, else 0 (130 for
-    Ctrl-C at the menu)."""
+    Ctrl-C at the menu). `one_line` (the shell key binding): a command of several lines is
+    refused, since the shell's command line may not show it whole."""
     from chatcli.cli.chatting import open_session
 
     flags = flags.check()
@@ -64,6 +70,14 @@ def shell_command(flags: Flags, words: list[str]) -> int:
     while True:
         command = _ask(session, text, diag, shown=person)
         if not person:
+            if one_line and "\n" in command:
+                session.record_outcome("refused, not run")
+                raise errors.ServerError(
+                    f"the suggested command has {command.count(chr(10)) + 1} lines, more than a command "
+                    "line is sure to show, so it is not put there",
+                    hint="run chatcli cmd with the same words to see it whole")
+            if strange := non_ascii(command):
+                diag.warning(f"the command holds non-ASCII characters: {', '.join(strange)}")
             sys.stdout.write(command + "\n")
             sys.stdout.flush()
             session.record_outcome("printed, not run")
@@ -106,6 +120,7 @@ class _Waiting:
 
 def _ask(session: Session, text: str, diag: Diagnostics, *, shown: bool) -> str:
     from chatcli.cli.chatting import NullSink
+    from chatcli.cmdview import refusal
 
     if shown:
         diag.note(f"asking {session.settings.model}…")
@@ -115,9 +130,9 @@ def _ask(session: Session, text: str, diag: Diagnostics, *, shown: bool) -> str:
     if not command:
         raise errors.ServerError("the model suggested no command (an empty reply)", hint="try again, "
                                  "or say it differently")
-    if not is_plain(command.replace("\n", " ")):
-        raise errors.ServerError(f"the suggested command holds control characters, so it is not offered: "
-                                 f"{visible(command)}", hint="try again")
+    if why := refusal(command):
+        session.record_outcome("refused, not run")
+        raise errors.ServerError(f"the suggested command is not offered: {why}", hint="try again")
     if result.notice:
         diag.warning(result.notice)
     return command
@@ -127,6 +142,7 @@ def _menu(session: Session, command: str, diag: Diagnostics) -> str | int:
     """Show the command and read keys until one decides: returns an exit code when done, or
     a follow-up to ask (r). A description (d), an empty revision or an unknown key show the
     menu again."""
+    from chatcli.cmdview import too_tall, view
     from chatcli.render import make_console, print_command
 
     console = make_console(sys.stdout, color=wants_color(sys.stdout, os.environ))
@@ -136,11 +152,16 @@ def _menu(session: Session, command: str, diag: Diagnostics) -> str | int:
         if again:  # after a description or an unknown key: the command again, set apart
             console.print()
         again = True
-        print_command(console, command, shell)
+        shape = view(command, console.width)
+        if why := too_tall(shape, console.height):
+            session.record_outcome("too tall, not run")
+            raise errors.ServerError(why, hint="ask for a shorter command, or read it with "
+                                     f"`chatcli sessions show {session.conversation_id or 'ID'}`")
+        print_command(console, command, shape, shell)
         if command.lstrip().startswith("#"):  # the model says no command can do it
             session.record_outcome("no command")
             return errors.EXIT_OK
-        key = read_key(MENU)
+        key = read_key(MENU, settle=SETTLE_SECONDS)
         if key == "e":
             return _execute(session, command, diag)
         if key == "r":
@@ -169,21 +190,40 @@ def _menu(session: Session, command: str, diag: Diagnostics) -> str | int:
             return errors.EXIT_INTERRUPTED if key == "\x03" else errors.EXIT_OK
 
 
-def read_key(prompt: str) -> str:
+def discard_typeahead(fd: int, settle: float, *outputs: Any) -> None:
+    """Let what was just drawn reach the screen, wait `settle` seconds, then throw away every
+    key typed until now: only a key pressed after the question is on screen answers it."""
+    import contextlib
+    import termios
+    import time
+
+    for out in outputs:
+        out.flush()
+        with contextlib.suppress(OSError, ValueError, termios.error):  # not a terminal: no wait
+            termios.tcdrain(out.fileno())
+    time.sleep(settle)
+    termios.tcflush(fd, termios.TCIFLUSH)
+
+
+def read_key(prompt: str, *, settle: float = 0.0, keyboard: Any = None, screen: Any = None) -> str:
     """One key from the terminal, without Enter: a letter in lower case, "\\r" for Enter,
-    "\\x1b" for Esc (or any key that sends an escape sequence), "\\x03" for Ctrl-C."""
+    "\\x1b" for Esc (or any key that sends an escape sequence), "\\x03" for Ctrl-C. Keys typed
+    before the prompt is drawn are thrown away (after `settle` seconds of the screen as it is).
+    `keyboard` and `screen` are stdin and stderr unless given."""
     import select
     import termios
     import tty
 
-    sys.stderr.write(prompt)
-    sys.stderr.flush()
-    fd = sys.stdin.fileno()
-    saved = termios.tcgetattr(fd)
+    keyboard, screen = keyboard or sys.stdin, screen or sys.stderr
+    fd = keyboard.fileno()
     key = b"\x03"  # Ctrl-C pressed before the terminal was in raw mode arrives as a signal
+    saved = termios.tcgetattr(fd)
     try:
+        discard_typeahead(fd, settle, sys.stdout, screen)
+        screen.write(prompt)
+        screen.flush()
         # Raw: Ctrl-C arrives as a key (it aborts like Esc). TCSANOW, not setraw's default
-        # TCSAFLUSH, which would throw away a key typed before the menu was drawn.
+        # TCSAFLUSH: a key pressed once the prompt is drawn counts, however soon.
         tty.setraw(fd, termios.TCSANOW)
         key = os.read(fd, 1)
         if key == b"\x1b" or key[0] >= 0x80:  # the rest of an arrow key, or of a wide character
@@ -193,8 +233,8 @@ def read_key(prompt: str) -> str:
         pass
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
-    sys.stderr.write("\n")
-    sys.stderr.flush()
+    screen.write("\n")
+    screen.flush()
     if key.startswith(b"\x1b"):
         return "\x1b"
     return key.decode("utf-8", "replace").lower() if len(key) == 1 else ""

@@ -1,9 +1,10 @@
 """`chatcli shell-init bash|zsh|fish`: a key binding for the shell's rc file.
 
 The key (Ctrl-X Ctrl-G unless the printed bind line is changed) sends the text on the
-command line to `chatcli cmd`, which, its output captured and not a terminal, only
-prints the suggested command; the binding puts it back on the line for the user to edit
-or run with Enter. Nothing runs by itself.
+command line to `chatcli cmd --one-line`, which, its output captured and not a terminal,
+only prints the suggested command (one line: a command of several lines may not show
+whole on a command line, so it is refused); the binding puts it back on the line for the
+user to edit or run with Enter. Nothing runs by itself.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ SNIPPETS = {
 __chatcli_cmd() {
     [[ -n "$READLINE_LINE" ]] || return
     local suggestion
-    suggestion="$(CHATCLI_EXE cmd -- "$READLINE_LINE" </dev/null)" || return
+    suggestion="$(CHATCLI_EXE cmd --one-line -- "$READLINE_LINE" </dev/null)" || return
     [[ -n "$suggestion" ]] || return
     READLINE_LINE="$suggestion"
     READLINE_POINT=${#READLINE_LINE}
@@ -32,7 +33,7 @@ bind -x '"\\C-x\\C-g": __chatcli_cmd'
 __chatcli_cmd() {
     [[ -n "$BUFFER" ]] || return
     local suggestion
-    suggestion="$(CHATCLI_EXE cmd -- "$BUFFER" </dev/null)"
+    suggestion="$(CHATCLI_EXE cmd --one-line -- "$BUFFER" </dev/null)"
     if [[ -n "$suggestion" ]]; then
         BUFFER="$suggestion"
         CURSOR=${#BUFFER}
@@ -46,7 +47,7 @@ bindkey '^X^G' __chatcli_cmd
 function __chatcli_cmd
     set -l text (commandline)
     test -n "$text"; or return
-    set -l suggestion (CHATCLI_EXE cmd -- "$text" </dev/null | string collect)
+    set -l suggestion (CHATCLI_EXE cmd --one-line -- "$text" </dev/null | string collect)
     if test -n "$suggestion"
         commandline --replace -- $suggestion
     end
