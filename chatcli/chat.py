@@ -22,6 +22,7 @@ from chatcli.conversation import (
     USER,
     Conversation,
     Message,
+    TextBuffer,
     Usage,
     Window,
     build_window,
@@ -50,7 +51,7 @@ class Journal(Protocol):
 
     def answering(self, question: Message) -> None: ...
 
-    def reply_progress(self, parts: list[str], thinking: list[str]) -> None: ...
+    def reply_progress(self, text: str, thinking: str) -> None: ...
 
     def reply_done(self, message: Message) -> Message: ...
 
@@ -66,7 +67,7 @@ class NoJournal:
     def answering(self, question: Message) -> None:
         pass
 
-    def reply_progress(self, parts: list[str], thinking: list[str]) -> None:
+    def reply_progress(self, text: str, thinking: str) -> None:
         pass
 
     def reply_done(self, message: Message) -> Message:
@@ -245,10 +246,10 @@ def _streamed(conversation: Conversation, request: ChatRequest, window: Window, 
               settings: Settings, sink: Sink, journal: Journal, *,
               prefix: Message | None = None) -> TurnResult:
     """Stream a reply into the conversation; with `prefix`, the reply it continues (its text and
-    thinking come first, and a failure before any new text leaves it as it was)."""
-    parts: list[str] = [prefix.content] if prefix else []
-    thinking: list[str] = [prefix.reasoning] if prefix and prefix.reasoning else []
-    size, thought = sum(map(len, parts)), sum(map(len, thinking))
+    thinking come first, and a failure before any new text leaves it as it was). Each piece is
+    shown, then saved: what is saved was on the screen first."""
+    parts = TextBuffer(prefix.content if prefix else "")
+    thinking = TextBuffer(prefix.reasoning if prefix else "")
     before = (len(parts), len(thinking))
     reported: UsageReport | None = None
     finish: str | None = None
@@ -257,20 +258,17 @@ def _streamed(conversation: Conversation, request: ChatRequest, window: Window, 
     try:
         for event in events:
             if isinstance(event, ReasoningDelta):
-                if thought < MAX_REPLY_CHARS:
-                    thinking.append(event.text[: MAX_REPLY_CHARS - thought])
-                    thought += len(thinking[-1])
-                    journal.reply_progress(parts, thinking)
-                    sink.event(ReasoningDelta(thinking[-1]))
+                if len(thinking) < MAX_REPLY_CHARS:
+                    piece = thinking.add(event.text[: MAX_REPLY_CHARS - len(thinking)])
+                    sink.event(ReasoningDelta(piece))
+                    journal.reply_progress("", piece)
             elif isinstance(event, TextDelta):
                 if answer_after is None:
                     answer_after = time.monotonic() - started
-                text = event.text[: MAX_REPLY_CHARS - size]
-                parts.append(text)
-                size += len(text)
-                journal.reply_progress(parts, thinking)
+                text = parts.add(event.text[: MAX_REPLY_CHARS - len(parts)])
                 sink.event(event if text == event.text else TextDelta(text))
-                if size >= MAX_REPLY_CHARS:
+                journal.reply_progress(text, "")
+                if len(parts) >= MAX_REPLY_CHARS:
                     finish = TOO_LONG
                     break
             elif isinstance(event, UsageReport):
@@ -291,13 +289,13 @@ def _streamed(conversation: Conversation, request: ChatRequest, window: Window, 
     finally:
         events.close()
         sink.end()
-    result = _commit(conversation, "".join(parts), finish, reported, window, settings, journal,
-                     reasoning="".join(thinking), estimate=prefix is not None)
+    result = _commit(conversation, parts.text(), finish, reported, window, settings, journal,
+                     reasoning=thinking.text(), estimate=prefix is not None)
     return replace(result, answer_after=answer_after)
 
 
-def _ending(status: str, prefix: Message | None, before: tuple[int, int], parts: list[str],
-            thinking: list[str]) -> str:
+def _ending(status: str, prefix: Message | None, before: tuple[int, int], parts: TextBuffer,
+            thinking: TextBuffer) -> str:
     """How a reply that stopped is marked: `status`, unless it was a continuation that brought
     nothing new (then it ended as it had)."""
     if prefix is not None and (len(parts), len(thinking)) == before:
@@ -324,10 +322,10 @@ def _whole(conversation: Conversation, request: ChatRequest, window: Window, cli
     return replace(result, response=completion.response)
 
 
-def _keep_partial(conversation: Conversation, parts: list[str], thinking: list[str], status: str,
+def _keep_partial(conversation: Conversation, parts: TextBuffer, thinking: TextBuffer, status: str,
                   journal: Journal) -> None:
     if parts or thinking:
-        partial = Message(ASSISTANT, "".join(parts), finish_reason=status, reasoning="".join(thinking))
+        partial = Message(ASSISTANT, parts.text(), finish_reason=status, reasoning=thinking.text())
         conversation.messages.append(journal.reply_done(partial))
 
 

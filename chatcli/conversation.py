@@ -353,6 +353,34 @@ def build_window(
     )
 
 
+class TextBuffer:
+    """Text that grows by small pieces (a reply, a token at a time), held in memory in
+    proportion to its length, not to the number of pieces: each run of pieces is joined into
+    one string as it fills, so every character is copied a bounded number of times."""
+
+    RUN = 256  # pieces joined at a time
+
+    def __init__(self, start: str = "") -> None:
+        self._joined: list[str] = [start] if start else []
+        self._pieces: list[str] = []
+        self._length = len(start)
+
+    def add(self, piece: str) -> str:
+        """Add `piece`; returns it."""
+        self._pieces.append(piece)
+        self._length += len(piece)
+        if len(self._pieces) >= self.RUN:
+            self._joined.append("".join(self._pieces))
+            self._pieces = []
+        return piece
+
+    def text(self) -> str:
+        return "".join(self._joined) + "".join(self._pieces)
+
+    def __len__(self) -> int:
+        return self._length
+
+
 def title_from(message: Message, width: int = 60) -> str:
     """A conversation's title from its first message, without asking the model: its first
     line of text, else what is attached (the first part's name, or its first line)."""

@@ -14,7 +14,7 @@ from prompt_toolkit.key_binding import KeyBindings
 
 from chatcli import commands
 from chatcli.session import Session
-from chatcli.textsafe import is_plain, visible
+from chatcli.textsafe import is_plain, shown
 
 PROMPT = "> "
 
@@ -81,8 +81,8 @@ def bindings() -> KeyBindings:
 
 
 def toolbar(session: Session) -> str:
-    """The bottom bar: the profile when one is chosen, the model, how full the context is,
-    and what is attached to the next message."""
+    """The bottom bar: NOT SAVING while saving fails, the profile when one is chosen, the model,
+    how full the context is, and what is attached to the next message."""
     s = session.settings
     try:
         window = session.window()
@@ -98,4 +98,5 @@ def toolbar(session: Session) -> str:
         names = ", ".join(part.name.rpartition("/")[2] or part.name for part in pending)
         attached = f"attached: {names} | " if len(pending) <= 3 and len(names) <= 40 else \
             f"{len(pending)} attachments | "
-    return visible(f" {profile}{s.model} | {attached}context {share} | /help")
+    saving = "NOT SAVING | " if session.not_saving else ""  # until a write works again
+    return shown(f" {saving}{profile}{s.model} | {attached}context {share} | /help")

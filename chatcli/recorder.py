@@ -1,8 +1,12 @@
 """Saving a conversation as it happens: the Journal that chat.py writes through.
 
 The question is written before the request is sent, the reply while it streams
-(at a bounded rate) and once more with how it ended. A failure to save is told
-once and the conversation goes on in memory.
+(at a bounded rate) and once more with how it ended. A write that fails (a full
+disk, a lock held too long, a database gone) never ends saving: the conversation
+goes on in memory, marked unsaved, and the next write first tries again (with a
+fresh connection if the old one broke) and writes, in order, every message that
+was missed, the partial reply of the failed turn included. The session is told
+when saving stops and when it works again.
 """
 
 from __future__ import annotations
@@ -11,9 +15,13 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from chatcli.conversation import Message, title_from
+from chatcli.conversation import ASSISTANT, USER, Message, title_from
 from chatcli.errors import StorageError
 from chatcli.store import STREAMING, Store
+
+# While saving fails, a reply's progress is tried again no more often than this (a lock
+# held by another process makes each try wait for it); questions and ends always try.
+RETRY_SECONDS = 5.0
 
 
 class Recorder:
@@ -22,8 +30,10 @@ class Recorder:
     The question is written before the request is sent; the reply is written
     at most every `interval` seconds while it streams (the first time one
     interval after its first words, so a short reply costs one write), and
-    finally with how it ended. A failure to save is reported
-    once through `on_failure` and the conversation goes on in memory.
+    finally with how it ended. `messages` gives the conversation's messages as
+    they stand, so that those a failed write missed are written later; a failure
+    is reported through `on_failure` (once until saving works again), a recovery
+    through `on_recovery`.
     """
 
     def __init__(
@@ -32,101 +42,159 @@ class Recorder:
         conversation_id: int | None,
         *,
         meta: Callable[[], dict[str, str | None]],
+        messages: Callable[[], list[Message]] = list,
         name: str | None = None,
         on_failure: Callable[[StorageError], None] = lambda error: None,
+        on_recovery: Callable[[int], None] = lambda count: None,
         interval: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.conversation_id = conversation_id
         self._meta = meta
+        self._messages = messages
         self._name = name
         self._on_failure = on_failure
+        self._on_recovery = on_recovery
         self._interval = interval
         self._clock = clock
         self._reply_id: int | None = None
-        self._question_id: int | None = None  # what the reply being received answers
-        self._written = 0  # parts of the reply already saved
-        self._thought = 0  # and parts of its thinking
+        self._question: Message | None = None  # what the reply being received answers
+        self._text: list[str] = []  # the reply's new text and thinking, not yet saved
+        self._thinking: list[str] = []
         self._seq = 0
         self._started: float | None = None  # when the current reply's first words came
         self._last_write = 0.0
-        self.failure: StorageError | None = None  # the first write that failed; none after it
+        self.failure: StorageError | None = None  # the write failing now; None while saving works
+        self._failed_at = 0.0
 
     @property
     def broken(self) -> bool:
+        """Saving fails now: what is said meanwhile is kept in memory until a write works."""
         return self.failure is not None
 
     def _safely(self, write: Callable[[], int | None]) -> int | None:
-        if self.failure is not None:
-            return None
+        """Run `write`; after a failure, first try again what was missed. None if it failed."""
+        caught_up = 0
         try:
-            return write()
+            if self.failure is not None:
+                self.store.reconnect()
+                caught_up = self._catch_up()
+            result = write()
         except StorageError as exc:
-            self.failure = exc
-            self._on_failure(exc)
+            if self.failure is None:
+                self._on_failure(exc)
+            self.failure, self._failed_at = exc, self._clock()
             return None
+        if self.failure is not None:
+            self.failure = None
+            self._on_recovery(caught_up)
+        return result
 
-    def _ensure(self, first: Message) -> int:
+    def _catch_up(self) -> int:
+        """Write the messages a failed write missed, in order; how many there were."""
+        messages = self._messages()
+        written = 0
+        question_id: int | None = None
+        for index, message in enumerate(messages):
+            if message.id is None:
+                saved = self._add(message, reply_to=question_id if message.role == ASSISTANT else None)
+                if message.outcome:
+                    self.store.set_outcome(saved, message.outcome)
+                if message is self._question:
+                    self._question = replace(message, id=saved)
+                message = messages[index] = replace(message, id=saved)
+                written += 1
+            if message.role == USER:
+                question_id = message.id
+        return written
+
+    def _add(self, message: Message, *, reply_to: int | None = None) -> int:
         if self.conversation_id is None:
-            title = self._name or title_from(first)  # a name given is its title
+            title = self._name or title_from(message)  # a name given is its title
             self.conversation_id = self.store.create(name=self._name, title=title, **self._meta())
-        return self.conversation_id
+        return self.store.add(self.conversation_id, message, model=self._meta().get("model"),
+                              reply_to=reply_to)
+
+    def unsaved(self) -> list[Message]:
+        """The messages of the conversation not saved yet (all written once saving works)."""
+        return [message for message in self._messages() if message.id is None]
+
+    def retry(self) -> bool:
+        """One more try at what is unsaved (before leaving); True when nothing is left unsaved."""
+        if self.failure is not None:
+            self._safely(lambda: None)
+        return self.failure is None and not self.unsaved()
 
     def user(self, message: Message) -> Message:
-        saved = self._safely(lambda: self.store.add(self._ensure(message), message,
-                                                    model=self._meta().get("model")))
-        return _with_id(message, saved)
+        return _with_id(message, self._safely(lambda: self._add(message)))
 
     def answering(self, question: Message) -> None:
         """The reply about to arrive answers `question` (saved next to it, whoever else writes)."""
-        self._question_id = question.id
+        self._question = question
 
     def continuing(self, reply: Message) -> None:
-        """The next reply continues `reply` (/continue): its text and thinking are already saved,
-        as the first of the parts and thinking that reply_progress will be given."""
-        if reply.id is None or self.failure is not None:
-            return
-        reply_id = reply.id
-        self._safely(lambda: self.store.reopen(reply_id))
-        self._reply_id = reply_id
-        self._written, self._thought, self._seq = 1, (1 if reply.reasoning else 0), 0
+        """The next reply continues `reply` (/continue): its text and thinking are already saved;
+        what reply_progress brings is added to them."""
+        if reply.id is None:
+            return  # never saved: its whole text is added when it ends
+        reply_id = self._reply_id = reply.id  # if reopening fails, its end still updates it
+        self._seq = 0
 
-    def reply_progress(self, parts: list[str], thinking: list[str]) -> None:
-        """Save what arrived since the last write (at most every `interval` seconds): the
-        answer's new text as a chunk, the thinking's added to its column."""
+        def reopen() -> int:
+            self.store.reopen(reply_id)
+            return reply_id
+
+        self._safely(reopen)
+
+    def reply_progress(self, text: str, thinking: str) -> None:
+        """More of the reply (its new text and thinking): saved at most every `interval`
+        seconds (while saving fails, tried again at most every RETRY_SECONDS)."""
+        if text:
+            self._text.append(text)
+        if thinking:
+            self._thinking.append(thinking)
         now = self._clock()
         if self._started is None:
             self._started = self._last_write = now
         if now - self._last_write < self._interval:
             return
-        self._last_write = now
-        new, self._written = "".join(parts[self._written:]), len(parts)
-        thought, self._thought = "".join(thinking[self._thought:]), len(thinking)
-        reply_id = self._reply_id
-        if reply_id is None:
-            partial = Message("assistant", new, finish_reason=STREAMING, reasoning=thought)
-            self._reply_id = self._safely(lambda: self.store.add(
-                self._ensure(partial), partial, model=self._meta().get("model"),
-                reply_to=self._question_id))
+        if self.failure is not None and now - self._failed_at < RETRY_SECONDS:
             return
-        if new:
-            self._seq += 1
-            seq = self._seq
-            self._safely(lambda: self.store.append(reply_id, seq, new))
-        if thought:
-            self._safely(lambda: self.store.append_reasoning(reply_id, thought))
+        self._last_write = now
+        self._safely(self._write_progress)
+
+    def _write_progress(self) -> int:
+        """Write what came since the last write; each part is forgotten once it is written."""
+        if self._reply_id is None:
+            question = self._question.id if self._question is not None else None
+            partial = Message(ASSISTANT, "".join(self._text), finish_reason=STREAMING,
+                              reasoning="".join(self._thinking))
+            self._reply_id = self._add(partial, reply_to=question)
+            self._text, self._thinking = [], []
+            return self._reply_id
+        if self._text:
+            self.store.append(self._reply_id, self._seq + 1, "".join(self._text))
+            self._seq, self._text = self._seq + 1, []
+        if self._thinking:
+            self.store.append_reasoning(self._reply_id, "".join(self._thinking))
+            self._thinking = []
+        return self._reply_id
 
     def reply_done(self, message: Message) -> Message:
-        reply_id, self._reply_id = self._reply_id, None
         self._started = None
-        self._written = self._seq = self._thought = 0
-        if reply_id is None:
-            return _with_id(message, self._safely(lambda: self.store.add(
-                self._ensure(message), message, model=self._meta().get("model"),
-                reply_to=self._question_id)))
-        self._safely(lambda: self.store.update(reply_id, message))
-        return _with_id(message, reply_id)
+        self._text, self._thinking = [], []
+
+        def write() -> int:
+            if self._reply_id is None:
+                question = self._question.id if self._question is not None else None
+                return self._add(message, reply_to=question)
+            self.store.update(self._reply_id, message)
+            return self._reply_id
+
+        saved = self._safely(write)
+        self._reply_id, self._seq = None, 0
+        return _with_id(message, saved)
 
 
 def _with_id(message: Message, message_id: int | None) -> Message:

@@ -69,7 +69,7 @@ class Session:
         self.profiles = profiles or []
         self.store = store
         self._warn = warn
-        self.save_failure: errors.StorageError | None = None  # the first write that failed
+        self.save_failure: errors.StorageError | None = None  # the first write that failed, if any
         self._client_factory = client_factory
         self._load_profile = load_profile
         self._client: ChatClient | None = None
@@ -180,8 +180,9 @@ class Session:
         original = self.conversation_id
         if original is None:
             raise errors.UsageError("nothing saved yet to fork; send a message first")
-        if self.save_failure is not None:
-            raise errors.UsageError("this conversation could not be saved, so it cannot be forked")
+        if self.not_saving or self.unsaved():
+            raise errors.UsageError("this conversation is not all saved (saving fails), so it cannot be "
+                                    "forked yet", hint="free the disk: the next message saves the rest")
         count = len(self.conversation.messages)
         if upto is not None and not 0 <= upto <= count:
             raise errors.UsageError(f"no message {upto}; /history lists 1 to {count}")
@@ -321,7 +322,7 @@ class Session:
         messages = self.conversation.messages
         if messages and messages[-1].role == ASSISTANT:
             messages[-1] = replace(messages[-1], outcome=outcome)
-            if self.store is not None and messages[-1].id is not None and self.save_failure is None:
+            if self.store is not None and messages[-1].id is not None and not self.not_saving:
                 try:
                     self.store.set_outcome(messages[-1].id, outcome)
                 except errors.StorageError as exc:
@@ -343,11 +344,31 @@ class Session:
         if self.store is None:
             return NoJournal()
         return Recorder(self.store, conversation_id, meta=self._meta, name=name,
-                        on_failure=self._saving_failed)
+                        messages=lambda: self.conversation.messages,
+                        on_failure=self._saving_failed, on_recovery=self._saving_recovered)
 
     def _saving_failed(self, error: errors.StorageError) -> None:
         self.save_failure = self.save_failure or error
-        self._warn(f"{error.message}; this conversation is no longer being saved")
+        self._warn(f"{error.message}; not saving for now: the conversation is kept in memory and saved "
+                   "as soon as a write works again")
+
+    def _saving_recovered(self, count: int) -> None:
+        caught_up = f": {count} message{'' if count == 1 else 's'} that could not be saved before " \
+                    f"{'is' if count == 1 else 'are'} saved now" if count else ""
+        self._warn(f"saving again{caught_up}")
+
+    @property
+    def not_saving(self) -> bool:
+        """Saving fails now (the bottom bar says so)."""
+        return isinstance(self._journal, Recorder) and self._journal.broken
+
+    def unsaved(self) -> list[Message]:
+        """What this conversation holds that is not saved (after one more try, when saving
+        failed): empty when everything is saved, or when nothing is being saved on purpose."""
+        if not isinstance(self._journal, Recorder):
+            return []
+        self._journal.retry()
+        return self._journal.unsaved()
 
     def _meta(self) -> dict[str, str | None]:
         return {"profile": self.settings.profile, "model": self.settings.model,

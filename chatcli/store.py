@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,11 +105,27 @@ class Store:
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
             # One connection, used by one thread at a time (the lock): the REPL's Tab
             # completion lists conversations from prompt_toolkit's completion thread.
-            self._db = sqlite3.connect(path, timeout=BUSY_SECONDS, isolation_level=None,
-                                       check_same_thread=False)
+            self._db = _connect(path)
             _patiently(lambda: self._setup())
         except (OSError, sqlite3.Error) as exc:
             raise _storage_error(path, exc) from None
+
+    def reconnect(self) -> None:
+        """After a failed write: a fresh connection if this one no longer works (closed, or
+        broken by an I/O error); nothing if it still does."""
+        with self._lock:
+            try:
+                self._db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+                return
+            except sqlite3.Error:
+                pass
+            with suppress(sqlite3.Error):
+                self._db.close()
+            try:
+                self._db = _connect(self.path)
+                _patiently(lambda: self._setup())
+            except (OSError, sqlite3.Error) as exc:
+                raise _storage_error(self.path, exc) from None
 
     def _setup(self) -> None:
         self._db.execute(f"PRAGMA busy_timeout = {BUSY_SECONDS * 1000}")
@@ -491,6 +507,10 @@ def _storage_error(path: Path, exc: BaseException) -> StorageError:
     return StorageError(f"cannot use the conversation database {path}: {reason}",
                         hint="check the disk and the permissions, or set CHATCLI_DATA_DIR; "
                              "--no-save runs without saving")
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(path, timeout=BUSY_SECONDS, isolation_level=None, check_same_thread=False)
 
 
 def open_store(data_dir: Path) -> Store:

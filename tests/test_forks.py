@@ -261,8 +261,8 @@ def test_a_continuation_is_saved_as_it_arrives(tmp_path):
                                reply_to=question))
     recorder = Recorder(store, conversation, meta=dict, interval=0)
     recorder.continuing(cut)
-    recorder.reply_progress(["The first half", " and"], [])
-    recorder.reply_progress(["The first half", " and", " more"], [])
+    recorder.reply_progress(" and", "")
+    recorder.reply_progress(" more", "")
     crashed = store.load(conversation)[-1]  # what chatcli -c finds if the process dies now
     assert (crashed.content, crashed.finish_reason) == ("The first half and more", "interrupted")
     assert len(store.load(conversation)) == 2  # the same message, not a new one

@@ -163,7 +163,7 @@ def test_recorder_saves_the_question_first_and_the_reply_at_a_bounded_rate(store
     for n in range(100):
         parts.append(f"w{n} ")
         clock.now = n * 0.05  # five seconds of streaming, a chunk every 50 ms
-        recorder.reply_progress(parts, [])
+        recorder.reply_progress(parts[-1], "")
         writes.append(store.load(cid)[-1].content)
     assert len(set(writes)) <= 12  # about two writes a second, not one per chunk
     assert store.load(cid)[-1].finish_reason == "interrupted"  # still arriving: a crash now keeps it
@@ -173,15 +173,82 @@ def test_recorder_saves_the_question_first_and_the_reply_at_a_bounded_rate(store
     assert saved[-1] == Message(ASSISTANT, "".join(parts), tokens=40, finish_reason="stop")
 
 
-def test_recorder_warns_once_and_carries_on_when_saving_fails(store):
+class Faulty:
+    """Makes the store's writes fail while `failing` is set, as a full disk would."""
+
+    def __init__(self, store, monkeypatch) -> None:
+        self.failing = False
+        for name in ("add", "append", "append_reasoning", "update", "create", "set_outcome"):
+            real = getattr(store, name)
+            monkeypatch.setattr(store, name, self._wrap(real))
+
+    def _wrap(self, real):
+        def write(*args, **kwargs):
+            if self.failing:
+                raise StorageError("cannot use the conversation database: database or disk is full")
+            return real(*args, **kwargs)
+        return write
+
+
+def test_saving_that_fails_is_tried_again_and_writes_what_it_missed_in_order(store, monkeypatch):
+    faulty = Faulty(store, monkeypatch)
+    failures, recoveries = [], []
+    conversation: list[Message] = []
+    clock = Clock()
+    recorder = Recorder(store, None, meta=lambda: {}, messages=lambda: conversation, clock=clock,
+                        on_failure=failures.append, on_recovery=recoveries.append, interval=0)
+
+    def turn(question: str, reply: str) -> None:
+        conversation.append(recorder.user(Message(USER, question)))
+        recorder.answering(conversation[-1])
+        for word in reply.split(" "):
+            clock.now += 10
+            recorder.reply_progress(word + " ", "")
+        conversation.append(recorder.reply_done(Message(ASSISTANT, reply + " ", finish_reason="stop")))
+
+    turn("first", "one")
+    faulty.failing = True  # the disk fills up
+    turn("second", "two and more")
+    turn("third", "three")
+    assert len(failures) == 1 and recorder.broken  # told once, not at every write
+    assert [m.id for m in conversation[2:]] == [None] * 4
+    faulty.failing = False  # and is freed
+    turn("fourth", "four")
+    assert recoveries == [4] and not recorder.broken and recorder.unsaved() == []
+    saved = store.load(recorder.conversation_id)
+    assert [m.content for m in saved] == ["first", "one ", "second", "two and more ", "third", "three ",
+                                          "fourth", "four "]
+    assert [m.id for m in saved] == [m.id for m in conversation]
+
+
+def test_a_reply_whose_saving_failed_half_way_is_saved_whole_when_it_works_again(store, monkeypatch):
+    faulty = Faulty(store, monkeypatch)
+    clock = Clock()
+    conversation: list[Message] = []
+    recorder = Recorder(store, None, meta=lambda: {}, messages=lambda: conversation, clock=clock, interval=0)
+    conversation.append(recorder.user(Message(USER, "q")))
+    recorder.answering(conversation[-1])
+    for n, piece in enumerate(["part one, ", "part two, ", "part three"]):
+        faulty.failing = n == 1  # the second write fails: its text must not be lost
+        clock.now += 10
+        recorder.reply_progress(piece, "")
+    clock.now += 10
+    recorder.reply_progress("", "")
+    crashed = store.load(recorder.conversation_id)[-1]  # what a crash now would leave
+    assert crashed.content == "part one, part two, part three"
+
+
+def test_a_database_closed_under_the_recorder_is_opened_again(store):
+    conversation: list[Message] = []
     failures: list[StorageError] = []
-    recorder = Recorder(store, None, meta=lambda: {}, on_failure=failures.append)
-    recorder.user(Message(USER, "first"))
-    store.close()  # the database goes away under it
-    kept = recorder.user(Message(USER, "second"))
-    recorder.reply_done(Message(ASSISTANT, "reply"))
-    assert kept.content == "second"
-    assert len(failures) == 1 and recorder.failure is failures[0]
+    recorder = Recorder(store, None, meta=lambda: {}, messages=lambda: conversation,
+                        on_failure=failures.append)
+    conversation.append(recorder.user(Message(USER, "first")))
+    store.close()  # the connection goes away under it
+    conversation.append(recorder.user(Message(USER, "second")))
+    assert len(failures) == 1 and conversation[-1].id is None
+    conversation.append(recorder.reply_done(Message(ASSISTANT, "reply")))
+    assert [m.content for m in store.load(recorder.conversation_id)] == ["first", "second", "reply"]
 
 
 WRITER = textwrap.dedent("""

@@ -151,7 +151,7 @@ def answer(question: str | None, piped: str | None, flags: Flags, settings: Sett
     try:
         result = session.ask(question, sink, stream=not (flags.no_stream or flags.json))
     except errors.ChatcliError:
-        if must_save(flags) and session.save_failure is not None:
+        if must_save(flags) and session.save_failure is not None and session.unsaved():
             diag.warning(f"{session.save_failure.message}; this conversation was not saved")
         raise
     if flags.json:
@@ -167,9 +167,11 @@ def answer(question: str | None, piped: str | None, flags: Flags, settings: Sett
         if note := answer_note(result.answer_after, bool(result.reply.reasoning)):
             line += f" · {note}"
         diag.usage(line + (f" · {dropped_note(result.window)}" if result.window.dropped else ""))
-    if must_save(flags) and session.save_failure is not None:
-        raise errors.StorageError(f"{session.save_failure.message}; the reply was not saved",
-                                  hint=session.save_failure.hint)
+    if session.save_failure is not None and session.unsaved():
+        if must_save(flags):
+            raise errors.StorageError(f"{session.save_failure.message}; the reply was not saved",
+                                      hint=session.save_failure.hint)
+        diag.warning("the reply was not saved (see above)")
 
 
 class NullSink:
@@ -224,6 +226,43 @@ def interact(flags: Flags, settings: Settings | None = None, *, first: str | Non
         on_first_draw=client.warm_up,
     )
     code = loop.run(first_message=first)
-    if code == errors.EXIT_OK and must_save(flags) and session.save_failure is not None:
-        return errors.EXIT_STORAGE  # said when it happened; the exit code says it again
-    return code
+    if not keep_unsaved(session, diag, data_dir(env, settings)):
+        return code
+    return errors.EXIT_STORAGE if code == errors.EXIT_OK and must_save(flags) else code
+
+
+def keep_unsaved(session: Session, diag: Diagnostics, directory: Any) -> bool:
+    """On leaving: if saving failed and part of the conversation is still unsaved after one
+    more try, say what, and write it as Markdown to a file of its own (in the data directory,
+    else the temporary one) so that it is not lost. True when something was unsaved."""
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from chatcli.export import to_markdown
+    from chatcli.store import ConversationInfo
+
+    unsaved = session.unsaved()
+    if not unsaved or session.save_failure is None:
+        return False
+    questions = sum(1 for m in unsaved if m.role == "user")
+    what = f"{counted(questions, 'question')} and {counted(len(unsaved) - questions, 'reply')}"
+    info = ConversationInfo(id=session.conversation_id or 0, name=None, title="chatcli: not saved",
+                            created_at=time.time(), updated_at=time.time(), profile=session.settings.profile,
+                            model=session.settings.model, system_prompt=None)
+    text = to_markdown(info, unsaved)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for folder in (Path(directory), Path(tempfile.gettempdir())):
+        path = folder / f"unsaved-{stamp}-{os.getpid()}.md"
+        try:
+            with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w",
+                           encoding="utf-8") as handle:
+                handle.write(text)
+        except OSError:
+            continue
+        diag.warning(f"{what} of this conversation could not be saved ({session.save_failure.message}); "
+                     f"they are written to {path}")
+        return True
+    diag.warning(f"{what} of this conversation could not be saved ({session.save_failure.message}), nor "
+                 "written to a file: they are only on the screen above")
+    return True
