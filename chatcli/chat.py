@@ -259,14 +259,18 @@ def _streamed(conversation: Conversation, request: ChatRequest, window: Window, 
         for event in events:
             if isinstance(event, ReasoningDelta):
                 if len(thinking) < MAX_REPLY_CHARS:
-                    piece = thinking.add(event.text[: MAX_REPLY_CHARS - len(thinking)])
-                    sink.event(ReasoningDelta(piece))
+                    piece = event.text[: MAX_REPLY_CHARS - len(thinking)]
+                    with errors.HOLD:  # shown and kept together, or neither
+                        sink.event(ReasoningDelta(piece))
+                        thinking.add(piece)
                     journal.reply_progress("", piece)
             elif isinstance(event, TextDelta):
                 if answer_after is None:
                     answer_after = time.monotonic() - started
-                text = parts.add(event.text[: MAX_REPLY_CHARS - len(parts)])
-                sink.event(event if text == event.text else TextDelta(text))
+                text = event.text[: MAX_REPLY_CHARS - len(parts)]
+                with errors.HOLD:
+                    sink.event(event if text == event.text else TextDelta(text))
+                    parts.add(text)
                 journal.reply_progress(text, "")
                 if len(parts) >= MAX_REPLY_CHARS:
                     finish = TOO_LONG

@@ -112,6 +112,28 @@ class Terminated(BaseException):
         self.exit_code = 128 + signum
 
 
+class Holding:
+    """While a piece of a reply is shown and kept in memory, a SIGTERM or SIGHUP waits: its
+    handler (cli/base.terminate) sees `active`, notes the signal in `pending` and returns,
+    and the end of the piece raises it. What is saved is then what was shown, exactly."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.pending: int | None = None
+
+    def __enter__(self) -> None:
+        self.active = True
+
+    def __exit__(self, *exc: object) -> None:
+        self.active = False
+        if self.pending is not None:
+            signum, self.pending = self.pending, None
+            raise Terminated(signum)
+
+
+HOLD = Holding()
+
+
 class Interrupted(ChatcliError):
     """The user pressed Ctrl-C."""
 

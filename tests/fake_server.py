@@ -45,7 +45,8 @@ class Reply:
     fault: None, "drop" (close the connection mid-stream), "malformed" (send a
     chunk that is not JSON), "error_event" (an error object inside the stream),
     "hang" (never answer), "stall" (send part of the reply, then nothing),
-    "no_finish" (end the stream without finish_reason).
+    "no_finish" (end the stream without finish_reason), "slow_headers" (the
+    status line, then one header line every `delay` seconds, a thousand of them).
     """
 
     text: str = "Hello! How can I help?"
@@ -203,6 +204,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(400, error_body(self.fake.refuses_images, "invalid_request_error"))
             return
         reply = self.fake.next_reply(body)
+        if reply.fault == "slow_headers":
+            self._slow_headers(reply)
+            return
         if reply.fault == "hang":
             self.fake.stopping.wait(60)
             self.close_connection = True
@@ -247,10 +251,26 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
         self.close_connection = True
 
+    def _slow_headers(self, reply: Reply) -> None:
+        """Headers that trickle: each line well within a read timeout, the whole never done."""
+        self.close_connection = True
+        try:
+            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            self.wfile.flush()
+            for n in range(1000):
+                if self.fake.stopping.wait(reply.delay):
+                    return
+                self.wfile.write(f"X-Slow-{n}: waiting\r\n".encode())
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            self.fake.abandoned += 1  # the client gave up, as it should have
+
     def _produce(self, reply: Reply) -> None:
         self.send_response(200)
         self.send_header("Content-Type", reply.content_type)
         self.send_header("Transfer-Encoding", "chunked")
+        for k, v in reply.headers.items():
+            self.send_header(k, v)
         self.end_headers()
         self.close_connection = True
         try:

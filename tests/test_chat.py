@@ -167,3 +167,34 @@ def test_window_for_uses_the_context_budget(server):
     window = window_for(conv, settings)
     assert window.budget == 800
     assert [m.content for m in window.messages] == ["z"]
+
+
+class TermMidShow(Collect):
+    """A sink that a SIGTERM reaches half way through showing its third piece."""
+
+    def event(self, event) -> None:
+        import signal
+
+        from chatcli.cli.base import terminate
+
+        self.parts.append(event.text[:1])
+        if len(self.parts) == 3:
+            try:
+                terminate(signal.SIGTERM, None)  # what the signal handler does, at this moment
+            finally:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        self.parts[-1] = event.text  # the rest of the piece reaches the screen
+
+
+def test_a_termination_signal_while_a_piece_is_shown_waits_so_saved_is_shown(server):
+    """Show, then save: the partial reply kept is exactly what reached the screen, however the
+    signal falls (issue 19: it used to save a piece that was never shown, now and then)."""
+    settings, client = setup(server)
+    server.queue(Reply(text="one two three four five six", chunk_chars=4))
+    conv = Conversation()
+    sink = TermMidShow()
+    with pytest.raises(errors.Terminated):
+        run_turn(conv, "count", client=client, settings=settings, sink=sink)
+    assert conv.messages[-1].content == "".join(sink.parts) == "one two thre"
+    assert conv.messages[-1].finish_reason == "interrupted"

@@ -145,6 +145,9 @@ def terminate(signum: int, frame: object) -> None:
     # interrupt the saving of the partial reply that the first one started.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    if errors.HOLD.active:  # a piece of the reply is half shown: it ends first, then this is raised
+        errors.HOLD.pending = signum
+        return
     raise errors.Terminated(signum)
 
 

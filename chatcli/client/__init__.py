@@ -16,8 +16,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 from chatcli import errors
+from chatcli.client.deadline import Deadlines, install
 from chatcli.client.failures import describe_for_retry, images_refused, retry_delay, translate
 from chatcli.client.reading import BodyReader, capped_body
 from chatcli.config import same_endpoint
@@ -64,7 +66,9 @@ class OpenAIClient:
         self._sdk: openai.OpenAI | None = None
         self.redact = Redactor(api_key, *settings.headers.values())
         self.usage_in_stream = True  # False once the server rejects stream_options
-        self._reader = BodyReader(settings, clock=clock, redact=self.redact, debug=debug)
+        self._deadlines = Deadlines(clock)
+        self._reader = BodyReader(settings, clock=clock, redact=self.redact, debug=debug,
+                                  deadlines=self._deadlines)
 
     def _client(self) -> openai.OpenAI:
         if self._sdk is None:
@@ -84,6 +88,7 @@ class OpenAIClient:
                 default_headers=dict(s.headers),
                 http_client=http_client,
             )
+            install(http_client, self._deadlines)
         return self._sdk
 
     def _on_request(self, request: Any) -> None:
@@ -116,9 +121,10 @@ class OpenAIClient:
 
     def stream(self, request: ChatRequest) -> Generator[Event, None, None]:
         """Stream one reply as events; closing the iterator closes the HTTP stream."""
+        started = self._clock()
         response = self._guard(lambda: self._open_stream(request), request)
         try:
-            events = self._reader.events(response.http_response, request)
+            events = self._reader.events(response.http_response, request, started=started)
             while True:
                 event = self._guard(lambda: next(events, None), request, midstream=True)
                 if event is None:
@@ -131,10 +137,11 @@ class OpenAIClient:
         """One reply without streaming: its text, ending and usage, and the response object."""
 
         def call() -> Completion:
+            started = self._clock()
             http = self._send_adapting(request.body()).http_response
             try:
                 self._show_response(http)
-                return self._reader.completion(http, request)
+                return self._reader.completion(http, request, started=started)
             finally:
                 http.close()
 
@@ -145,7 +152,8 @@ class OpenAIClient:
 
         def call() -> list[str]:
             listing = self._client().models.with_streaming_response
-            http = self._retrying(lambda: listing.list().__enter__()).http_response
+            http = self._retrying(lambda: self._headers_in_time(
+                lambda: listing.list().__enter__())).http_response
             try:
                 return self._reader.model_ids(http)
             finally:
@@ -154,8 +162,25 @@ class OpenAIClient:
         return self._guard(lambda: call(), None)
 
     def _send(self, body: dict[str, Any]) -> Any:
-        """Send; the body is not read yet (that is done here, with bounds)."""
-        return self._client().chat.completions.with_streaming_response.create(**body).__enter__()
+        """Send, and wait for the response's headers, for no longer than `timeout` however they
+        trickle in; the body is not read yet (that is done here, with bounds)."""
+        sdk = self._client()
+        return self._headers_in_time(lambda: sdk.chat.completions.with_streaming_response.create(**body)
+                                     .__enter__())
+
+    def _headers_in_time(self, send: Callable[[], T]) -> T:
+        seconds = min(self.settings.timeout, self.settings.reply_timeout or self.settings.timeout)
+        until = self._clock() + seconds
+        with self._deadlines.until(until, "response headers"):
+            try:
+                return send()
+            except Exception:
+                if not self._deadlines.passed(until) or not self._deadlines.received:
+                    raise  # a failure, or a server that sent nothing at all (said as such)
+        host = urlsplit(self.settings.base_url).netloc
+        raise errors.NetworkError(f"{host} did not finish sending its response headers within {seconds:g} s",
+                                  hint="the server, or a proxy on the way, is stalling; try again, or raise "
+                                  "`timeout` in the config")
 
     def _open_stream(self, request: ChatRequest) -> Any:
         response = self._send_adapting({**request.body(), "stream": True})

@@ -25,8 +25,9 @@ from chatcli.client.chunks import (
     find_error,
     load_json,
 )
+from chatcli.client.deadline import Deadlines
 from chatcli.client.failures import from_body
-from chatcli.client.sse import NotEventStream, SSEDecoder, TooLarge
+from chatcli.client.sse import NoEvents, NotEventStream, SSEDecoder, TooLarge
 from chatcli.client.think import ThinkSplitter, split_think
 from chatcli.events import ChatRequest, Completion, Event, ReasoningDelta, StreamEnd, TextDelta
 
@@ -45,14 +46,16 @@ class BodyReader:
     """Reads response bodies for one client: its settings, clock, --debug and redaction."""
 
     def __init__(self, settings: Settings, *, clock: Callable[[], float],
-                 redact: Callable[[str], str], debug: Callable[[str], None] | None) -> None:
+                 redact: Callable[[str], str], debug: Callable[[str], None] | None,
+                 deadlines: Deadlines | None = None) -> None:
         self.settings = settings
         self._clock = clock
         self.redact = redact
         self._debug = debug
+        self._deadlines = deadlines or Deadlines(clock)
 
-    def completion(self, http: Any, request: ChatRequest) -> Completion:
-        raw = b"".join(self._bytes(http, MAX_BODY_BYTES, self._deadline()))
+    def completion(self, http: Any, request: ChatRequest, *, started: float | None = None) -> Completion:
+        raw = b"".join(self._bytes(http, MAX_BODY_BYTES, self._deadline(started)))
         if self._debug:
             self._debug("← " + self.redact(raw[:DEBUG_CHARS].decode("utf-8", "replace")))
         data = self._json_body(raw)
@@ -68,28 +71,38 @@ class BodyReader:
             raise Malformed("a model list that is not a list")
         return sorted({m["id"] for m in items if isinstance(m, dict) and isinstance(m.get("id"), str)})
 
-    def _deadline(self) -> float | None:
+    def _deadline(self, started: float | None = None) -> float | None:
+        """When the reply must be complete: reply_timeout after the request was sent."""
         limit = self.settings.reply_timeout
-        return self._clock() + limit if limit else None
+        return (self._clock() if started is None else started) + limit if limit else None
 
     def _bytes(self, http: Any, limit: int | None, deadline: float | None) -> Iterator[bytes]:
-        """The body as it arrives, stopping at `limit` bytes and at the reply's deadline."""
+        """The body as it arrives, stopping at `limit` bytes and at the reply's deadline (also
+        in the middle of a read: a trickle of bytes cannot stretch it)."""
         total = 0
-        for chunk in http.iter_bytes():
-            total += len(chunk)
-            if limit is not None and total > limit:
-                raise TooLarge(f"a body of more than {limit / 1e6:g} MB")
-            if deadline is not None and self._clock() > deadline:
-                seconds = self.settings.reply_timeout
-                raise errors.NetworkError(
-                    f"the reply was still not complete after {seconds:g} s (reply_timeout)",
-                    hint="raise reply_timeout in the config (0 means no limit), or ask for less")
-            yield chunk
+        with self._deadlines.until(deadline, "reply"):
+            try:
+                for chunk in http.iter_bytes():
+                    total += len(chunk)
+                    if limit is not None and total > limit:
+                        raise TooLarge(f"a body of more than {limit / 1e6:g} MB")
+                    if self._deadlines.passed(deadline):
+                        raise self._too_late()
+                    yield chunk
+            except Exception as exc:
+                if isinstance(exc, errors.ChatcliError) or not self._deadlines.passed(deadline):
+                    raise
+                raise self._too_late() from None
 
-    def events(self, http: Any, request: ChatRequest) -> Iterator[Event]:
+    def _too_late(self) -> errors.NetworkError:
+        return errors.NetworkError(
+            f"the reply was still not complete after {self.settings.reply_timeout:g} s (reply_timeout)",
+            hint="raise reply_timeout in the config (0 means no limit), or ask for less")
+
+    def events(self, http: Any, request: ChatRequest, *, started: float | None = None) -> Iterator[Event]:
         """A streamed body as events: server-sent events, or a whole JSON reply from a server
         that does not stream; an error in either is raised, and so is a stream with no reply."""
-        chunks = self._bytes(http, None, self._deadline())
+        chunks = self._bytes(http, None, self._deadline(started))
         head = b""
         for chunk in chunks:
             head += chunk
@@ -192,6 +205,8 @@ def _server_events(chunks: Iterator[bytes]) -> Iterator[tuple[str, str]]:
         yield from decoder.close()
     except NotEventStream as exc:
         raise Malformed(f"a body that is not an event stream: {' '.join(str(exc).split())[:80]!r}") from None
+    except NoEvents as exc:
+        raise Malformed(f"{exc}, and no reply") from None
 
 
 def capped_body(response: Any) -> None:

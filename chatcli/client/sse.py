@@ -2,8 +2,11 @@
 
 A hostile or broken server can send a line that never ends; the decoder
 refuses a line or an event larger than `limit` instead of growing without
-end. Lines end in LF, CRLF or CR (the SSE standard allows all three), and a
-CRLF split across two reads is one line end. Each `feed` costs time in
+end, and a flood of lines with no event in them (blank lines, comments: a
+megabyte of gzip can expand to a gigabyte of newlines) is stopped after
+MAX_QUIET_LINES lines or twice `limit` in bytes. Lines end in LF, CRLF or CR
+(the SSE standard allows all three), and a CRLF split across two reads is one
+line end. Each `feed` costs time in
 proportion to the new bytes, however long the pending line. Standard library
 only.
 """
@@ -24,6 +27,15 @@ class NotEventStream(ValueError):
     """The body does not start like an event stream (an HTML page, plain text)."""
 
 
+class NoEvents(ValueError):
+    """Too many lines or bytes without a single event (a flood of blank or comment lines)."""
+
+
+# A stream that sends this many lines, or twice the event limit in bytes, without one event
+# has nothing to say: keep-alive comments come every few seconds, not by the thousand.
+MAX_QUIET_LINES = 100_000
+
+
 class SSEDecoder:
     """Feed bytes as they arrive; get back the complete events as (name, data) pairs."""
 
@@ -34,8 +46,13 @@ class SSEDecoder:
         self._size = 0
         self._name = ""
         self._lines_seen = 0
+        self._quiet_lines = 0  # lines, and bytes, since the last event
+        self._quiet_bytes = 0
 
     def feed(self, chunk: bytes) -> list[tuple[str, str]]:
+        self._quiet_bytes += len(chunk)
+        if self._quiet_bytes > 2 * self.limit:
+            raise NoEvents(f"{_mb(self._quiet_bytes)} without a single event")
         buffer = self._buffer
         # What is buffered holds no line end (but perhaps a final CR): search only the new bytes.
         position = max(len(buffer) - 1, 0)
@@ -66,6 +83,9 @@ class SSEDecoder:
         return [*events, event] if event is not None else events
 
     def _line(self, line: bytes) -> tuple[str, str] | None:
+        self._quiet_lines += 1
+        if self._quiet_lines > MAX_QUIET_LINES:
+            raise NoEvents(f"{self._quiet_lines - 1:,} lines without a single event")
         if not line:
             return self._dispatch()
         text = line.decode("utf-8", errors="replace")
@@ -91,6 +111,7 @@ class SSEDecoder:
             return None
         event = (self._name, "\n".join(self._data))
         self._data, self._size, self._name = [], 0, ""
+        self._quiet_lines = self._quiet_bytes = 0
         return event
 
 
