@@ -247,7 +247,8 @@ def _streamed(conversation: Conversation, request: ChatRequest, window: Window, 
               prefix: Message | None = None) -> TurnResult:
     """Stream a reply into the conversation; with `prefix`, the reply it continues (its text and
     thinking come first, and a failure before any new text leaves it as it was). Each piece is
-    shown, then saved: what is saved was on the screen first."""
+    kept and shown under errors.HOLD (a SIGTERM waits for both); Ctrl-C while it is being shown
+    keeps it, since part of it may be on the screen already."""
     parts = TextBuffer(prefix.content if prefix else "")
     thinking = TextBuffer(prefix.reasoning if prefix else "")
     before = (len(parts), len(thinking))
@@ -260,17 +261,17 @@ def _streamed(conversation: Conversation, request: ChatRequest, window: Window, 
             if isinstance(event, ReasoningDelta):
                 if len(thinking) < MAX_REPLY_CHARS:
                     piece = event.text[: MAX_REPLY_CHARS - len(thinking)]
-                    with errors.HOLD:  # shown and kept together, or neither
-                        sink.event(ReasoningDelta(piece))
+                    with errors.HOLD:  # kept and shown together, or neither
                         thinking.add(piece)
+                        sink.event(ReasoningDelta(piece))
                     journal.reply_progress("", piece)
             elif isinstance(event, TextDelta):
                 if answer_after is None:
                     answer_after = time.monotonic() - started
                 text = event.text[: MAX_REPLY_CHARS - len(parts)]
                 with errors.HOLD:
-                    sink.event(event if text == event.text else TextDelta(text))
                     parts.add(text)
+                    sink.event(event if text == event.text else TextDelta(text))
                 journal.reply_progress(text, "")
                 if len(parts) >= MAX_REPLY_CHARS:
                     finish = TOO_LONG
