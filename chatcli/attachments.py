@@ -9,9 +9,12 @@ limits are (the context window) and gets the parts and a listing to show.
 
 from __future__ import annotations
 
+import io
 import os
+import select
 import stat
 import struct
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +28,9 @@ MAX_IMAGE_BYTES = 20_000_000
 # A directory is attached file by file, up to this many text files.
 MAX_DIRECTORY_FILES = 100
 HEAD_BYTES = 8192  # what is read to tell text from binary, and an image's kind
+# A pipe (`-f <(command)`, a named pipe) is read without blocking: when no program writes to
+# it, it is refused at once; when its writer stays silent this long, it is refused too.
+PIPE_QUIET_SECONDS = 30.0
 
 LANGUAGES = {
     "py": "python", "pyi": "python", "js": "javascript", "mjs": "javascript", "cjs": "javascript",
@@ -79,6 +85,10 @@ def load(ref: str, *, context_window: int, detail: str | None = None, stdin: str
         info = path.stat()
     except OSError as exc:
         raise errors.UsageError(f"cannot attach {ref}: {exc.strerror or exc}") from None
+    if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode) or stat.S_ISSOCK(info.st_mode):
+        kind = "a socket" if stat.S_ISSOCK(info.st_mode) else "a device"
+        raise errors.UsageError(f"cannot attach {ref}: it is {kind}, not a file",
+                                hint="to attach what a program prints: -f <(command), or pipe it in")
     if stat.S_ISDIR(info.st_mode):
         if images_only:
             raise errors.UsageError(f"{ref} is a directory; /image takes one image file",
@@ -93,7 +103,7 @@ def load(ref: str, *, context_window: int, detail: str | None = None, stdin: str
 def _file(path: Path, name: str, size: int, *, context_window: int,
           detail: str | None) -> tuple[Part, str | None]:
     try:
-        with path.open("rb") as handle:
+        with _opened(path, name, context_window) as handle:
             head = handle.read(HEAD_BYTES)
             kind = image_kind(head)
             if kind is not None:
@@ -113,6 +123,42 @@ def _file(path: Path, name: str, size: int, *, context_window: int,
     text, bad = decode(data)
     warning = f"{name} is not valid UTF-8: {bad} invalid byte sequence(s) replaced with �" if bad else None
     return _fitting(Part("text", name, text, language=language_of(name)), context_window), warning
+
+
+def _opened(path: Path, name: str, context_window: int) -> BinaryIO:
+    """The file, open for reading; a pipe read whole first (bounded in bytes and in silence)."""
+    if not stat.S_ISFIFO(path.stat().st_mode):
+        return path.open("rb")
+    return io.BytesIO(_pipe_bytes(path, name, context_window * BYTES_PER_TOKEN + 1))
+
+
+def _pipe_bytes(path: Path, name: str, limit: int) -> bytes:
+    """Up to `limit` bytes of a pipe, never waiting on one nobody writes to. Ctrl-C stops it."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        data = bytearray()
+        quiet_since = time.monotonic()
+        while len(data) < limit:
+            try:
+                piece = os.read(fd, min(1 << 20, limit - len(data)))
+            except BlockingIOError:  # a writer is there, with nothing written yet
+                left = quiet_since + PIPE_QUIET_SECONDS - time.monotonic()
+                if left <= 0:
+                    raise errors.UsageError(
+                        f"cannot attach {name}: the program writing to it sent nothing for "
+                        f"{PIPE_QUIET_SECONDS:g} s") from None
+                select.select([fd], [], [], min(left, 1.0))
+                continue
+            if not piece:  # its writer is done, or there never was one
+                break
+            data += piece
+            quiet_since = time.monotonic()
+    finally:
+        os.close(fd)
+    if not data:
+        raise errors.UsageError(f"cannot attach {name}: it is a pipe and nothing was written to it "
+                                "(no program is writing to it)")
+    return bytes(data)
 
 
 def _too_big(name: str, size: str, context_window: int) -> errors.ContextTooLongError:

@@ -186,6 +186,9 @@ class Repl:
         except errors.ChatcliError as exc:
             self.diag.error(exc)
             return True
+        except KeyboardInterrupt:  # Ctrl-C ends the command, never the session
+            self.diag.note(f"{line.split()[0]} cancelled")
+            return True
 
     def _act(self, out: commands.Output) -> bool:
         """Carry out what a command asked for beyond printing; False to leave."""
