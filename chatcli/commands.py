@@ -28,6 +28,7 @@ from chatcli.session import Session
 from chatcli.textsafe import (
     describe_hidden,
     hidden_characters,
+    url_shown,
     without_controls,
     without_hidden,
     without_prose_signs,
@@ -218,7 +219,7 @@ def _profile(session: Session, value: Any) -> Output:
         return Output(lines=(f"profile: {session.settings.profile or '(none)'}; profiles: {names}",))
     session.switch_profile(value)
     s = session.settings
-    return Output(lines=(f"profile: {value} (model {s.model} at {s.base_url})",))
+    return Output(lines=(f"profile: {value} (model {s.model} at {url_shown(s.base_url)})",))
 
 
 def _role(session: Session, value: Any) -> Output:

@@ -28,6 +28,7 @@ from chatcli.schema import (
     Key,
     owned_param,
 )
+from chatcli.textsafe import url_shown
 
 KEY_FIELDS = ("api_key", "api_key_env", "api_key_cmd")
 ENV_SETTINGS = {"OPENAI_BASE_URL": "base_url", "CHATCLI_MODEL": "model"}
@@ -341,7 +342,7 @@ def _key_source(
             continue
         if same_endpoint(home, endpoint):
             return replace(source, home=home)
-        passed_over.append(f"{source.describe(env)} is for {home}")
+        passed_over.append(f"{source.describe(env)} is for {url_shown(home)}")
     return KeySource("none", passed_over="; ".join(passed_over))
 
 
@@ -393,7 +394,7 @@ def resolve_api_key(settings: Settings, env: Mapping[str, str]) -> str:
     if source.passed_over:
         where = settings.origins.get("base_url", "the config")
         raise ConfigError(
-            f"no API key for {settings.base_url} (from {where}): {source.passed_over}, and keys "
+            f"no API key for {url_shown(settings.base_url)} (from {where}): {source.passed_over}, and keys "
             "are only sent to the endpoint they were configured with",
             hint="set api_key_env or api_key_cmd next to that base_url (in the same profile), "
                  "or unset OPENAI_BASE_URL",
@@ -487,7 +488,7 @@ def describe(settings: Settings, env: Mapping[str, str]) -> str:
         f"# profile: {settings.profile or '(none)'}",
         *([f"# role: {settings.role}" + (f" (template: {settings.template!r})" if settings.template else "")]
           if settings.role else []),
-        f"# api key: {key}" + (f", sent only to {source.home}" if source.home else ""),
+        f"# api key: {key}" + (f", sent only to {url_shown(source.home)}" if source.home else ""),
         "# each value is followed by where it came from: default, the file, a profile,",
         "# the environment or a flag",
     ]
@@ -497,6 +498,8 @@ def describe(settings: Settings, env: Mapping[str, str]) -> str:
         value = getattr(settings, spec.name)
         if spec.name == "headers":
             value = visible_headers(value)
+        elif spec.name == "base_url":
+            value = url_shown(value)
         if value is None or value == {}:
             lines.append(f"# {spec.name} is not set")
         else:

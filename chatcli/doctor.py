@@ -17,6 +17,7 @@ from chatcli import errors
 from chatcli.config import Settings, readable_secret, resolve_api_key
 from chatcli.events import ChatRequest, StreamEnd, TextDelta, UsageReport
 from chatcli.render import counted
+from chatcli.textsafe import url_shown
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,8 @@ def run_checks(
         return [*checks, _failed("API key", exc)]
     checks.append(Check("API key", True, settings.key_source.describe(env)))
     client = make_client(settings, key)
-    progress(f"asking {settings.base_url} for its models...")
+    where = url_shown(settings.base_url)
+    progress(f"asking {where} for its models...")
     endpoint, models = _endpoint_check(client, settings)
     checks.append(endpoint)
     if endpoint.ok is False:
@@ -76,15 +78,15 @@ def _config_check(settings: Settings, data: dict[str, Any]) -> Check:
 
 
 def _endpoint_check(client: Any, settings: Settings) -> tuple[Check, list[str] | None]:
-    name = "endpoint"
+    name, where = "endpoint", url_shown(settings.base_url)
     try:
         models = client.models()
     except errors.RequestError as exc:
         # Some servers do not list models; chatting may still work.
-        return Check(name, None, f"{settings.base_url} answers but lists no models ({exc.message})"), None
+        return Check(name, None, f"{where} answers but lists no models ({exc.message})"), None
     except errors.ChatcliError as exc:
         return _failed(name, exc), None
-    return Check(name, True, f"{settings.base_url} answers and lists {counted(len(models), 'model')}"), models
+    return Check(name, True, f"{where} answers and lists {counted(len(models), 'model')}"), models
 
 
 def _model_check(settings: Settings, models: list[str], *, answered: bool) -> Check:

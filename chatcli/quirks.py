@@ -68,4 +68,13 @@ class Quirks:
 
 
 def _key(endpoint: str, model: str) -> str:
+    """The endpoint without what may be a credential (a user and password, a query): the file
+    holds no secret."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(endpoint)
+        endpoint = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+    except ValueError:
+        pass
     return f"{endpoint.rstrip('/')} {model}"

@@ -218,3 +218,57 @@ class Redactor:
             if form in text:
                 text = text.replace(form, "***")
         return text
+
+
+# A query value in a URL is taken for a credential when its name says so, or when it is long
+# enough to be a token (`?api-version=2024-02-01` stays readable; `?key=...` does not).
+_SECRET_NAMES = re.compile(r"key|token|secret|sig|pass|auth|cred|session|code|jwt|bearer", re.I)
+_TOKEN_LENGTH = 24
+
+
+def _secret_query(name: str, value: str) -> bool:
+    return bool(value) and (bool(_SECRET_NAMES.search(name)) or len(value) >= _TOKEN_LENGTH)
+
+
+def url_secrets(url: str) -> list[str]:
+    """What in a URL is a credential: the password before the host (`https://user:pass@host`),
+    or the user when it comes alone (`https://TOKEN@host`), and query values that look like one
+    (`?token=...`), each as written and decoded."""
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    user, _, password = parts.netloc.rpartition("@")[0].partition(":")
+    found = [password or user] if password or user else []
+    found += [value for name, _, value in (item.partition("=") for item in parts.query.split("&"))
+              if _secret_query(name, value)]
+    return sorted({*found, *(unquote(value) for value in found)})
+
+
+def url_shown(url: str) -> str:
+    """`url` with its credentials (see url_secrets) shown as ***: `https://***@host/v1?token=***`,
+    `https://user:***@host/v1`."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    userinfo, at, host = parts.netloc.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    query = "&".join(f"{name}={'***' if _secret_query(name, value) else value}" if sep else name
+                     for name, sep, value in (item.partition("=") for item in parts.query.split("&") if item))
+    netloc = f"{user}:***@{host}" if colon else f"***@{host}" if at else host
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def url_host(url: str) -> str:
+    """The host (and port) of `url`, without the credentials that may come before it."""
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(url).netloc.rpartition("@")[2] or url_shown(url)
+    except ValueError:
+        return url_shown(url)

@@ -110,3 +110,64 @@ def test_api_key_cmd_that_leaves_a_child_running_is_not_waited_for(run, endpoint
     assert result.code == 0
     assert time.monotonic() - started < 30  # it waited 60 s for the stray child before
     assert endpoint.requests[0].headers["authorization"] == "Bearer sk-quick"
+
+
+# Credentials in base_url: a gateway's token in the query, a user and password before the host.
+PASSWORD, TOKEN = "pw-9f3kq2-secret", "tok-7Hq2LmZx04"
+
+
+def credentialed(server: FakeServer) -> str:
+    host = server.base_url.split("//", 1)[1]
+    return f"http://gateway-user:{PASSWORD}@{host}?token={TOKEN}&api-version=2024-02-01"
+
+
+def subprocess_env(tmp_path, base_url: str) -> dict[str, str]:
+    import os
+    return {**os.environ, "OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": TEST_KEY,
+            "CHATCLI_MODEL": "test-model", "CHATCLI_DATA_DIR": str(tmp_path / "data"),
+            "CHATCLI_CONFIG": str(tmp_path / "none.toml"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+
+
+def chatcli(env: dict[str, str], *args: str):
+    import subprocess
+
+    from tests.test_e2e_terminal import BIN
+    return subprocess.run([str(BIN), *args], env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_a_query_in_base_url_goes_with_every_request_and_no_credential_is_printed(server, tmp_path):
+    server.queue(Reply(text="fine"),
+                 Reply(text="", status=400, error=error_body("bad request", "invalid_request_error")))
+    env = subprocess_env(tmp_path, credentialed(server))
+    done = chatcli(env, "--debug", "ask", "hi")
+    assert done.returncode == 0 and done.stdout.strip() == "fine"
+    failed = chatcli(env, "--debug", "ask", "again")
+    assert failed.returncode != 0
+    recorded = [r for r in server.requests if r.method == "POST"]
+    assert [r.path for r in recorded] == [f"/v1/chat/completions?token={TOKEN}&api-version=2024-02-01"] * 2
+    for output in (done.stdout, done.stderr, failed.stdout, failed.stderr):
+        assert PASSWORD not in output and TOKEN not in output
+    assert f"gateway-user:***@{server.base_url.split('//', 1)[1]}" in done.stderr  # --debug names it
+    for path in (tmp_path / "data").rglob("*"):
+        if path.is_file():
+            assert PASSWORD.encode() not in path.read_bytes() and TOKEN.encode() not in path.read_bytes()
+
+
+def test_an_unreachable_base_url_is_named_without_its_credentials(tmp_path):
+    env = subprocess_env(tmp_path, f"http://gateway-user:{PASSWORD}@127.0.0.1:9/v1?key={TOKEN}")
+    done = chatcli(env, "ask", "hi")
+    assert done.returncode != 0
+    assert "cannot reach http://gateway-user:***@127.0.0.1:9/v1?key=***" in done.stderr
+    assert PASSWORD not in done.stderr and TOKEN not in done.stderr
+
+
+def test_config_show_and_doctor_never_print_a_credential_in_base_url(server, tmp_path):
+    env = subprocess_env(tmp_path, credentialed(server))
+    shown = chatcli(env, "config", "show")
+    assert 'base_url = "http://gateway-user:***@' in shown.stdout
+    assert "api-version=2024-02-01" in shown.stdout  # what is not a credential stays readable
+    checked = chatcli(env, "doctor")
+    for output in (shown.stdout, shown.stderr, checked.stdout, checked.stderr):
+        assert PASSWORD not in output and TOKEN not in output
+    assert "gateway-user:***@" in checked.stdout + checked.stderr

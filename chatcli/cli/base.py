@@ -23,7 +23,7 @@ from chatcli.config import Settings, parse_params
 from chatcli.conversation import BYTES_PER_TOKEN
 from chatcli.render import Diagnostics, wants_color
 from chatcli.schema import KEYS_BY_NAME
-from chatcli.textsafe import Redactor, visible
+from chatcli.textsafe import Redactor, url_secrets, visible
 
 
 @dataclass
@@ -131,7 +131,7 @@ def resolve_key(settings: Settings) -> str:
     """The API key for `settings`, which from now on is never shown, with the header values."""
     from chatcli.config import resolve_api_key
 
-    REDACT.add(*settings.headers.values())
+    REDACT.add(*settings.headers.values(), *url_secrets(settings.base_url))
     key = resolve_api_key(settings, os.environ)
     REDACT.add(key)
     return key
@@ -272,6 +272,7 @@ def build_settings(flags: Flags, diag: Diagnostics | None = None) -> Settings:
     from chatcli.config import readable_secret
 
     settings, data = load_config(flags)
+    REDACT.add(*url_secrets(settings.base_url))
     path = settings.config_path
     if diag is not None and path is not None and (problem := readable_secret(path, data)):
         diag.warning(problem)

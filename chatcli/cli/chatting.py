@@ -24,7 +24,7 @@ from chatcli.render import (
     wants_color,
 )
 from chatcli.session import Session
-from chatcli.textsafe import json_safe
+from chatcli.textsafe import json_safe, url_shown
 
 
 def ask_words(flags: Flags, words: list[str]) -> None:
@@ -138,8 +138,8 @@ def answer(question: str | None, piped: str | None, flags: Flags, settings: Sett
     key = resolve_key(settings)  # fail before saving a question that cannot be sent
     session = open_session(flags, settings, diag, key=key)
     if flags.debug:
-        diag.debug(f"profile {settings.profile or '(none)'}, model {settings.model}, "
-                   f"endpoint {settings.base_url}, key from {settings.key_source.describe(os.environ)}")
+        diag.debug(f"profile {settings.profile or '(none)'}, model {settings.model}, endpoint "
+                   f"{url_shown(settings.base_url)}, key from {settings.key_source.describe(os.environ)}")
     question, piped = with_template(settings, (question or "").strip(), piped, flags.files)
     attach_all(session, flags.files, piped, diag)
     if flags.json or flags.code:
@@ -201,7 +201,7 @@ def interact(flags: Flags, settings: Settings | None = None, *, first: str | Non
     session = open_session(flags, settings, diag, interactive=True)
     color = wants_color(sys.stdout, env)
     role = f" · role {settings.role}" if settings.role else ""
-    diag.usage(f"chatcli {__version__} · {settings.model} at {settings.base_url}{role} · "
+    diag.usage(f"chatcli {__version__} · {settings.model} at {url_shown(settings.base_url)}{role} · "
                "/help for commands, Ctrl-D to leave")
     attach_all(session, flags.files, None, diag)
     if session.pending:

@@ -24,7 +24,7 @@ from chatcli.cli.options import (
 from chatcli.config import Settings, data_dir, default_config_path
 from chatcli.render import counted, for_terminal, wants_color
 from chatcli.store import ConversationInfo, Store, open_store
-from chatcli.textsafe import json_safe, visible
+from chatcli.textsafe import json_safe, url_secrets, visible
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 Ref = Annotated[str, typer.Argument(metavar="ID|TITLE", autocompletion=complete_conversations,
@@ -290,7 +290,7 @@ def doctor(ctx: typer.Context, model: ModelOpt = None, profile: ProfileOpt = Non
 
     flags = Flags(model=model, profile=profile, config=config).over(ctx.find_root().obj)
     def make_client(settings: Settings, key: str) -> OpenAIClient:
-        REDACT.add(key, *settings.headers.values())
+        REDACT.add(key, *settings.headers.values(), *url_secrets(settings.base_url))
         return OpenAIClient(settings, key)
 
     checks = run_checks(lambda: load_config(flags), make_client, os.environ, progress=diagnostics().note)

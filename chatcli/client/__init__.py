@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl
 
 from chatcli import errors
 from chatcli.client.deadline import Deadlines, install
@@ -25,7 +25,7 @@ from chatcli.client.reading import BodyReader, capped_body
 from chatcli.config import same_endpoint
 from chatcli.events import ChatRequest, Completion, Event, StreamEnd, TextDelta, UsageReport
 from chatcli.quirks import Quirks
-from chatcli.textsafe import Redactor
+from chatcli.textsafe import Redactor, url_host, url_shown
 
 if TYPE_CHECKING:
     import ssl
@@ -80,9 +80,13 @@ class OpenAIClient:
                 verify=_trust(s.ca_bundle) if s.ca_bundle else True,
                 event_hooks={"request": [self._on_request], "response": [capped_body]},
             )
+            # A query in base_url (`?api-version=...`, a gateway's `?token=...`) goes with every
+            # request as a query, not glued into the path.
+            base_url, _, query = s.base_url.partition("?")
             self._sdk = openai.OpenAI(
                 api_key=self._key,
-                base_url=s.base_url,
+                base_url=base_url,
+                default_query=dict(parse_qsl(query, keep_blank_values=True)) or None,
                 timeout=openai.Timeout(s.timeout, connect=s.connect_timeout),
                 max_retries=0,  # retried here, where the policy and the user's view are ours
                 default_headers=dict(s.headers),
@@ -177,7 +181,7 @@ class OpenAIClient:
             except Exception:
                 if not self._deadlines.passed(until) or not self._deadlines.received:
                     raise  # a failure, or a server that sent nothing at all (said as such)
-        host = urlsplit(self.settings.base_url).netloc
+        host = url_host(self.settings.base_url)
         raise errors.NetworkError(f"{host} did not finish sending its response headers within {seconds:g} s",
                                   hint="the server, or a proxy on the way, is stalling; try again, or raise "
                                   "`timeout` in the config")
@@ -263,7 +267,7 @@ class OpenAIClient:
             from chatcli.config import visible_headers
 
             headers = {"Authorization": "Bearer ***", **visible_headers(self.settings.headers)}
-            self._debug(f"→ POST {self.settings.base_url.rstrip('/')}/chat/completions")
+            self._debug(f"→ POST {url_shown(self.settings.base_url)} chat/completions")
             self._debug(f"→ headers {self.redact(json.dumps(headers))}")
             shown = {k: v for k, v in body.items() if k != "extra_body"} | body.get("extra_body", {})
             self._debug(f"→ body {self.redact(_short_images(json.dumps(shown, ensure_ascii=False)))}")

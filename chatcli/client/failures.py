@@ -11,11 +11,11 @@ import re
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from chatcli import errors
 from chatcli.client.chunks import BodyError, Malformed
 from chatcli.client.sse import TooLarge
+from chatcli.textsafe import url_host, url_shown
 
 if TYPE_CHECKING:
     from chatcli.config import Settings
@@ -54,7 +54,7 @@ def translate(
     import httpx2
     import openai
 
-    host = urlsplit(settings.base_url).netloc or settings.base_url
+    host = url_host(settings.base_url)
     model = request.model if request else settings.model
     if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
         return errors.NetworkError(
@@ -69,7 +69,7 @@ def translate(
             return errors.NetworkError(f"the connection to {host} broke during the reply: {cause}",
                                        hint="try again")
         return errors.NetworkError(
-            f"cannot reach {settings.base_url}: {cause}",
+            f"cannot reach {url_shown(settings.base_url)}: {cause}",
             hint="check base_url, your network, and HTTPS_PROXY if you use a proxy",
         )
     if isinstance(exc, openai.APIStatusError):
@@ -160,10 +160,10 @@ def classify(status: int, message: str, code: str | None, type_: str | None, set
                                 hint="check your account's access to this model and region")
     if status == 404:
         if code == "model_not_found" or "model" in message.lower():
-            return errors.RequestError(f"model {model!r} was not found at {settings.base_url}",
+            return errors.RequestError(f"model {model!r} was not found at {url_shown(settings.base_url)}",
                                        hint="pick another: --model, /model in a session, or `model` in "
                                             "the config (`chatcli doctor` lists them)")
-        return errors.RequestError(f"{settings.base_url} has no chat-completions endpoint (404)",
+        return errors.RequestError(f"{url_shown(settings.base_url)} has no chat-completions endpoint (404)",
                                    hint="base_url usually ends in /v1")
     if status == 429:
         if quota:

@@ -13,7 +13,6 @@ import functools
 import itertools
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from chatcli import errors
 from chatcli.client.chunks import (
@@ -30,6 +29,7 @@ from chatcli.client.failures import from_body
 from chatcli.client.sse import NoEvents, NotEventStream, SSEDecoder, TooLarge
 from chatcli.client.think import ThinkSplitter, split_think
 from chatcli.events import ChatRequest, Completion, Event, ReasoningDelta, StreamEnd, TextDelta
+from chatcli.textsafe import url_host
 
 if TYPE_CHECKING:
     from chatcli.config import Settings
@@ -189,7 +189,7 @@ class BodyReader:
             raise from_body(error, self.settings, request.model, self.redact)
 
     def _not_chat_data(self, start: str) -> errors.ServerError:
-        host = urlsplit(self.settings.base_url).netloc
+        host = url_host(self.settings.base_url)
         kind = "an HTML page" if start.lstrip().startswith("<") else "something else"
         quoted = " ".join(self.redact(start).split())[:80]
         return errors.ServerError(
