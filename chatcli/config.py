@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, NoReturn
@@ -200,9 +200,15 @@ def _check_table(path: Path, text: str, table: tuple[str, ...], data: dict[str, 
 
 
 def _fail(path: Path, text: str, table: tuple[str, ...], key: str, kind: str, value: Any) -> NoReturn:
-    shown = "(hidden)" if KEYS_BY_NAME.get(key) and KEYS_BY_NAME[key].secret else repr(value)
     line = _locate(text, table, key)
-    raise ConfigError(f"{path}{line}: {_dotted(table, key)}: expected {kind}, got {shown}")
+    raise ConfigError(f"{path}{line}: {_dotted(table, key)}: expected {kind}, got {_shown_value(key, value)}")
+
+
+def _shown_value(key: str, value: Any) -> str:
+    """A value in an error message, without the secret it may be or hold."""
+    if KEYS_BY_NAME.get(key) and KEYS_BY_NAME[key].secret:
+        return "(hidden)"
+    return repr(url_shown(value) if key == "base_url" and isinstance(value, str) else value)
 
 
 def _dotted(table: tuple[str, ...], key: str) -> str:
@@ -301,6 +307,11 @@ def merge(
                 merged[key], origins[key] = {**merged.get(key, {}), **value}, origin
             elif key not in KEY_FIELDS and key != "role":
                 merged[key], origins[key] = value, origin
+    for key in ENV_SETTINGS.values():  # the file's values were checked as it was read
+        spec, origin = KEYS_BY_NAME[key], origins.get(key, "")
+        if origin.startswith(("environment", "flag")) and not spec.check(merged[key]):
+            where = origin.removeprefix("environment ") if origin != "flag" else f"--{key}"
+            raise ConfigError(f"{where}: expected {spec.kind}, got {_shown_value(key, merged[key])}")
     return Settings(
         **merged,
         key_source=_key_source(top, table, env, path, profile, merged["base_url"]),
@@ -372,8 +383,10 @@ def is_local(base_url: str) -> bool:
     return (urlsplit(base_url).hostname or "") in _LOCAL_HOSTS
 
 
-def resolve_api_key(settings: Settings, env: Mapping[str, str]) -> str:
-    """The key itself, read from where the settings say; run only when a request is near."""
+def resolve_api_key(settings: Settings, env: Mapping[str, str],
+                    waiting: Callable[[str], None] | None = None) -> str:
+    """The key itself, read from where the settings say; run only when a request is near.
+    `waiting` is told once when api_key_cmd has said nothing for a second."""
     source = settings.key_source
     key: str | None = None
     if source.kind == "value":
@@ -386,7 +399,7 @@ def resolve_api_key(settings: Settings, env: Mapping[str, str]) -> str:
                 hint=f"export {source.detail}=... or change api_key_env",
             )
     elif source.kind == "cmd":
-        key = _run_key_command(source)
+        key = _run_key_command(source, waiting=waiting)
     if key and key.strip():
         return _sendable(key.strip(), source, env)
     if is_local(settings.base_url):
@@ -421,15 +434,26 @@ def _sendable(key: str, source: KeySource, env: Mapping[str, str]) -> str:
                       "sent in an HTTP header", hint="check the key where it is set; it is not shown here")
 
 
-def _run_key_command(source: KeySource, timeout: float = 60) -> str:
+# What api_key_cmd may print before its first line, and how long it may be silent before the
+# user is told it is being waited for (a passphrase prompt, a security key to touch).
+KEY_COMMAND_MAX_BYTES = 65536
+KEY_COMMAND_NOTE_SECONDS = 1.0
+
+
+def _run_key_command(source: KeySource, timeout: float = 60,
+                     waiting: Callable[[str], None] | None = None) -> str:
     """The first line the command prints. Once that line has come and the command has
-    exited, its children are not waited for (`pass` may leave an agent running)."""
+    exited, its children are not waited for (`pass` may leave an agent running); one that
+    goes on printing after its line is not waited for either (it is stopped by SIGPIPE)."""
     import selectors
+    import signal
     import subprocess
     import tempfile
     import time
 
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
+    told = waiting is None
     try:
         with tempfile.TemporaryFile() as errors_file:
             process = subprocess.Popen(source.detail, shell=True, stdout=subprocess.PIPE,
@@ -438,14 +462,24 @@ def _run_key_command(source: KeySource, timeout: float = 60) -> str:
             output = bytearray()
             with selectors.DefaultSelector() as selector:
                 selector.register(process.stdout, selectors.EVENT_READ)
-                while b"\n" not in output.lstrip() and len(output) < 65536:
-                    if not selector.select(max(deadline - time.monotonic(), 0)):
-                        raise subprocess.TimeoutExpired(source.detail, timeout)
-                    data = os.read(process.stdout.fileno(), 4096)
+                while b"\n" not in output.lstrip() and len(output) < KEY_COMMAND_MAX_BYTES:
+                    now = time.monotonic()
+                    wait = deadline - now if told else min(deadline, started + KEY_COMMAND_NOTE_SECONDS) - now
+                    if not selector.select(max(wait, 0)):
+                        if told:
+                            raise subprocess.TimeoutExpired(source.detail, timeout)
+                        told = True
+                        assert waiting is not None
+                        waiting(f"waiting for api_key_cmd `{source.detail}` (up to {timeout:g} s)...")
+                        continue
+                    data = os.read(process.stdout.fileno(), 65536)
                     if not data:
                         break
                     output += data
+            flooded = b"\n" not in output.lstrip() and len(output) >= KEY_COMMAND_MAX_BYTES
             process.stdout.close()
+            if flooded:
+                process.kill()
             try:  # a command that printed its line and keeps running is not waited for long
                 code: int | None = process.wait(min(max(deadline - time.monotonic(), 0.1), 5))
             except subprocess.TimeoutExpired:
@@ -456,7 +490,13 @@ def _run_key_command(source: KeySource, timeout: float = 60) -> str:
         if isinstance(exc, subprocess.TimeoutExpired):
             process.kill()
         raise ConfigError(f"api_key_cmd `{source.detail}` could not run: {exc}") from None
+    if flooded:
+        raise ConfigError(f"api_key_cmd `{source.detail}` printed too much: more than "
+                          f"{KEY_COMMAND_MAX_BYTES // 1024} KB without a line holding the key",
+                          hint=f"it should print the key alone; it is set by {source.origin}")
     lines = output.decode("utf-8", "replace").strip().splitlines()
+    if code in (-signal.SIGPIPE, 128 + signal.SIGPIPE) and lines:
+        code = 0  # it went on printing after its line, and was stopped when we stopped reading
     if code not in (0, None) or not lines:
         last = (reason.strip().splitlines() or ["it printed nothing"])[-1]
         raise ConfigError(

@@ -48,7 +48,7 @@ def run_checks(
         return [_failed("config file", exc)]
     checks.append(_config_check(settings, data))
     try:
-        key = resolve_api_key(settings, env)
+        key = resolve_api_key(settings, env, waiting=progress)
     except errors.ChatcliError as exc:
         return [*checks, _failed("API key", exc)]
     checks.append(Check("API key", True, settings.key_source.describe(env)))

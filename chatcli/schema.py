@@ -34,7 +34,26 @@ def _is_str(v: Any) -> bool:
 
 
 def _is_url(v: Any) -> bool:
-    return isinstance(v, str) and v.startswith(("http://", "https://"))
+    """http(s), a host, a port that is a number, and no whitespace or control character (a CR
+    or LF in base_url would end the request line)."""
+    if not isinstance(v, str) or not v.startswith(("http://", "https://")) or _UNSENDABLE.search(v) \
+            or " " in v:
+        return False
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(v)
+        return bool(parts.hostname) and (parts.port is None or parts.port > 0)
+    except ValueError:
+        return False
+
+
+def _is_name(v: Any) -> bool:
+    """A name to send (a model): not empty, no whitespace at its ends, no control character."""
+    return isinstance(v, str) and bool(v) and v == v.strip() and not _UNSENDABLE.search(v)
+
+
+_UNSENDABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def _is_number(lo: float, hi: float) -> Callable[[Any], bool]:
@@ -92,7 +111,7 @@ KEYS: tuple[Key, ...] = (
     Key("base_url", "an http:// or https:// URL", _is_url,
         "Endpoint of the chat-completions API, up to and including /v1. "
         "Environment: OPENAI_BASE_URL.", DEFAULT_BASE_URL, DEFAULT_BASE_URL),
-    Key("model", "a string", _is_str,
+    Key("model", "a model name (not empty, no spaces at its ends)", _is_name,
         "Model to ask for. Environment: CHATCLI_MODEL; flag: --model.",
         DEFAULT_MODEL, DEFAULT_MODEL),
     Key("api_key_env", "a string", _is_str,

@@ -94,3 +94,35 @@ def test_config_init_still_creates_a_file_that_does_not_exist_yet(run, tmp_path)
     path = tmp_path / "fresh.toml"
     assert run("config", "init", "--config", str(path)).code == 0 and path.exists()
     assert run("config", "path", "--config", str(tmp_path / "other.toml")).code == 0
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ('base_url = "http://127.0.0.1:9/v1\\r\\nX-Injected: 1"\n', "base_url: expected an http"),
+    ('base_url = "http://127.0.0.1:9/v1 "\n', "base_url: expected an http:// or https:// URL"),
+    ('base_url = "http:///v1"\n', "base_url: expected an http:// or https:// URL"),
+    ('model = ""\n', "model: expected a model name"),
+    ('model = "gpt-4o\\n"\n', "model: expected a model name"),
+    ('[profiles.p]\nbase_url = "https://user:hunter2-secret@x.example/v1\\n"\n', "profiles.p.base_url"),
+])
+def test_a_base_url_or_model_that_could_not_be_sent_is_refused_when_the_config_is_read(
+        run, endpoint, tmp_path, text, words):
+    profile = ["-p", "p"] if "profiles" in text else []
+    result = run("ask", "--config", config(tmp_path, text), *profile, "hi")
+    assert result.code == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and words in result.stderr
+    assert "hunter2-secret" not in result.stderr
+    assert endpoint.chat_requests == []
+
+
+@pytest.mark.parametrize(("env", "words"), [
+    ({"OPENAI_BASE_URL": "http://127.0.0.1:9/v1\r\nX-Injected: 1"}, "OPENAI_BASE_URL: expected an http"),
+    ({"OPENAI_BASE_URL": "ftp://127.0.0.1/v1"}, "OPENAI_BASE_URL: expected an http"),
+    ({"CHATCLI_MODEL": "gpt-4o\n"}, "CHATCLI_MODEL: expected a model name"),
+])
+def test_the_same_values_from_the_environment_are_refused_too(run, endpoint, monkeypatch, env, words):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = run("ask", "hi")
+    assert result.code == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and words in result.stderr
+    assert endpoint.chat_requests == []

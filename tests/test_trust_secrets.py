@@ -112,6 +112,33 @@ def test_api_key_cmd_that_leaves_a_child_running_is_not_waited_for(run, endpoint
     assert endpoint.requests[0].headers["authorization"] == "Bearer sk-quick"
 
 
+def test_api_key_cmd_that_prints_a_flood_is_told_as_printing_too_much(run, endpoint, tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY")
+    flood = tmp_path / "flood.sh"
+    flood.write_text("head -c 50000000 /dev/zero | tr '\\0' x\n")  # 50 MB, not one newline
+    path = config(tmp_path, f'base_url = "{endpoint.base_url}"\napi_key_cmd = "sh {flood}"\n')
+    result = run("ask", "--config", path, "hi")
+    assert result.code == 2
+    assert "printed too much: more than 64 KB without a line holding the key" in result.stderr
+    assert endpoint.chat_requests == []
+
+
+def test_api_key_cmd_that_goes_on_printing_after_its_key_gives_the_key(run, endpoint, tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY")
+    path = config(tmp_path, f'base_url = "{endpoint.base_url}"\napi_key_cmd = "yes sk-again-and-again"\n')
+    assert run("ask", "--config", path, "hi").code == 0
+    assert endpoint.requests[0].headers["authorization"] == "Bearer sk-again-and-again"
+
+
+def test_a_slow_api_key_cmd_is_said_to_be_waited_for(run, endpoint, tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY")
+    path = config(tmp_path, f'base_url = "{endpoint.base_url}"\napi_key_cmd = "sleep 2; echo sk-slow"\n')
+    result = run("ask", "--config", path, "hi")
+    assert result.code == 0
+    assert "waiting for api_key_cmd `sleep 2; echo sk-slow` (up to 60 s)..." in result.stderr
+    assert endpoint.requests[0].headers["authorization"] == "Bearer sk-slow"
+
+
 # Credentials in base_url: a gateway's token in the query, a user and password before the host.
 PASSWORD, TOKEN = "pw-9f3kq2-secret", "tok-7Hq2LmZx04"
 

@@ -132,7 +132,7 @@ def resolve_key(settings: Settings) -> str:
     from chatcli.config import resolve_api_key
 
     REDACT.add(*settings.headers.values(), *url_secrets(settings.base_url))
-    key = resolve_api_key(settings, os.environ)
+    key = resolve_api_key(settings, os.environ, waiting=diagnostics().note)
     REDACT.add(key)
     return key
 
