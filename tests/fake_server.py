@@ -98,7 +98,8 @@ class FakeServer:
         self.models = ["gpt-4o-mini", "test-model", "deepseek-chat"]
         self.rejects_stream_options = False  # like servers that predate include_usage
         # Parameters refused as OpenAI's reasoning models refuse them: "max_tokens" (use
-        # max_completion_tokens) and "temperature" (only the default, 1, is supported).
+        # max_completion_tokens) and "temperature" (only the default, 1, is supported); roles
+        # refused as o1-mini refuses them: "system", and "developer" too.
         self.rejects: set[str] = set()
         self.any_model = False  # like llama.cpp: one model, whatever name is asked for
         # A model that reads no images: a request with an image_url part gets a 400 in these
@@ -198,6 +199,13 @@ class _Handler(BaseHTTPRequestHandler):
                                        "value is supported.", "invalid_request_error", "unsupported_value",
                                        "temperature"))
             return
+        for role in ("system", "developer"):
+            if role in self.fake.rejects and any(m.get("role") == role for m in body.get("messages", [])):
+                index = next(n for n, m in enumerate(body["messages"]) if m.get("role") == role)
+                self._json(400, error_body(f"Unsupported value: 'messages[{index}].role' does not support "
+                                           f"'{role}' with this model.", "invalid_request_error",
+                                           "unsupported_value", f"messages[{index}].role"))
+                return
         if self.fake.refuses_images and any(
                 isinstance(m.get("content"), list) and any(p.get("type") == "image_url" for p in m["content"])
                 for m in body.get("messages", [])):

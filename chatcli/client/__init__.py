@@ -25,7 +25,7 @@ from chatcli.client.reading import BodyReader, capped_body
 from chatcli.config import same_endpoint
 from chatcli.events import ChatRequest, Completion, Event, StreamEnd, TextDelta, UsageReport
 from chatcli.quirks import Quirks
-from chatcli.textsafe import Redactor, url_host, url_shown
+from chatcli.textsafe import Redactor, url_host, url_secrets, url_shown
 
 if TYPE_CHECKING:
     import ssl
@@ -64,11 +64,11 @@ class OpenAIClient:
         self._sleep = sleep
         self._clock = clock
         self._sdk: openai.OpenAI | None = None
-        self.redact = Redactor(api_key, *settings.headers.values())
+        self.redact = Redactor(api_key, *settings.headers.values(), *url_secrets(settings.base_url))
         self.usage_in_stream = True  # False once the server rejects stream_options
         self._deadlines = Deadlines(clock)
         self._reader = BodyReader(settings, clock=clock, redact=self.redact, debug=debug,
-                                  deadlines=self._deadlines)
+                                  deadlines=self._deadlines, notify=notify)
 
     def _client(self) -> openai.OpenAI:
         if self._sdk is None:
@@ -218,6 +218,8 @@ class OpenAIClient:
             body["max_completion_tokens"] = body.pop("max_tokens")
         if known.get("temperature") is False:
             body.pop("temperature", None)
+        if known.get("system_role") in ("developer", "user"):
+            body["messages"] = _without_system(body["messages"], known["system_role"])
         return body
 
     def _learn(self, refusal: str, body: dict[str, Any]) -> bool:
@@ -242,6 +244,14 @@ class OpenAIClient:
             self._tell(f"{model} takes only its default temperature: none is sent from now on "
                        "(remembered for this endpoint and model)")
             return True
+        roles = {m.get("role") for m in body.get("messages", [])}
+        for role, instead, how in (("system", "developer", "as a developer message"),
+                                   ("developer", "user", "at the start of the first question")):
+            if role in roles and f"'{role}'" in refusal and ".role" in refusal:
+                self._quirks.learn(self.settings.base_url, model, "system_role", instead)
+                self._tell(f"{model} does not take a {role} message: the system prompt is sent {how} "
+                           "from now on (remembered for this endpoint and model)")
+                return True
         return False
 
     def _tell(self, text: str) -> None:
@@ -317,3 +327,25 @@ def warm_up() -> None:
             import openai  # noqa: F401
 
     threading.Thread(target=load, name="import-openai", daemon=True).start()
+
+
+def _without_system(messages: list[dict[str, Any]], instead: str) -> list[dict[str, Any]]:
+    """The messages for a model that refuses the system role: system (and developer) messages
+    sent as developer messages, or folded into the first user message when those are refused
+    too (o1-mini takes neither)."""
+    if instead == "developer":
+        return [{**m, "role": "developer"} if m.get("role") == "system" else m for m in messages]
+    folded = [m["content"] for m in messages if m.get("role") in ("system", "developer")
+              and isinstance(m.get("content"), str)]
+    rest = [m for m in messages if m.get("role") not in ("system", "developer")]
+    first = next((n for n, m in enumerate(rest) if m.get("role") == "user"), None)
+    if not folded or first is None:
+        return rest
+    preface = "\n\n".join(folded)
+    content = rest[first]["content"]
+    if isinstance(content, list):
+        content = [{"type": "text", "text": preface}, *content]
+    else:
+        content = f"{preface}\n\n{content}"
+    return [*rest[:first], {**rest[first], "content": content}, *rest[first + 1:]]
+

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,14 +51,18 @@ def load_json(text: str | bytes) -> Any:
 
 
 def find_error(data: Any) -> BodyError | None:
-    """The error a body carries instead of a reply, in any of the shapes servers use."""
-    if not isinstance(data, dict) or data.get("choices"):
+    """The error a body carries instead of a reply, in any of the shapes servers use; an
+    `error` object is one even beside `choices` (OpenRouter ends a failed stream with
+    `{"error": {...}, "choices": [{"delta": {}}]}`)."""
+    if not isinstance(data, dict):
         return None
     error = data.get("error")
-    if isinstance(error, dict):
+    if isinstance(error, dict) and (error or not data.get("choices")):
         return _error(error.get("message") or error.get("msg") or error, error)
     if isinstance(error, str) and error.strip():
         return _error(error, data)
+    if data.get("choices"):
+        return None
     if data.get("object") == "error" or ("message" in data and "choices" not in data):
         return _error(data.get("message"), data)  # vLLM, and plain {"code", "message"}
     if "detail" in data and "choices" not in data:
@@ -100,18 +105,47 @@ def read_usage(raw: Any) -> UsageReport | None:
     return UsageReport(prompt, completion, reasoning if reasoning and reasoning <= completion else None)
 
 
-def read_text(content: Any) -> str | None:
-    """A message's content as text: a string, a number's digits, or a list of text parts."""
-    if content is None or isinstance(content, str):
-        return content
+def read_content(content: Any, unknown: Callable[[str], None] | None = None) -> tuple[str, str]:
+    """A message's content: its text and its thinking. A string, a number's digits, or a list
+    of parts: text parts are the answer, thinking parts (Mistral's reasoning models:
+    `{"type": "thinking", "thinking": [{"type": "text", ...}]}`) the thinking; a part of any
+    other type (audio, an image) is named to `unknown` and left out, never fatal."""
+    if content is None:
+        return "", ""
+    if isinstance(content, str):
+        return content, ""
     if isinstance(content, int | float) and not isinstance(content, bool):
-        return str(content)
-    if isinstance(content, list):
-        texts = [part.get("text") if isinstance(part, dict) else part for part in content]
-        strings = [text for text in texts if isinstance(text, str)]
-        if len(strings) == len(texts):
-            return "".join(strings)
-    raise Malformed(f"content that is not text ({type(content).__name__})")
+        return str(content), ""
+    if not isinstance(content, list):
+        raise Malformed(f"content that is not text ({type(content).__name__})")
+    texts: list[str] = []
+    thoughts: list[str] = []
+    for part in content:
+        if isinstance(part, str):
+            texts.append(part)
+            continue
+        if not isinstance(part, dict):
+            raise Malformed(f"a content part that is not an object ({type(part).__name__})")
+        kind = part.get("type", "text")
+        if kind == "text":
+            if not isinstance(part.get("text"), str):
+                raise Malformed("a text part whose text is not a string")
+            texts.append(part["text"])
+        elif kind in ("thinking", "reasoning"):
+            thoughts.append(_part_text(part.get(kind)))
+        elif unknown is not None:
+            unknown(str(kind)[:_FINISH_CHARS])
+    return "".join(texts), "".join(thoughts)
+
+
+def _part_text(value: Any) -> str:
+    """The text of a thinking part: a string, or a list of text parts."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "".join(item if isinstance(item, str) else item.get("text", "") if isinstance(item, dict)
+                       and isinstance(item.get("text", ""), str) else "" for item in value)
+    return ""
 
 
 def read_finish(value: Any) -> str | None:
@@ -148,10 +182,11 @@ def read_reasoning(message: dict[str, Any]) -> str:
     return ""
 
 
-def chunk_events(data: Any, mender: SurrogateMender,
-                 thinking: SurrogateMender | None = None) -> list[Event]:
+def chunk_events(data: Any, mender: SurrogateMender, thinking: SurrogateMender | None = None,
+                 unknown: Callable[[str], None] | None = None) -> list[Event]:
     """The events of one streamed chunk (its error, if it carries one, is the caller's).
-    `thinking` mends the reasoning text as `mender` mends the answer's."""
+    `thinking` mends the reasoning text as `mender` mends the answer's; `unknown` is told the
+    type of each content part that is neither text nor thinking."""
     if not isinstance(data, dict):
         raise Malformed(f"a chunk that is not a JSON object ({type(data).__name__})")
     events: list[Event] = []
@@ -162,10 +197,11 @@ def chunk_events(data: Any, mender: SurrogateMender,
             delta = choice.get("message")  # a few servers put the whole message in a chunk
         if delta is not None and not isinstance(delta, dict):
             raise Malformed(f"a delta that is not an object ({type(delta).__name__})")
-        reasoning = (thinking or SurrogateMender()).feed(read_reasoning(delta or {}))
+        content, thought = read_content((delta or {}).get("content"), unknown)
+        reasoning = (thinking or SurrogateMender()).feed(read_reasoning(delta or {}) + thought)
         if reasoning:
             events.append(ReasoningDelta(reasoning))
-        text = mender.feed(read_text((delta or {}).get("content")) or "")
+        text = mender.feed(content)
         if text:
             events.append(TextDelta(text))
         finish = read_finish(choice.get("finish_reason"))
@@ -177,7 +213,8 @@ def chunk_events(data: Any, mender: SurrogateMender,
     return events
 
 
-def completion_events(data: Any) -> tuple[str, str | None, UsageReport | None, str]:
+def completion_events(data: Any, unknown: Callable[[str], None] | None = None,
+                      ) -> tuple[str, str | None, UsageReport | None, str]:
     """A whole (non-streamed) response: its text, finish reason, usage and reasoning."""
     if not isinstance(data, dict):
         raise Malformed(f"a response that is not a JSON object ({type(data).__name__})")
@@ -187,10 +224,11 @@ def completion_events(data: Any) -> tuple[str, str | None, UsageReport | None, s
     message = choice.get("message")
     if message is not None and not isinstance(message, dict):
         raise Malformed(f"a message that is not an object ({type(message).__name__})")
+    content, thought = read_content((message or {}).get("content"), unknown)
     mender = SurrogateMender()
-    text = mender.feed(read_text((message or {}).get("content")) or "") + mender.close()
+    text = mender.feed(content) + mender.close()
     thinking = SurrogateMender()
-    reasoning = thinking.feed(read_reasoning(message or {})) + thinking.close()
+    reasoning = thinking.feed(read_reasoning(message or {}) + thought) + thinking.close()
     return text, read_finish(choice.get("finish_reason")), read_usage(data.get("usage")), reasoning
 
 

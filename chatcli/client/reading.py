@@ -29,7 +29,7 @@ from chatcli.client.failures import from_body
 from chatcli.client.sse import NoEvents, NotEventStream, SSEDecoder, TooLarge
 from chatcli.client.think import ThinkSplitter, split_think
 from chatcli.events import ChatRequest, Completion, Event, ReasoningDelta, StreamEnd, TextDelta
-from chatcli.textsafe import url_host
+from chatcli.textsafe import shown, url_host
 
 if TYPE_CHECKING:
     from chatcli.config import Settings
@@ -47,12 +47,21 @@ class BodyReader:
 
     def __init__(self, settings: Settings, *, clock: Callable[[], float],
                  redact: Callable[[str], str], debug: Callable[[str], None] | None,
-                 deadlines: Deadlines | None = None) -> None:
+                 deadlines: Deadlines | None = None, notify: Callable[[str], None] | None = None) -> None:
         self.settings = settings
         self._clock = clock
         self.redact = redact
         self._debug = debug
         self._deadlines = deadlines or Deadlines(clock)
+        self._notify = notify
+        self._unknown_told: set[str] = set()
+
+    def _unknown_part(self, kind: str) -> None:
+        """A content part that is neither text nor thinking: said once per kind, never fatal."""
+        if kind not in self._unknown_told and self._notify is not None:
+            self._unknown_told.add(kind)
+            self._notify(f"the reply holds a part of type {shown(kind)!r} that chatcli cannot show; "
+                         "it is left out")
 
     def completion(self, http: Any, request: ChatRequest, *, started: float | None = None) -> Completion:
         raw = b"".join(self._bytes(http, MAX_BODY_BYTES, self._deadline(started)))
@@ -60,7 +69,7 @@ class BodyReader:
             self._debug("← " + self.redact(raw[:DEBUG_CHARS].decode("utf-8", "replace")))
         data = self._json_body(raw)
         self._raise_error_in(data, request)
-        text, finish, usage, reasoning = completion_events(data)
+        text, finish, usage, reasoning = completion_events(data, self._unknown_part)
         inline, text = split_think(text)
         return Completion(text, finish, usage, data, reasoning=reasoning or inline)
 
@@ -156,7 +165,7 @@ class BodyReader:
             error = BodyError(data if not isinstance(parsed, dict) else str(parsed.get("message", data)))
         if error is not None:
             raise from_body(error, self.settings, request.model, self.redact, midstream=True)
-        return chunk_events(parsed, mender, thinking)
+        return chunk_events(parsed, mender, thinking, self._unknown_part)
 
     def _whole_as_events(self, raw: bytes, request: ChatRequest) -> Iterator[Event]:
         """A server that answered a streaming request with one JSON body (an error, usually)."""
@@ -164,7 +173,7 @@ class BodyReader:
             self._debug("← " + self.redact(raw[:DEBUG_CHARS].decode("utf-8", "replace")))
         data = self._json_body(raw)
         self._raise_error_in(data, request)
-        text, finish, usage, reasoning = completion_events(data)
+        text, finish, usage, reasoning = completion_events(data, self._unknown_part)
         inline, text = split_think(text)
         if not text and not (reasoning or inline) and finish is None:
             raise errors.ServerError("the server answered without any reply",
