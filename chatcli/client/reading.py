@@ -9,6 +9,7 @@ sees it. Part of the client room; imports httpx2 (openai's transport) lazily.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 from collections.abc import Callable, Iterator
@@ -28,7 +29,7 @@ from chatcli.client.deadline import Deadlines
 from chatcli.client.failures import from_body
 from chatcli.client.sse import NoEvents, NotEventStream, SSEDecoder, TooLarge
 from chatcli.client.think import ThinkSplitter, split_think
-from chatcli.events import ChatRequest, Completion, Event, ReasoningDelta, StreamEnd, TextDelta
+from chatcli.events import ChatRequest, Completion, Event, ReasoningDelta, StreamEnd, TextDelta, UsageReport
 from chatcli.textsafe import shown, url_host
 
 if TYPE_CHECKING:
@@ -40,6 +41,9 @@ MAX_BODY_BYTES = 64_000_000  # a whole JSON reply (a 10 MB answer, escaped)
 MAX_LIST_BYTES = 4_000_000  # the list of models
 MAX_ERROR_BYTES = 1_000_000  # the body of an error status or a redirect
 DEBUG_CHARS = 2_000  # --debug shows at most this much of each chunk
+# Once a reply has its finish_reason, what may follow (the usage, an error, [DONE]) follows at
+# once: a server or proxy that then holds the connection open is not waited for longer.
+FINISH_GRACE_SECONDS = 2.0
 
 
 class BodyReader:
@@ -125,18 +129,37 @@ class BodyReader:
             raise self._not_chat_data(head[:200].decode("utf-8", "replace"))
         mender, thinking, think = SurrogateMender(), SurrogateMender(), ThinkSplitter()
         finish: str | None = None
-        answered = False
-        for name, data in _server_events(itertools.chain([head], chunks)):
-            if data.strip() == "[DONE]":
-                break
-            for event in self._chunk(name, data, mender, thinking, request):
-                if isinstance(event, StreamEnd):
-                    finish = event.finish_reason
-                    continue
-                # Content may open with a <think> block: its text is reasoning too.
-                for part in think.feed(event.text) if isinstance(event, TextDelta) else [event]:
-                    answered = answered or isinstance(part, TextDelta | ReasoningDelta)
-                    yield part
+        answered = counted = False
+        stream = _server_events(itertools.chain([head], chunks))
+        with contextlib.ExitStack() as after_finish:
+            while finish is None or not counted:
+                try:
+                    name, data = next(stream)
+                except StopIteration:
+                    break
+                except Exception as exc:
+                    if finish is None or isinstance(exc, errors.ChatcliError):
+                        raise
+                    if self._debug:  # the reply was whole; only the end of the stream was missing
+                        self._debug(f"the stream did not end within {FINISH_GRACE_SECONDS:g} s of the "
+                                    "reply's end; stopped reading it")
+                    break
+                if data.strip() == "[DONE]":
+                    break
+                for event in self._chunk(name, data, mender, thinking, request):
+                    if isinstance(event, StreamEnd):
+                        if finish is None:  # what may still come (usage, an error) comes at once
+                            after_finish.enter_context(self._deadlines.until(
+                                self._clock() + FINISH_GRACE_SECONDS, "end of the stream"))
+                        finish = event.finish_reason
+                        continue
+                    # Usage counts once it comes with the end or after it (some servers send
+                    # running figures with every chunk, and the whole ones last).
+                    counted = counted or (finish is not None and isinstance(event, UsageReport))
+                    # Content may open with a <think> block: its text is reasoning too.
+                    for part in think.feed(event.text) if isinstance(event, TextDelta) else [event]:
+                        answered = answered or isinstance(part, TextDelta | ReasoningDelta)
+                        yield part
         for part in think.feed(mender.close()) + think.close():
             answered = True
             yield part
