@@ -102,6 +102,18 @@ def cases(env: dict[str, str], sdk: str) -> list[Case]:
              lambda r: extra_cpu(r, "ask a 4 MB paragraph (terminal)")
              <= 8 * extra_cpu(r, "ask a 1 MB paragraph (terminal)")
              and r["ask a 4 MB paragraph (terminal)"].rss_mb < 150),
+        # A million events of one character each, into a pipe: time linear in the events,
+        # memory flat (nothing is held per event).
+        Case("ask 250,000 one-character events (pipe)",
+             lambda: run_piped(chatcli("ask", "tiny250k"), env)),
+        Case("ask 1,000,000 one-character events (pipe)",
+             lambda: run_piped(chatcli("ask", "tiny1m"), env),
+             "ask 250,000 one-character events (pipe)",
+             "CPU <= 4.5x (linear 4x); RSS + 15 MB at most (60 bytes an event would be 45)",
+             lambda r: r["ask 1,000,000 one-character events (pipe)"].cpu
+             <= 4.5 * r["ask 250,000 one-character events (pipe)"].cpu
+             and r["ask 1,000,000 one-character events (pipe)"].rss_mb
+             <= r["ask 250,000 one-character events (pipe)"].rss_mb + 15),
         Case("resume an empty conversation",
              lambda: run_piped(chatcli("ask", "--session", "empty", "capital?"), env)),
         Case("resume 10,000 messages",

@@ -37,6 +37,14 @@ def paragraph(chars: int) -> str:
     return (unit * (chars // len(unit) + 1))[:chars]
 
 
+def tiny_events(count: int) -> bytes:
+    """A stream of `count` events of one character each (and the usage), as one body."""
+    event = b'data: {"choices":[{"index":0,"delta":{"content":"x"}}]}\n\n'
+    end = (b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],'
+           b'"usage":{"prompt_tokens":5,"completion_tokens":%d}}\n\ndata: [DONE]\n\n' % count)
+    return event * count + end
+
+
 def serve(port_file: str) -> None:
     """Run the test server with replies picked by the question (in a process of its own)."""
     import threading
@@ -49,8 +57,15 @@ def serve(port_file: str) -> None:
     # One paragraph without a line break, as a hostile (or runaway) server sends it.
     paragraphs = {"para1m": paragraph(1_000_000), "para4m": paragraph(4_000_000)}
 
+    # Many tiny events (a fast server, one character each): time linear, memory flat.
+    tiny = {"tiny250k": 250_000, "tiny1m": 1_000_000}
+    streams: dict[str, bytes] = {}
+
     def respond(body: dict) -> Reply:
         question = body["messages"][-1]["content"]
+        if question in tiny:
+            data = streams.setdefault(question, tiny_events(tiny[question]))
+            return Reply(body=lambda: (data[i:i + 65536] for i in range(0, len(data), 65536)))
         if question in paragraphs:
             return Reply(text=paragraphs[question], chunk_chars=64)
         if question == "think2000":  # 2,000 words of thinking, then the 2,000-word answer

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from chatcli.conversation import ASSISTANT, USER, Message, title_from
+from chatcli.conversation import ASSISTANT, USER, Message, TextBuffer, title_from
 from chatcli.errors import StorageError
 from chatcli.store import STREAMING, Store
 
@@ -60,8 +60,8 @@ class Recorder:
         self._clock = clock
         self._reply_id: int | None = None
         self._question: Message | None = None  # what the reply being received answers
-        self._text: list[str] = []  # the reply's new text and thinking, not yet saved
-        self._thinking: list[str] = []
+        self._text = TextBuffer()  # the reply's new text and thinking, not yet saved
+        self._thinking = TextBuffer()
         self._seq = 0
         self._started: float | None = None  # when the current reply's first words came
         self._last_write = 0.0
@@ -151,9 +151,9 @@ class Recorder:
         """More of the reply (its new text and thinking): saved at most every `interval`
         seconds (while saving fails, tried again at most every RETRY_SECONDS)."""
         if text:
-            self._text.append(text)
+            self._text.add(text)
         if thinking:
-            self._thinking.append(thinking)
+            self._thinking.add(thinking)
         now = self._clock()
         if self._started is None:
             self._started = self._last_write = now
@@ -168,22 +168,22 @@ class Recorder:
         """Write what came since the last write; each part is forgotten once it is written."""
         if self._reply_id is None:
             question = self._question.id if self._question is not None else None
-            partial = Message(ASSISTANT, "".join(self._text), finish_reason=STREAMING,
-                              reasoning="".join(self._thinking))
+            partial = Message(ASSISTANT, self._text.text(), finish_reason=STREAMING,
+                              reasoning=self._thinking.text())
             self._reply_id = self._add(partial, reply_to=question)
-            self._text, self._thinking = [], []
+            self._text, self._thinking = TextBuffer(), TextBuffer()
             return self._reply_id
         if self._text:
-            self.store.append(self._reply_id, self._seq + 1, "".join(self._text))
-            self._seq, self._text = self._seq + 1, []
+            self.store.append(self._reply_id, self._seq + 1, self._text.text())
+            self._seq, self._text = self._seq + 1, TextBuffer()
         if self._thinking:
-            self.store.append_reasoning(self._reply_id, "".join(self._thinking))
-            self._thinking = []
+            self.store.append_reasoning(self._reply_id, self._thinking.text())
+            self._thinking = TextBuffer()
         return self._reply_id
 
     def reply_done(self, message: Message) -> Message:
         self._started = None
-        self._text, self._thinking = [], []
+        self._text, self._thinking = TextBuffer(), TextBuffer()
 
         def write() -> int:
             if self._reply_id is None:

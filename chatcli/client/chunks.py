@@ -41,10 +41,15 @@ class BodyError:
     details: dict[str, Any] = field(default_factory=dict)  # the error object, for its other fields
 
 
+_DECODER = json.JSONDecoder(strict=False)  # raw tabs and newlines inside strings happen
+
+
 def load_json(text: str | bytes) -> Any:
     """JSON, or Malformed: also for nesting too deep to parse and absurdly long numbers."""
     try:
-        return json.loads(text, strict=False)  # raw tabs and newlines inside strings happen
+        if isinstance(text, bytes | bytearray):
+            text = bytes(text).decode(json.detect_encoding(text), "surrogatepass")  # as json.loads does
+        return _DECODER.decode(text)  # one decoder for every chunk, not one per call
     except (ValueError, RecursionError) as exc:
         raise Malformed("a chunk that is not JSON" if isinstance(exc, ValueError)
                         else "JSON nested too deeply to read") from None
