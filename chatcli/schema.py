@@ -108,7 +108,7 @@ DEFAULT_MODEL = "gpt-4o-mini"
 
 # Keys a profile may set; at the top level of the file they apply to every profile.
 KEYS: tuple[Key, ...] = (
-    Key("base_url", "an http:// or https:// URL", _is_url,
+    Key("base_url", "an http:// or https:// URL with a host (no spaces, no line breaks)", _is_url,
         "Endpoint of the chat-completions API, up to and including /v1. "
         "Environment: OPENAI_BASE_URL.", DEFAULT_BASE_URL, DEFAULT_BASE_URL),
     Key("model", "a model name (not empty, no spaces at its ends)", _is_name,

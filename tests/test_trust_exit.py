@@ -119,3 +119,41 @@ def test_many_short_asks_in_a_row_each_end_after_its_reply(server, tmp_path, rel
         done = ask(server, tmp_path, f"question {n}")
         assert done.returncode == 0, (n, done.stderr)
         assert done.stdout == f"reply {n}\n"
+
+
+def test_deadlines_left_in_any_order_leave_none_behind():
+    """The reply's deadline and the one after its finish are entered by generators, which end
+    in whatever order their readers close them: neither may outlive its own end."""
+    from chatcli.client.deadline import Deadlines
+
+    deadlines = Deadlines(lambda: 0.0)
+    reply, grace = deadlines.until(600.0, "reply"), deadlines.until(2.0, "end of the stream")
+    reply.__enter__()
+    grace.__enter__()
+    assert deadlines.current() == (2.0, "end of the stream")
+    reply.__exit__(None, None, None)  # the body's reader ended first
+    assert deadlines.current() == (2.0, "end of the stream")
+    grace.__exit__(None, None, None)
+    assert deadlines.current() is None
+
+
+def test_after_a_stream_left_open_the_next_request_has_no_stale_deadline(server, tmp_path, released):
+    """A stream ended by the wait after its finish, then a question long after the first
+    reply's deadline would have passed: it is answered (a stale deadline failed it at once)."""
+    from chatcli.client import OpenAIClient
+    from chatcli.config import merge
+    from chatcli.events import ChatRequest, TextDelta
+
+    now = [1000.0]
+    settings = merge({"base_url": server.base_url, "model": "test-model", "max_retries": 0,
+                      "reply_timeout": 600}, {}, {})
+    client = OpenAIClient(settings, TEST_KEY, clock=lambda: now[0])
+    server.queue(holding(chunk("first"), chunk(finish="stop"), released=released), Reply(text="second"))
+
+    def text(question: str) -> str:
+        request = ChatRequest("test-model", [{"role": "user", "content": question}])
+        return "".join(e.text for e in client.stream(request) if isinstance(e, TextDelta))
+
+    assert text("one") == "first"
+    now[0] += 3600  # an hour later, by the client's clock
+    assert text("two") == "second"

@@ -277,7 +277,8 @@ class OpenAIClient:
             from chatcli.config import visible_headers
 
             headers = {"Authorization": "Bearer ***", **visible_headers(self.settings.headers)}
-            self._debug(f"→ POST {url_shown(self.settings.base_url)} chat/completions")
+            base, mark, query = self.settings.base_url.partition("?")
+            self._debug(f"→ POST {url_shown(base.rstrip('/') + '/chat/completions' + mark + query)}")
             self._debug(f"→ headers {self.redact(json.dumps(headers))}")
             shown = {k: v for k, v in body.items() if k != "extra_body"} | body.get("extra_body", {})
             self._debug(f"→ body {self.redact(_short_images(json.dumps(shown, ensure_ascii=False)))}")
@@ -348,4 +349,3 @@ def _without_system(messages: list[dict[str, Any]], instead: str) -> list[dict[s
     else:
         content = f"{preface}\n\n{content}"
     return [*rest[:first], {**rest[first], "content": content}, *rest[first + 1:]]
-

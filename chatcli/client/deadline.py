@@ -27,8 +27,9 @@ class Deadlines:
         self._local = threading.local()
 
     def current(self) -> tuple[float, str] | None:
-        found: tuple[float, str] | None = getattr(self._local, "deadline", None)
-        return found
+        """The earliest deadline this thread is inside."""
+        stack: list[tuple[float, str]] = getattr(self._local, "stack", [])
+        return min(stack, key=lambda entry: entry[0]) if stack else None
 
     @property
     def received(self) -> int:
@@ -41,15 +42,23 @@ class Deadlines:
 
     @contextmanager
     def until(self, when: float | None, what: str) -> Iterator[None]:
-        """Reads end by `when` (None: no deadline) while inside; an earlier deadline stays."""
-        before, received = self.current(), self.received
-        if when is not None and (before is None or when < before[0]):
-            self._local.deadline = (when, what)
+        """Reads end by `when` (None: no deadline) while inside; an earlier deadline stays.
+        Leaving takes away this deadline only, in whatever order the insides end (they are
+        often generators, closed when their reader is done with them)."""
+        if not hasattr(self._local, "stack"):
+            self._local.stack = []
+        stack: list[tuple[float, str]] = self._local.stack
+        entry = (when, what) if when is not None else None
+        if entry is not None:
+            stack.append(entry)
+        received = self.received
         self._local.received = 0
         try:
             yield
         finally:
-            self._local.deadline, self._local.received = before, received
+            if entry is not None:
+                del stack[next(n for n in range(len(stack) - 1, -1, -1) if stack[n] is entry)]
+            self._local.received = received
 
     def passed(self, when: float | None) -> bool:
         return when is not None and self.clock() >= when
