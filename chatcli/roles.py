@@ -1,8 +1,8 @@
 """Roles: a named system prompt, with the request settings and the profile it runs with.
 
 A role is a layer of the settings merge (config.merge): defaults < the file < the
-profile < the role < the environment < flags. Three are built in (`shell`, `code`,
-`describe`); a `[roles.NAME]` table in the config file defines more, or changes a
+profile < the role < the environment < flags. Four are built in (`shell`, `code`,
+`translate`, `describe`); a `[roles.NAME]` table in the config file defines more, or changes a
 built-in one key by key. Pure: standard library, no I/O.
 """
 
@@ -31,6 +31,13 @@ BUILTIN: dict[str, dict[str, str]] = {
             "You write code. Reply with the code only: no explanation before or after it, no Markdown "
             "and no code fence. Comments inside the code may explain what is not obvious, in the "
             "language of the request."),
+    },
+    "translate": {
+        "system": (
+            "You translate. Translate the text you are given into English; if it is already in "
+            "English, translate it into Simplified Chinese. Keep its meaning, tone and formatting "
+            "(Markdown, code and line breaks stay as they are). Reply with the translation only: "
+            "no notes, no quotes around it, no explanation."),
     },
     "describe": {
         "system": (
