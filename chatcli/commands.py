@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from chatcli import errors
 from chatcli.config import parse_params
+from chatcli.conversation import NO_REPLY, unanswered
 from chatcli.export import LISTING, attached, last_exchange, listing_row, unanswered_note
 from chatcli.mdblocks import code_blocks
 from chatcli.render import cost_text, counted, usage_text
@@ -295,8 +296,9 @@ def _history(session: Session, value: Any) -> Output:
     rows = []
     if session.conversation.system:
         rows.append(("-", "system", "", "sent", _preview(session.conversation.system)))
+    no_reply = unanswered(session.conversation.messages, last=True)
     for number, message in enumerate(session.conversation.messages, start=1):
-        state = "sent" if id(message) in sent else "left out"
+        state = NO_REPLY if number - 1 in no_reply else "sent" if id(message) in sent else "left out"
         marks = " ".join(filter(None, ("pinned" if message.pinned else "",
                                        message.finish_reason if message.finish_reason not in
                                        (None, "stop") else "")))

@@ -266,9 +266,9 @@ class Window:
     def to_api(self) -> list[dict[str, Any]]:
         """The messages as the API takes them, never two of the same role in a row.
 
-        A question whose reply failed stays in the conversation (shown, saved,
-        /retry-able); when another question follows it, the two are sent as one
-        message (once, if the second repeats the first), because many servers'
+        A question that got no reply is left out of the window (see `unanswered`); should
+        two messages of one role still meet (history written by another program), they
+        are sent as one (once, if the second repeats the first), because many servers'
         chat templates reject two user messages in a row."""
         sent: list[dict[str, Any]] = []
         for message in self.messages:
@@ -310,6 +310,21 @@ def turns(history: Sequence[Message]) -> list[range]:
     return [range(s, e) for s, e in zip(starts, ends, strict=True) if e > s]
 
 
+NO_REPLY = "no reply"  # how a question that got no answer is marked wherever it is shown
+
+
+def unanswered(history: Sequence[Message], *, last: bool = False) -> set[int]:
+    """The questions that got no reply (the request failed, or chatcli was stopped before
+    any answer came): a user message followed by another user message, and with `last`, a
+    user message that ends the conversation. They stay in the conversation, shown as
+    "no reply", and are not sent again with later questions (/retry sends one again)."""
+    found = {i for i in range(len(history) - 1)
+             if history[i].role == USER and history[i + 1].role == USER}
+    if last and history and history[-1].role == USER:
+        found.add(len(history) - 1)
+    return found
+
+
 def build_window(
     system: str | None,
     history: Sequence[Message],
@@ -324,9 +339,12 @@ def build_window(
     tokens. The newest turn and pinned turns (a turn with any pinned message)
     are never dropped, so an assistant reply is never sent without its
     question. If what cannot be dropped is still too big, the window says so
-    (`over_budget`) and the caller decides.
+    (`over_budget`) and the caller decides. A question that got no reply is not sent
+    again with a later one (see `unanswered`).
     """
     head = (Message(SYSTEM, system),) if system else ()
+    skipped = unanswered(history)
+    history = [m for i, m in enumerate(history) if i not in skipped] if skipped else history
     groups = turns(history)
     count = len(head) + len(history)
     tokens = sum(m.tokens for m in head) + sum(m.tokens for m in history) + REPLY_PRIMING

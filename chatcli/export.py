@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from chatcli.conversation import Message
+from chatcli.conversation import NO_REPLY, Message, unanswered
 from chatcli.store import ConversationInfo
 
 ROLE_NAMES = {"user": "You", "assistant": "Assistant", "system": "System"}
@@ -29,8 +29,10 @@ def to_markdown(info: ConversationInfo, messages: list[Message], *, reasoning: b
     out = [f"# {title}", "", f"*{facts}*", ""]
     if info.system_prompt:
         out += ["**System**", "", info.system_prompt, ""]
-    for message in messages:
+    no_reply = unanswered(messages, last=True)
+    for number, message in enumerate(messages):
         notes = [message.finish_reason] if message.finish_reason in ("interrupted", "error", "length") else []
+        notes += [NO_REPLY] if number in no_reply else []
         notes += [f"command {message.outcome}"] if message.outcome else []
         note = f" *({'; '.join(notes)})*" if notes else ""
         out += [f"**{ROLE_NAMES.get(message.role, message.role)}**{note}", ""]
@@ -84,6 +86,8 @@ def last_exchange(messages: list[Message]) -> list[str]:
         who = ROLE_NAMES.get(message.role, message.role).lower()
         note = f" ({message.finish_reason})" if message.finish_reason in ("interrupted", "error",
                                                                             "length") else ""
+        if message is messages[-1] and message.role == "user":
+            note = f" ({NO_REPLY}: /retry sends it again)"
         label = f"  {who}{note}: "
         empty = "(only its thinking, /thinking shows it)" if message.reasoning else "(empty)"
         text = attached(message) + message.content

@@ -289,14 +289,22 @@ class Repl:
                 result = run(sink)
         except errors.Interrupted:
             self.session.turn_failed()
-            self.diag.note("interrupted; the partial reply is kept (/retry asks again)")
+            self.diag.note("interrupted; the partial reply is kept (/retry asks again)"
+                           if self._replied() else f"interrupted before any reply; {NO_REPLY_NOTE}")
         except errors.ChatcliError as exc:
             self.session.turn_failed()
             self.diag.error(exc)
-            if not isinstance(exc, errors.UsageError):
-                self.diag.note("your message is kept: /retry sends it again")
+            if not isinstance(exc, errors.UsageError) and not self._replied():
+                self.diag.note(NO_REPLY_NOTE)
+            elif not isinstance(exc, errors.UsageError):
+                self.diag.note("the partial reply is kept (/continue finishes it, /retry asks again)")
         else:
             self._after(result)
+
+    def _replied(self) -> bool:
+        """Whether the last turn got any reply (a partial one counts)."""
+        messages = self.session.conversation.messages
+        return bool(messages) and messages[-1].role != "user"
 
     def _after(self, result: TurnResult) -> None:
         s = self.session.settings
@@ -310,6 +318,11 @@ class Repl:
         self.console.print(line, style="dim", markup=False, highlight=False)
         if result.window.dropped:
             self.console.print(dropped_note(result.window), style="dim", markup=False, highlight=False)
+
+# What a question that got no reply becomes, said where it fails.
+NO_REPLY_NOTE = ("your question is kept, marked no reply; it is not sent with your next question "
+                 "(/retry sends it again)")
+
 
 @contextmanager
 def typeahead_mode(keyboard: Any) -> Iterator[None]:

@@ -22,6 +22,7 @@ from chatcli.conversation import (
     estimate_tokens,
     reply_budget,
     turns,
+    unanswered,
     user_message,
 )
 
@@ -175,12 +176,14 @@ def test_trimming_invariants(history, system, max_messages, budget):
         sent = sent[1:]
     # the newest user message is always sent, last
     assert sent[-1] is history[-1]
-    # kept and dropped partition the history, each in the original order
+    # kept and dropped partition the history but for the questions that got no reply, each in
+    # the original order; those are never sent again
+    skipped = unanswered(history)
     ids = {id(m): i for i, m in enumerate(history)}
     kept_idx = [ids[id(m)] for m in sent]
     dropped_idx = [ids[id(m)] for m in window.dropped]
     assert kept_idx == sorted(kept_idx) and dropped_idx == sorted(dropped_idx)
-    assert sorted(kept_idx + dropped_idx) == list(range(len(history)))
+    assert sorted(kept_idx + dropped_idx) == [i for i in range(len(history)) if i not in skipped]
     # pinned messages are never dropped
     assert not any(m.pinned for m in window.dropped)
     # whole turns only: an assistant reply is never sent without its question
@@ -191,7 +194,7 @@ def test_trimming_invariants(history, system, max_messages, budget):
     # the reported size is what is sent
     assert window.tokens == sum(m.tokens for m in window.messages) + REPLY_PRIMING
     # limits hold unless only what may not be dropped is left
-    droppable = [g for g in groups[:-1] if not any(history[i].pinned for i in g)]
+    droppable = [g for g in groups[:-1] if not any(history[i].pinned for i in g) and g[0] not in skipped]
     if any(g[0] in kept_idx for g in droppable):
         assert len(window.messages) <= max_messages
         assert window.tokens <= budget
@@ -206,14 +209,23 @@ def test_trimming_invariants(history, system, max_messages, budget):
         assert restored_count > max_messages or restored_tokens > budget
 
 
-def test_what_is_sent_never_holds_two_messages_of_the_same_role_in_a_row():
-    history = [Message(USER, "the log:\nERROR x"), Message(USER, "why did it crash?"),
+def test_a_question_that_got_no_reply_is_not_sent_again_with_the_next():
+    history = [Message(USER, "a 45 KB log that overflowed the context"), Message(USER, "why did it crash?"),
                Message(ASSISTANT, "because"), Message(USER, "again?"), Message(USER, "again?")]
     sent = build_window("Be brief.", history, budget=10_000).to_api()
     assert sent == [{"role": "system", "content": "Be brief."},
-                    {"role": "user", "content": "the log:\nERROR x\n\nwhy did it crash?"},
+                    {"role": "user", "content": "why did it crash?"},
                     {"role": "assistant", "content": "because"},
                     {"role": "user", "content": "again?"}]
+    assert unanswered(history) == {0, 3} and unanswered(history[:2], last=True) == {0, 1}
+
+
+def test_messages_of_one_role_that_still_meet_are_sent_as_one():
+    """Two replies in a row (a history written by another program): one message."""
+    history = [Message(USER, "q"), Message(ASSISTANT, "part one"), Message(ASSISTANT, "part two"),
+               Message(USER, "next")]
+    sent = build_window(None, history, budget=10_000).to_api()
+    assert sent[1] == {"role": "assistant", "content": "part one\n\npart two"}
 
 
 @given(st.lists(st.sampled_from([USER, ASSISTANT]), max_size=12))
@@ -221,4 +233,5 @@ def test_no_two_roles_in_a_row_whatever_the_history(roles):
     history = [Message(role, f"{role} {n}") for n, role in enumerate(roles)]
     sent = build_window(None, history, budget=10_000).to_api()
     assert all(a["role"] != b["role"] for a, b in itertools.pairwise(sent))
-    assert "".join(m["content"] for m in sent).count(" ") == len(roles)  # nothing lost
+    # nothing lost but the questions that got no reply
+    assert "".join(m["content"] for m in sent).count(" ") == len(roles) - len(unanswered(history))

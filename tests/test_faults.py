@@ -99,7 +99,8 @@ def test_repl(name, server, tmp_path, monkeypatch):
     err = harness.err.getvalue()
     _, _, words, partial = FAULTS[name]
     assert words in err and "Traceback" not in err
-    assert "your message is kept: /retry sends it again" in err
+    assert ("the partial reply is kept" if partial else "your question is kept, marked no reply; it is "
+            "not sent with your next question (/retry sends it again)") in err
     messages = harness.session.conversation.messages
     assert messages[0].content == "the question"
     if name != "connection refused":  # the session goes on: /retry got an answer

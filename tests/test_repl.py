@@ -229,7 +229,7 @@ def test_an_error_is_one_line_the_session_goes_on_and_retry_resends(repl):
     repl.run("important question" + ENTER + "/retry" + ENTER + CTRL_D)
     err = repl.err.getvalue()
     assert "chatcli: error: the server failed (500): boom" in err
-    assert "your message is kept: /retry sends it again" in err
+    assert "your question is kept, marked no reply; it is not sent with your next question" in err
     assert repl.sent[1] == [{"role": "user", "content": "important question"}]
     assert "Hello! How can I help?" in repl.out.getvalue()
 
