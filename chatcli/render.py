@@ -8,6 +8,7 @@ and printed once, into the scrollback; only the open block is live.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import signal
 import threading
@@ -55,6 +56,8 @@ class Diagnostics:
         # Server messages, stored titles and file names are data, on one line (a newline in a
         # file name cannot forge a line of its own); no secret is ever shown.
         line = f"{prefix}{shown(self.redact(text))}"
+        if _WAITING and is_terminal(self.file):  # the waiting line goes; it comes back next second
+            _WAITING[-1].clear()
         if _LIVE and is_terminal(self.file):  # a reply is being drawn: print above it
             _LIVE[-1].console.print(line, style=_RICH_STYLES[kind] if self.color else None, markup=False,
                                     highlight=False, emoji=False, crop=False)
@@ -155,6 +158,76 @@ def for_terminal(text: str, file: TextIO) -> str:
     """Text that came from a server or the database, as it may be written to `file`:
     control characters shown visibly on a terminal, unchanged into a pipe or file."""
     return visible(text) if is_terminal(file) else text
+
+
+_WAITING: list[Waiting] = []  # the waiting line on the screen, if one is
+
+
+class Waiting:
+    """A sink's stand-in until the reply begins: on a terminal, one line saying what is being
+    waited for and for how long (`waiting for gpt-4o… 3 s`), drawn from a thread of its own
+    from `after` seconds on, rewritten each second, and cleared before the first piece of the
+    reply (or the end) reaches `sink`. Nothing is written when no reply is slow to come."""
+
+    def __init__(self, sink: Any, file: TextIO, model: str, *, after: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.sink = sink
+        self._file = file
+        self._what = f"waiting for {shown(model)}"
+        self._after = after
+        self._clock = clock
+        self._started = clock()
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._drawn = False
+        self._thread = threading.Thread(target=self._draw, name="waiting", daemon=True)
+        _WAITING.append(self)
+        self._thread.start()
+
+    def _draw(self) -> None:
+        wait = self._after
+        while not self._done.wait(wait):
+            with self._lock:
+                if self._done.is_set():
+                    return
+                try:
+                    self._file.write(f"\r\x1b[K{self._what}… {self._clock() - self._started:.0f} s")
+                    self._file.flush()
+                except (OSError, ValueError):
+                    return  # the terminal is gone
+                self._drawn = True
+            wait = 1.0
+
+    def clear(self) -> None:
+        """The line taken away, for a diagnostic to be written where it was."""
+        with self._lock:
+            if self._drawn:
+                self._drawn = False
+                with contextlib.suppress(OSError, ValueError):
+                    self._file.write("\r\x1b[K")
+                    self._file.flush()
+
+    def stop(self) -> None:
+        """The reply begins (or ended): the line is cleared, and nothing more is drawn."""
+        if self._done.is_set():
+            return
+        self._done.set()
+        self.clear()
+        if self in _WAITING:
+            _WAITING.remove(self)
+
+    def event(self, event: Any) -> None:
+        self.stop()
+        self.sink.event(event)
+
+    def end(self) -> None:
+        self.stop()
+        self.sink.end()
+
+    def __getattr__(self, name: str) -> Any:  # resume_after, whole: the sink's own
+        if name == "sink":
+            raise AttributeError(name)
+        return getattr(self.sink, name)
 
 
 class PlainSink:

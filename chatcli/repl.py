@@ -32,6 +32,7 @@ from chatcli.render import (
     Diagnostics,
     MarkdownSink,
     PlainSink,
+    Waiting,
     answer_note,
     dropped_note,
     format_usage,
@@ -284,6 +285,8 @@ class Repl:
                                 thinking=self.console.file if mode == "show" else None))
         if after and isinstance(sink, MarkdownSink):
             sink.resume_after(after)
+        if self.console.is_terminal:  # until the reply begins, what it waits for and how long
+            sink = Waiting(sink, self.console.file, self.session.settings.model)
         try:
             with typeahead_mode(self.prompt.input):
                 result = run(sink)

@@ -132,7 +132,7 @@ def with_template(settings: Settings, question: str, piped: str | None,
 
 def answer(question: str | None, piped: str | None, flags: Flags, settings: Settings) -> None:
     """Send one message and print the reply: the body of `ask` and of piped `chatcli`."""
-    from chatcli.render import MarkdownSink, PlainSink
+    from chatcli.render import MarkdownSink, PlainSink, Waiting
 
     diag = diagnostics()
     key = resolve_key(settings)  # fail before saving a question that cannot be sent
@@ -148,6 +148,8 @@ def answer(question: str | None, piped: str | None, flags: Flags, settings: Sett
         sink = MarkdownSink(file=sys.stdout, reasoning=settings.reasoning)
     else:  # stdout gets the answer alone; the thinking, when asked for, goes to stderr
         sink = PlainSink(sys.stdout, thinking=sys.stderr if settings.reasoning == "show" else None)
+    if sys.stderr.isatty() and not flags.json:  # on the terminal only, never into a pipe or a log
+        sink = Waiting(sink, sys.stderr, settings.model)
     try:
         result = session.ask(question, sink, stream=not (flags.no_stream or flags.json))
     except errors.ChatcliError:
