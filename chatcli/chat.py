@@ -8,6 +8,7 @@ marked with why it ended.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Generator
 from dataclasses import dataclass, replace
@@ -29,7 +30,16 @@ from chatcli.conversation import (
     estimate_tokens,
     reply_budget,
 )
-from chatcli.events import ChatRequest, Completion, Event, ReasoningDelta, StreamEnd, TextDelta, UsageReport
+from chatcli.events import (
+    ChatRequest,
+    Completion,
+    Event,
+    ReasoningDelta,
+    ReplyCut,
+    StreamEnd,
+    TextDelta,
+    UsageReport,
+)
 
 INTERRUPTED = "interrupted"
 ERROR = "error"
@@ -81,7 +91,7 @@ class Sink(Protocol):
     """Where the reply goes as it arrives: its thinking and its text, as events (a new kind
     of content is a new event, not a new method)."""
 
-    def event(self, event: TextDelta | ReasoningDelta) -> None: ...
+    def event(self, event: TextDelta | ReasoningDelta | ReplyCut) -> None: ...
 
     def end(self) -> None: ...
 
@@ -242,6 +252,12 @@ def continue_reply(conversation: Conversation, *, client: ChatClient, settings: 
     return _streamed(conversation, request, window, client, settings, sink, journal, prefix=last)
 
 
+def _cut(sink: Sink, why: str) -> None:
+    """Tell the sink the reply ends here, cut short; a failure to draw it changes nothing."""
+    with contextlib.suppress(Exception):
+        sink.event(ReplyCut(why))
+
+
 def _streamed(conversation: Conversation, request: ChatRequest, window: Window, client: ChatClient,
               settings: Settings, sink: Sink, journal: Journal, *,
               prefix: Message | None = None) -> TurnResult:
@@ -283,13 +299,16 @@ def _streamed(conversation: Conversation, request: ChatRequest, window: Window, 
     except KeyboardInterrupt:
         _keep_partial(conversation, parts, thinking, _ending(INTERRUPTED, prefix, before, parts, thinking),
                       journal)
+        _cut(sink, INTERRUPTED)
         raise errors.Interrupted("reply interrupted") from None
     except errors.ChatcliError:
         _keep_partial(conversation, parts, thinking, _ending(ERROR, prefix, before, parts, thinking), journal)
+        _cut(sink, ERROR)
         raise
     except BaseException:  # SIGTERM/SIGHUP, stdout closed (`| head`), anything: keep the words
         _keep_partial(conversation, parts, thinking, _ending(INTERRUPTED, prefix, before, parts, thinking),
                       journal)
+        _cut(sink, INTERRUPTED)
         raise
     finally:
         events.close()

@@ -48,6 +48,15 @@ class ReasoningDelta:
 
 
 @dataclass(frozen=True)
+class ReplyCut:
+    """The reply ended before its end (Ctrl-C, an error, a dropped connection): what has been
+    shown is all there is, and a sink closes what it left open (a `**` with no end, a code
+    fence) instead of leaving raw markers on the screen. Sent just before `end`."""
+
+    why: str  # "interrupted" or "error"
+
+
+@dataclass(frozen=True)
 class UsageReport:
     prompt_tokens: int
     completion_tokens: int

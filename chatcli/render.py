@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
 from chatcli.conversation import Usage, Window, estimate_tokens
 from chatcli.errors import ChatcliError
-from chatcli.events import ReasoningDelta, TextDelta
+from chatcli.events import ReasoningDelta, ReplyCut, TextDelta
 from chatcli.textsafe import shown, visible, visible_code
 
 if TYPE_CHECKING:
@@ -243,10 +243,12 @@ class PlainSink:
         self._last = "\n"
         self._thought_last = "\n"
 
-    def event(self, event: TextDelta | ReasoningDelta) -> None:
+    def event(self, event: TextDelta | ReasoningDelta | ReplyCut) -> None:
         if isinstance(event, TextDelta):
             self._end_thinking()
             self.text(event.text)
+        elif isinstance(event, ReplyCut):
+            return  # plain text is already as it came
         elif self.thinking is not None:
             self.thinking.write(visible(event.text) if is_terminal(self.thinking) else event.text)
             self.thinking.flush()
@@ -299,9 +301,12 @@ class MarkdownSink:
         self._printed = 0
         self.reasoning_mode = reasoning
         self._thought = _Thought(clock)
+        self._cut = False
 
-    def event(self, event: TextDelta | ReasoningDelta) -> None:
-        if isinstance(event, ReasoningDelta):
+    def event(self, event: TextDelta | ReasoningDelta | ReplyCut) -> None:
+        if isinstance(event, ReplyCut):
+            self._cut = True  # end() closes what the reply left open
+        elif isinstance(event, ReasoningDelta):
             self.reasoning(event.text)
         else:
             if self._thought.running:
@@ -371,7 +376,10 @@ class MarkdownSink:
         if self._thought.running:
             self._fold_thinking()
         with _uninterrupted():
+            fence, cut = self._splitter.open_fence, self._cut
             blocks = self._splitter.close()
+            if cut and blocks:  # a reply cut short: its last block is finished as the live view was
+                blocks[-1] = _closed(blocks[-1], fence)
             if self._live is not None:
                 self._live.stop()
                 _LIVE.remove(self._live)
@@ -505,6 +513,16 @@ def _chat_markdown_class(live: bool) -> Any:
         elements: ClassVar = {**Markdown.elements, "fence": ExactCode, "code_block": ExactCode}
 
     return ChatMarkdown
+
+
+def _closed(block: str, fence: str | None) -> str:
+    """The last block of a reply cut short, with what it left open closed: its code fence,
+    or its emphasis and code spans (the scrollback keeps no raw `**` or lone backtick)."""
+    from chatcli.mdblocks import live_markdown
+
+    if fence:
+        return block.rstrip("\n") + "\n" + fence
+    return live_markdown(block)
 
 
 @contextmanager

@@ -9,7 +9,7 @@ from chatcli.chat import run_turn, send, window_for
 from chatcli.client import OpenAIClient
 from chatcli.config import merge
 from chatcli.conversation import ASSISTANT, USER, Conversation, Message
-from chatcli.events import ReasoningDelta
+from chatcli.events import ReasoningDelta, TextDelta
 from tests.conftest import TEST_KEY
 from tests.fake_server import Reply
 
@@ -25,6 +25,8 @@ class Collect:
         if isinstance(event, ReasoningDelta):
             self.thinking.append(event.text)
             return
+        if not isinstance(event, TextDelta):
+            return  # the end of a reply cut short
         self.parts.append(event.text)
         if self.stop_after is not None and len(self.parts) >= self.stop_after:
             raise KeyboardInterrupt
@@ -177,6 +179,8 @@ class TermMidShow(Collect):
 
         from chatcli.cli.base import terminate
 
+        if not isinstance(event, TextDelta):
+            return
         self.parts.append(event.text[:1])
         if len(self.parts) == 3:
             try:

@@ -438,3 +438,12 @@ def test_a_search_hit_is_one_line(run, endpoint):
     found = run("sessions", "search", "docker").stdout.splitlines()
     assert len(found) == 2  # the question and the reply: one line each
     assert "second line with [docker] in it third line" in found[0]
+
+
+def test_a_reply_cut_by_a_dropped_connection_leaves_no_raw_markers_on_screen(endpoint, tmp_path):
+    endpoint.queue(Reply(pieces=["The answer is **加粗的文字 and `code", " more"], fault="drop"))
+    _, screen = terminal_screen(endpoint, tmp_path, "ask", "hi")
+    shown = "\n".join(screen)
+    assert "The answer is 加粗的文字 and code" in shown
+    assert "broke during the reply" in shown.replace("\n", "")
+    assert "**" not in shown and "`" not in shown

@@ -322,3 +322,26 @@ def test_a_reply_that_markdown_reads_as_an_empty_list_item_is_still_shown():
         sink.text(reply)
         sink.end()
         assert reply in out.getvalue()
+
+
+@pytest.mark.parametrize(("parts", "shown", "raw"), [
+    (["First paragraph.\n\n", "Some **加粗的", "文字 and more"], "Some 加粗的文字 and more", "**"),
+    (["Run `ls -la", " /tmp"], "Run ls -la /tmp", "`"),
+    (["Code:\n\n```python\n", "x = 1\ny = ", "2\n"], "x = 1", "```"),
+])
+def test_a_reply_cut_short_leaves_no_raw_markers_in_the_scrollback(parts, shown, raw):
+    from chatcli.events import ReplyCut, TextDelta
+
+    out = io.StringIO()
+    sink = MarkdownSink(Console(file=out, width=80, force_terminal=False, color_system=None))
+    for part in parts:
+        sink.event(TextDelta(part))
+    sink.event(ReplyCut("interrupted"))
+    sink.end()
+    text = out.getvalue()
+    assert shown in text and raw not in text
+
+
+def test_a_reply_that_ended_is_printed_as_it_came():
+    """Only a cut reply is closed: a finished one keeps an unpaired marker as it was sent."""
+    assert "2 ** 3" in render_offline(["Python's power operator: 2 ** 3"])
