@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import signal
 import threading
 import time
@@ -292,6 +293,7 @@ class MarkdownSink:
 
         from chatcli.mdblocks import BlockSplitter
 
+        _wrap_cjk_too()
         self.console = console or Console(file=file, highlight=False)
         self._splitter = BlockSplitter()
         self._live: Live | None = None
@@ -472,6 +474,62 @@ class _Thought:
         return f"thought for {self.seconds():.1f} s · ~{tokens:,} tokens"
 
 
+# Line breaking for text with Chinese, Japanese or Korean in it. Rich breaks lines between
+# words, and a run of CJK characters, which has no spaces, is one word to it: the run goes
+# to the next line whole and leaves the line before it short (`echo:` alone on a line, a
+# paragraph 16 columns short of the edge). In CJK text a line may break between any two
+# characters, except before closing punctuation (，。」) and after opening punctuation (「（).
+_CJK = ("\u1100-\u115f\u2e80-\u303e\u3041-\u33ff\u3400-\u4dbf\u4e00-\u9fff\ua960-\ua97f"
+        "\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f\uff01-\uff60\uffe0-\uffe6"
+        "\U00020000-\U0003fffd")
+_NO_LINE_START = ("、。，．：；？！）］｝〕〉》」』】〙〗〟’”｠»ー…‥・"
+                  "ぁぃぅぇぉっゃゅょゎァィゥェォッャュョヮ%,.:;?!)]}")
+_NO_LINE_END = "（［｛〔〈《「『【〘〖〝‘“｟«([{"
+_BREAKABLE = re.compile(
+    rf"\s*(?:[{re.escape(_NO_LINE_END)}]*[{_CJK}]|[{re.escape(_NO_LINE_END)}]*[^\s{_CJK}]+|\S)"
+    rf"[{re.escape(_NO_LINE_START)}]*\s*")
+_HAS_CJK = re.compile(f"[{_CJK}]")
+
+
+def divide_line(text: str, width: int, fold: bool = True) -> list[int]:
+    """Where to break `text` so that each line fits in `width` cells (what Rich's wrapping
+    asks), breaking between words and, in CJK text, between characters; a piece longer than
+    a line is cut by cells (`fold`) or left to overflow."""
+    from rich._wrap import divide_line as by_words
+    from rich.cells import cell_len
+
+    if not _HAS_CJK.search(text):
+        return by_words(text, width, fold)
+    breaks: list[int] = []
+    used = 0  # cells on the current line
+    for match in _BREAKABLE.finditer(text):
+        start, piece = match.start(), match.group()
+        size = cell_len(piece.rstrip())
+        if used + size <= width:
+            used += cell_len(piece)
+            continue
+        if used and start:
+            breaks.append(start)
+            used = 0
+        if size <= width or not fold:
+            used = cell_len(piece)
+            continue
+        for char_at, char in enumerate(piece, start):  # a piece wider than a line: cut it by cells
+            cells = cell_len(char)
+            if used + cells > width and used:
+                breaks.append(char_at)
+                used = 0
+            used += cells
+    return breaks
+
+
+def _wrap_cjk_too() -> None:
+    """Rich's text wrapping, breaking CJK text between characters (see divide_line)."""
+    import rich.text
+
+    rich.text.divide_line = divide_line  # type: ignore[attr-defined]
+
+
 def chat_markdown(text: str, *, live: bool = False) -> Any:
     """Rich's Markdown of `text`, but code blocks are their exact lines: no padding, no
     background to fill, no line broken by us. Copied from the screen, a block is the
@@ -616,6 +674,7 @@ def make_console(file: TextIO, *, color: bool) -> Console:
     """The Console the REPL draws with (Rich is imported only here and in the sinks)."""
     from rich.console import Console
 
+    _wrap_cjk_too()
     return Console(file=file, highlight=False, no_color=not color, emoji=False)
 
 

@@ -345,3 +345,27 @@ def test_a_reply_cut_short_leaves_no_raw_markers_in_the_scrollback(parts, shown,
 def test_a_reply_that_ended_is_printed_as_it_came():
     """Only a cut reply is closed: a finished one keeps an unpaired marker as it was sent."""
     assert "2 ** 3" in render_offline(["Python's power operator: 2 ** 3"])
+
+
+CHINESE = ("echo: 这是一段很长的中文文本，用来测试换行是否正确。我们希望每一行都尽量填满，"
+           "而不是在单词边界处断开留下很多空白。「引号里的话」也一样，标点不应该出现在行首。")
+
+
+@pytest.mark.parametrize("width", [30, 40, 57, 80])
+def test_chinese_text_fills_its_lines_and_no_line_starts_with_closing_punctuation(width):
+    from rich.cells import cell_len
+
+    lines = [line.rstrip() for line in render_offline([CHINESE], width=width).splitlines() if line.strip()]
+    assert "".join(lines).replace(" ", "") == CHINESE.replace(" ", "")  # nothing lost or added
+    assert all(cell_len(line) <= width for line in lines)
+    # full, but for a character kept with the punctuation that may not start a line
+    assert all(cell_len(line) >= width - 4 for line in lines[:-1])
+    assert not any(line[0] in "，。、」）！？" for line in lines)
+    assert lines[0] != "echo:"
+
+
+def test_english_text_still_breaks_between_words():
+    text = "The quick brown fox jumps over the lazy dog and keeps on running far away. " * 3
+    lines = [line.rstrip() for line in render_offline([text], width=30).splitlines() if line.strip()]
+    words = set(text.split())
+    assert all(set(line.split()) <= words for line in lines)  # no word cut in two
