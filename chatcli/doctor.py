@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from chatcli import errors
-from chatcli.config import Settings, readable_secret, resolve_api_key
+from chatcli.config import NO_KEY_NEEDED, Settings, readable_secret, resolve_api_key
 from chatcli.events import ChatRequest, StreamEnd, TextDelta, UsageReport
 from chatcli.render import counted
 from chatcli.textsafe import url_shown
@@ -51,7 +51,9 @@ def run_checks(
         key = resolve_api_key(settings, env, waiting=progress)
     except errors.ChatcliError as exc:
         return [*checks, _failed("API key", exc)]
-    checks.append(Check("API key", True, settings.key_source.describe(env)))
+    found = ("not needed (a server on this machine)" if key == NO_KEY_NEEDED
+             else settings.key_source.describe(env))
+    checks.append(Check("API key", True, found))
     client = make_client(settings, key)
     where = url_shown(settings.base_url)
     progress(f"asking {where} for its models...")

@@ -142,8 +142,10 @@ class Repl:
 
     def run(self, first_message: str | None = None) -> int:
         if first_message:
-            # Piped text is sent without being typed: show what was sent before its answer.
-            print_lines(self.console, [f"{PROMPT}{line}" if n == 0 else f"  {line}"
+            # Piped text is sent without being typed: show what was sent before its answer,
+            # marked as typed lines are (the prompt, then a dot before each new line).
+            dot = continuation(len(PROMPT), 1, 0)
+            print_lines(self.console, [f"{PROMPT if n == 0 else dot}{line}"
                                        for n, line in enumerate(excerpt(first_message, lines=3))],
                         style="dim")
             self._turn(lambda sink: self.session.ask(first_message, sink))

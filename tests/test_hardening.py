@@ -318,3 +318,11 @@ def test_after_the_first_termination_signal_the_next_ones_wait(monkeypatch):
             _terminate(signum, None)
         assert info.value.exit_code == 128 + signum
         assert calls == {signal.SIGTERM: signal.SIG_IGN, signal.SIGHUP: signal.SIG_IGN}
+
+
+def test_doctor_on_a_server_on_this_machine_says_no_key_is_needed(run, endpoint, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY")
+    result = run("doctor")
+    assert result.code == 0, result.stdout
+    row = next(line for line in result.stdout.splitlines() if line.startswith("API key"))
+    assert "ok" in row and "not needed (a server on this machine)" in row

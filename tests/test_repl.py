@@ -392,3 +392,9 @@ def test_each_command_declares_its_argument_which_parses_helps_and_completes(ser
     assert found == [["Rust lifetimes explained"]]
     assert completions(harness.session, "/resume ") == ["second", "Rust lifetimes explained"]
     assert completions(harness.session, "/undo ") == []
+
+
+def test_piped_lines_are_marked_as_typed_lines_are(repl):
+    repl.run(CTRL_D, first="first line\nsecond line\nthird line")
+    out = repl.out.getvalue()
+    assert "> first line\n. second line\n. third line\n" in out  # as Alt-Enter lines look at the prompt

@@ -120,7 +120,10 @@ def test_sessions_list_show_search_export_rename_rm(run, endpoint, db):
         {"role": "assistant", "content": "Use `docker compose up`."}]
     assert run("sessions", "export", "1", "--format", "md").stdout == shown
     assert run("sessions", "export", "1", "--format", "pdf").code == 2
-    run("sessions", "rename", "1", "Docker", "notes")
+    renamed = run("sessions", "rename", "1", "Docker", " notes")
+    assert renamed.code == 0
+    assert "conversation 1 is now called 'Docker notes' (`chatcli --session 'Docker notes'` opens it)" \
+        in renamed.stderr
     assert (Store(db).info(1).title, Store(db).info(1).name) == ("Docker notes", "Docker notes")
     refused = run("sessions", "rm", "1")
     assert refused.code == 2 and "--yes" in refused.stderr and Store(db).info(1) is not None

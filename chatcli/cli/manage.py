@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -206,7 +207,11 @@ def sessions_rename(ctx: typer.Context, ref: Ref,
                     config: ConfigOpt = None) -> None:
     """Give a conversation a name: its title, and what --session and /resume open it by."""
     store = _store(ctx, config)
-    store.rename(_find(store, ref).id, " ".join(name))
+    found = _find(store, ref)
+    new = " ".join(" ".join(name).split())
+    store.rename(found.id, new)
+    diagnostics().note(f"conversation {found.id} is now called {new!r} "
+                       f"(`chatcli --session {shlex.quote(new)}` opens it)")
 
 
 @sessions_app.command("rm")
