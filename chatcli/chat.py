@@ -36,6 +36,7 @@ from chatcli.events import (
     Event,
     ReasoningDelta,
     ReplyCut,
+    RequestSent,
     StreamEnd,
     TextDelta,
     UsageReport,
@@ -294,6 +295,8 @@ def _streamed(conversation: Conversation, request: ChatRequest, window: Window, 
                     break
             elif isinstance(event, UsageReport):
                 reported = event
+            elif isinstance(event, RequestSent):
+                started = time.monotonic()
             elif isinstance(event, StreamEnd):
                 finish = event.finish_reason
     except KeyboardInterrupt:

@@ -15,7 +15,7 @@ from typing import Any
 
 from chatcli import errors
 from chatcli.config import NO_KEY_NEEDED, Settings, readable_secret, resolve_api_key
-from chatcli.events import ChatRequest, StreamEnd, TextDelta, UsageReport
+from chatcli.events import ChatRequest, RequestSent, StreamEnd, TextDelta, UsageReport
 from chatcli.render import counted
 from chatcli.textsafe import url_shown
 
@@ -110,6 +110,8 @@ def _stream_checks(client: Any, settings: Settings) -> list[Check]:
     usage = finished = False
     try:
         for event in client.stream(request):
+            if isinstance(event, RequestSent):
+                started = time.monotonic()  # the first words' wait, not the import's nor the connection's
             if isinstance(event, TextDelta) and first is None:
                 first = time.monotonic() - started
             usage = usage or isinstance(event, UsageReport)

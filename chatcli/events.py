@@ -48,6 +48,13 @@ class ReasoningDelta:
 
 
 @dataclass(frozen=True)
+class RequestSent:
+    """The request has been answered with response headers, the reply to follow: a turn's
+    times are measured from here, not from start-up (importing the HTTP library,
+    connecting). The first event of every stream."""
+
+
+@dataclass(frozen=True)
 class ReplyCut:
     """The reply ended before its end (Ctrl-C, an error, a dropped connection): what has been
     shown is all there is, and a sink closes what it left open (a `**` with no end, a code
@@ -70,7 +77,7 @@ class StreamEnd:
     finish_reason: str | None
 
 
-Event = TextDelta | ReasoningDelta | UsageReport | StreamEnd
+Event = TextDelta | ReasoningDelta | UsageReport | StreamEnd | RequestSent
 
 
 @dataclass(frozen=True)

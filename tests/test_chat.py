@@ -202,3 +202,28 @@ def test_a_termination_signal_while_a_piece_is_shown_waits_so_saved_is_shown(ser
         run_turn(conv, "count", client=client, settings=settings, sink=sink)
     assert conv.messages[-1].content == "".join(sink.parts) == "one two thre"
     assert conv.messages[-1].finish_reason == "interrupted"
+
+
+def test_the_answer_is_timed_from_the_request_not_from_start_up(monkeypatch):
+    """Importing the HTTP library and connecting come before the request is sent: they are
+    not the model's thinking. A clock of our own makes the figures exact."""
+    import chatcli.chat as chat
+    from chatcli.events import RequestSent, StreamEnd
+
+    now = [0.0]
+    monkeypatch.setattr(chat.time, "monotonic", lambda: now[0])
+
+    class SlowToStart:
+        usage_in_stream = True
+
+        def stream(self, request):
+            now[0] += 100.0  # start-up: imports, a slow connection
+            yield RequestSent()
+            yield ReasoningDelta("hmm")
+            now[0] += 2.5  # the thinking
+            yield TextDelta("answer")
+            yield StreamEnd("stop")
+
+    settings = merge({"model": "test-model"}, {}, {})
+    result = run_turn(Conversation(), "hi", client=SlowToStart(), settings=settings, sink=Collect())
+    assert result.answer_after == 2.5

@@ -9,6 +9,7 @@ import pytest
 
 from chatcli import errors
 from chatcli.client import ChatRequest, OpenAIClient, StreamEnd, TextDelta, UsageReport
+from chatcli.events import RequestSent
 from chatcli.client.failures import is_context_too_long
 from chatcli.config import merge
 from tests.conftest import TEST_KEY
@@ -217,6 +218,7 @@ def test_debug_shows_request_and_response_without_the_key(server):
 def test_closing_the_stream_early_closes_the_connection(server):
     server.queue(Reply(text="x" * 400, chunk_chars=1, delay=0.01))
     stream = make_client(server).stream(REQUEST)
+    assert isinstance(next(stream), RequestSent)  # every stream opens with it
     assert isinstance(next(stream), TextDelta)
     started = time.monotonic()
     stream.close()

@@ -23,7 +23,7 @@ from chatcli.client.deadline import Deadlines, install
 from chatcli.client.failures import describe_for_retry, images_refused, retry_delay, translate
 from chatcli.client.reading import BodyReader, capped_body
 from chatcli.config import same_endpoint
-from chatcli.events import ChatRequest, Completion, Event, StreamEnd, TextDelta, UsageReport
+from chatcli.events import ChatRequest, Completion, Event, RequestSent, StreamEnd, TextDelta, UsageReport
 from chatcli.quirks import Quirks
 from chatcli.textsafe import Redactor, url_host, url_secrets, url_shown
 
@@ -127,6 +127,7 @@ class OpenAIClient:
         """Stream one reply as events; closing the iterator closes the HTTP stream."""
         started = self._clock()
         response = self._guard(lambda: self._open_stream(request), request)
+        yield RequestSent()
         try:
             events = self._reader.events(response.http_response, request, started=started)
             while True:
