@@ -269,6 +269,7 @@ class Session:
             self.set_role(role, resumed=True)
         if self.conversation.system is None:
             self.conversation.system = settings.system_prompt
+        self._save_conversation(profile=self.settings.profile, model=self.settings.model)
         self._client = None
         self._models = None
         self._window = None
@@ -408,6 +409,13 @@ class Session:
         messages = self.stored().load(info.id)
         self.conversation = Conversation(system=info.system_prompt, messages=messages)
         self._journal = self._recorder(info.id)
+        chosen = self.settings.origins.get("model", "").startswith(("flag", "environment"))
+        if info.model and info.model != self.settings.model and not chosen \
+                and info.profile == self.settings.profile:
+            # the model it was using, on the same endpoint; -m or CHATCLI_MODEL say otherwise
+            self.settings = replace(self.settings, model=info.model,
+                                    origins={**self.settings.origins, "model": f"conversation {info.id}"})
+            self._client = None
         if info.role and info.role in self.settings.roles and self.settings.role is None:
             self.set_role(info.role, resumed=True)
         elif self.settings.role and info.role != self.settings.role:

@@ -382,7 +382,10 @@ class Store:
                 db.execute("INSERT INTO message_parts (message_id, seq, digest, name, language, url, detail) "
                            "VALUES (?, ?, ?, ?, ?, ?, ?)", (message_id, seq, part.digest or None, part.name,
                                                             part.language, part.url, part.detail))
-            db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation_id))
+            # The conversation's model is the one that answered last (what resuming goes on with).
+            db.execute("UPDATE conversations SET updated_at = ?, model = CASE WHEN ? = 'assistant' AND ? "
+                       "IS NOT NULL THEN ? ELSE model END WHERE id = ?",
+                       (now, message.role, model, model, conversation_id))
             return message_id
 
     def append(self, message_id: int, seq: int, text: str) -> None:

@@ -9,9 +9,9 @@ import pytest
 
 from chatcli import errors
 from chatcli.client import ChatRequest, OpenAIClient, StreamEnd, TextDelta, UsageReport
-from chatcli.events import RequestSent
 from chatcli.client.failures import is_context_too_long
 from chatcli.config import merge
+from chatcli.events import RequestSent
 from tests.conftest import TEST_KEY
 from tests.fake_server import CONTEXT_TOO_LONG, Reply, error_body
 

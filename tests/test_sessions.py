@@ -263,3 +263,18 @@ def test_rm_asks_on_a_terminal(run, endpoint, db):
     child.sendline("y")
     child.expect(pexpect.EOF)
     assert Store(db).info(1) is None
+
+
+def test_a_conversation_goes_on_with_the_model_that_answered_it_last(run, endpoint, db, monkeypatch):
+    monkeypatch.delenv("CHATCLI_MODEL")  # the default model, as a user has it
+    assert run("ask", "-m", "deepseek-chat", "first question").code == 0
+    assert Store(db).info(1).model == "deepseek-chat"
+    assert run("ask", "-c", "go on").code == 0  # no -m: the conversation's model, not the default
+    assert endpoint.chat_requests[-1]["model"] == "deepseek-chat"
+    assert run("ask", "-c", "-m", "test-model", "and now?").code == 0  # -m says otherwise
+    assert endpoint.chat_requests[-1]["model"] == "test-model"
+    assert Store(db).info(1).model == "test-model"  # what sessions list shows: the one in use
+    assert run("ask", "--session", "1", "again").code == 0
+    assert endpoint.chat_requests[-1]["model"] == "test-model"
+    listed = run("sessions", "list").stdout
+    assert "test-model" in listed and "deepseek-chat" not in listed
