@@ -226,16 +226,24 @@ CONTINUE_INSTRUCTION = ("Your last message was cut off. Continue it exactly wher
                         "nothing had interrupted it: do not repeat anything, do not start over, no preamble.")
 
 
+def cannot_continue(conversation: Conversation) -> errors.UsageError | None:
+    """Why the last reply cannot be continued, or None when it can (cut off, with text)."""
+    last = conversation.messages[-1] if conversation.messages else None
+    if last is not None and last.role == ASSISTANT and last.content and last.finish_reason in CONTINUABLE:
+        return None
+    return errors.UsageError("nothing to continue: the last reply " + (
+        "ended normally" if last is not None and last.role == ASSISTANT and last.content else
+        "is not a cut-off reply with text"), hint="/retry asks again for a new reply")
+
+
 def continue_reply(conversation: Conversation, *, client: ChatClient, settings: Settings, sink: Sink,
                    journal: Journal | None = None, style: str = "instruction") -> TurnResult:
     """Finish the last reply, cut by max_tokens, Ctrl-C, a crash or an error: the new text is
     added to the same message, saved as it arrives, and only the new text goes to `sink`."""
     journal = journal or NoJournal()
-    last = conversation.messages[-1] if conversation.messages else None
-    if last is None or last.role != ASSISTANT or not last.content or last.finish_reason not in CONTINUABLE:
-        raise errors.UsageError("nothing to continue: the last reply " + (
-            "ended normally" if last is not None and last.role == ASSISTANT and last.content else
-            "is not a cut-off reply with text"), hint="/retry asks again for a new reply")
+    if refusal := cannot_continue(conversation):
+        raise refusal
+    last = conversation.messages[-1]
     window = window_for(conversation, settings)
     messages = window.to_api()
     params = dict(settings.params)

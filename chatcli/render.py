@@ -304,6 +304,7 @@ class MarkdownSink:
         self.reasoning_mode = reasoning
         self._thought = _Thought(clock)
         self._cut = False
+        self._shown_before = ""  # the open block as it was on the screen before /continue
 
     def event(self, event: TextDelta | ReasoningDelta | ReplyCut) -> None:
         if isinstance(event, ReplyCut):
@@ -365,9 +366,12 @@ class MarkdownSink:
     def resume_after(self, text: str) -> None:
         """The reply goes on from `text` (/continue): its last, unfinished block is taken up
         again, so new text completes that paragraph, or stays inside that code block, instead
-        of starting a block of its own. Nothing of `text` is printed until new text arrives."""
-        self._splitter.feed(visible(text))
+        of starting a block of its own. Nothing of `text` is printed again: only what follows
+        it (in a code block, under the block's language)."""
+        shown = visible(text)
+        self._splitter.feed(shown)
         self._printed = 1
+        self._shown_before = self._splitter.open_tail(len(shown) + 1)[0]
 
     def whole(self, text: str) -> None:
         """Print a whole document (a saved conversation), block by block, nothing live."""
@@ -389,10 +393,24 @@ class MarkdownSink:
             for block in blocks:
                 self._print_block(block)
 
+    def _new_part(self, block: str) -> str:
+        """What of the block /continue took up is new: the text after what was shown before,
+        under its code fence when it is a code block."""
+        before = self._shown_before
+        if not block.startswith(before):
+            return block
+        rest = block[len(before):]
+        opening = before.split("\n", 1)[0]
+        return f"{opening}\n{rest.lstrip(chr(10))}" if opening.lstrip().startswith(("```", "~~~")) else rest
+
     def _print_block(self, block: str) -> None:
         from chatcli.mdblocks import hard_breaks
 
-        if self._printed:
+        if self._shown_before:  # the block /continue took up: only its new text
+            block, self._shown_before = self._new_part(block), ""
+            if not block.strip():
+                return
+        elif self._printed:
             self.console.print()
         if len(block) > MAX_RENDERED_BLOCK:
             # Rendering holds about 100 bytes a character: a block no real reply has
@@ -410,6 +428,8 @@ class MarkdownSink:
 
         height = max(self.console.height - 2, 3)
         text, cut = self._splitter.open_tail(height * max(self.console.width, 20))
+        if self._shown_before and not cut:
+            text = self._new_part(text)
         if fence := self._splitter.open_fence:
             if cut:
                 text = self._splitter.open_fence_line + "\n" + text

@@ -25,7 +25,7 @@ from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 
 from chatcli import commands, errors
-from chatcli.chat import Sink, TurnResult
+from chatcli.chat import Sink, TurnResult, cannot_continue
 from chatcli.export import excerpt
 from chatcli.keybindings import PROMPT, SlashCompleter, bindings, continuation, toolbar
 from chatcli.render import (
@@ -206,6 +206,9 @@ class Repl:
                 "edit_last": self._edit_last}
 
     def _continue(self, out: commands.Output) -> bool:
+        if refusal := cannot_continue(self.session.conversation):
+            self.diag.error(refusal)  # said before anything is announced
+            return True
         last = self.session.conversation.messages[-1:]
         self.diag.note("continuing the last reply")
         self._turn(self.session.continue_last, after=last[0].content if last else "")

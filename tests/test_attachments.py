@@ -412,11 +412,14 @@ def test_a_message_with_attachments_costs_their_tokens():
 
 
 def test_two_user_messages_in_a_row_with_images_are_joined_as_parts():
-    from chatcli.conversation import build_window
+    """A window never holds two questions in a row (one without a reply stays behind), but
+    should two meet, an image among them, they are one message of parts."""
+    from chatcli.conversation import Window
 
     image = Part("image", "u", url="https://example.com/a.png")
-    history = [Message("user", "first"), user_message("second", [image])]
-    sent = build_window(None, history, budget=10_000).to_api()
+    window = Window(messages=(Message("user", "first"), user_message("second", [image])), dropped=(),
+                    tokens=0, budget=10_000)
+    sent = window.to_api()
     assert sent == [{"role": "user", "content": [
         {"type": "text", "text": "first"}, {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}},
         {"type": "text", "text": "second"}]}]

@@ -247,7 +247,7 @@ def test_a_continuation_inside_a_code_block_is_drawn_as_code(server, tmp_path):
     shown = console.file.getvalue()
     assert "    return a + b" in shown and "```" not in shown  # code, not prose with fences
     assert "Here:" not in shown  # what was shown before is not printed again
-    assert "def add(a, b):" in shown  # the cut block is drawn whole, completed
+    assert "def add(a, b):" not in shown  # nor the start of the cut code block: it goes on as code
 
 
 def test_a_continuation_is_saved_as_it_arrives(tmp_path):
@@ -266,3 +266,41 @@ def test_a_continuation_is_saved_as_it_arrives(tmp_path):
     crashed = store.load(conversation)[-1]  # what chatcli -c finds if the process dies now
     assert (crashed.content, crashed.finish_reason) == ("The first half and more", "interrupted")
     assert len(store.load(conversation)) == 2  # the same message, not a new one
+
+
+def test_continue_on_a_terminal_prints_only_the_new_text(endpoint, tmp_path):
+    """The live view and the scrollback show what follows the cut, not the cut paragraph
+    again; a code block goes on as code."""
+    import pexpect
+
+    from tests.test_e2e_terminal import ANSI, PROMPT, expect, spawn
+
+    endpoint.queue(Reply(text="The three steps are: first, mix", finish_reason="length"),
+                   Reply(text=" the flour; second, bake.", chunk_chars=3, delay=0.02),
+                   Reply(text="Code:\n\n```python\nx = 1\ny =", finish_reason="length"),
+                   Reply(text=" 2\nprint(x + y)\n```\n\nDone.", chunk_chars=3, delay=0.02))
+    log: list[str] = []
+    child = spawn(endpoint, tmp_path)
+    child.logfile_read = type("Log", (), {"write": lambda self, t: log.append(t),
+                                          "flush": lambda self: None})()
+    expect(child, PROMPT)
+    child.send("how?\r")
+    expect(child, PROMPT)
+    child.send("/continue\r")
+    expect(child, "second, bake")
+    expect(child, PROMPT)
+    child.send("code?\r")
+    expect(child, PROMPT)
+    child.send("/continue\r")
+    expect(child, "Done")
+    expect(child, PROMPT)
+    child.send("/continue\r")
+    expect(child, "nothing to continue")
+    expect(child, PROMPT)
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
+    shown = ANSI.sub("", "".join(log))
+    assert shown.count("The three steps are") == 1 and "the flour; second, bake." in shown
+    assert shown.count("x = 1") == 1 and "print(x + y)" in shown
+    last = shown.rsplit("/continue", 1)[1]
+    assert "continuing the last reply" not in last  # refused before it is announced
