@@ -409,7 +409,7 @@ def _notice(finish: str | None, settings: Settings, *, empty: bool = False) -> s
     if empty:
         return f"the model sent an empty reply (finish reason: {finish or 'none'})"
     if finish == "length":
-        limit = f"max_tokens ({settings.max_tokens})" if settings.max_tokens else "the server's limit"
+        limit = f"max_tokens ({settings.max_tokens:,})" if settings.max_tokens else "the server's limit"
         return (f"the reply was cut short by {limit}: /continue finishes it (in the session, or after "
                 "chatcli -c); --max-tokens raises the limit")
     if finish == "content_filter":

@@ -302,9 +302,9 @@ def _history(session: Session, value: Any) -> Output:
         marks = " ".join(filter(None, ("pinned" if message.pinned else "",
                                        message.finish_reason if message.finish_reason not in
                                        (None, "stop") else "")))
-        rows.append((str(number), message.role, f"{'~' if message.estimated else ''}{message.tokens}",
+        rows.append((str(number), message.role, f"{'~' if message.estimated else ''}{message.tokens:,}",
                      f"{state} {marks}".strip(), _preview(attached(message) + message.content)))
-    lines = (f"next request: {len(window.messages)} messages, ~{window.tokens} of {window.budget} "
+    lines = (f"next request: {len(window.messages)} messages, ~{window.tokens:,} of {window.budget:,} "
              f"tokens; {len(window.dropped)} left out"
              + (f" to fit {' and '.join(_LIMITS[limit](session) for limit in window.limited_by)}"
                 if window.limited_by else ""),)
@@ -333,8 +333,8 @@ def _tokens(session: Session, value: Any) -> Output:
     lines.append(f"{session.total_label}: {usage_text(session.total)}" + (f"; cost {cost}" if cost else ""))
     window = session.window()
     share = 100 * window.tokens / window.budget if window.budget else 100
-    lines.append(f"next request: ~{window.tokens} of {window.budget} tokens ({share:.0f}% of the "
-                 f"context window {s.context_window} less the reply reserve)")
+    lines.append(f"next request: ~{window.tokens:,} of {window.budget:,} tokens ({share:.0f}% of the "
+                 f"context window {s.context_window:,} less the reply reserve)")
     return Output(lines=tuple(lines))
 
 
@@ -426,7 +426,7 @@ def _image(session: Session, value: Any) -> Output:
 def _attachments(session: Session, value: Any) -> Output:
     if not session.pending:
         return Output(lines=("nothing attached (/file PATH, /image PATH)",))
-    rows = [(str(n), part.label(), f"~{part.tokens}") for n, part in enumerate(session.pending, start=1)]
+    rows = [(str(n), part.label(), f"~{part.tokens:,}") for n, part in enumerate(session.pending, start=1)]
     return Output(lines=("sent with your next message:",), table=Table(("#", "attachment", "tokens"), rows))
 
 

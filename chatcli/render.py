@@ -128,9 +128,9 @@ def usage_text(usage: Usage) -> str:
     """`56 prompt + 31 completion = 87`, each figure marked ~ and the whole (estimated)
     when the server reported none."""
     mark = "~" if usage.estimated else ""
-    thinking = f" ({usage.reasoning_tokens} reasoning)" if usage.reasoning_tokens else ""
-    return (f"{mark}{usage.prompt_tokens} prompt + {mark}{usage.completion_tokens} completion{thinking} = "
-            f"{mark}{usage.total_tokens}" + (" (estimated)" if usage.estimated else ""))
+    thinking = f" ({usage.reasoning_tokens:,} reasoning)" if usage.reasoning_tokens else ""
+    return (f"{mark}{usage.prompt_tokens:,} prompt + {mark}{usage.completion_tokens:,} completion"
+            f"{thinking} = {mark}{usage.total_tokens:,}" + (" (estimated)" if usage.estimated else ""))
 
 
 def counted(count: int, noun: str) -> str:

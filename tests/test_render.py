@@ -128,7 +128,7 @@ def test_usage_line():
         "tokens: ~56 prompt + ~31 completion = ~87 (estimated)")
     line = format_usage(Usage(1000, 1000), price_input=0.15, price_output=0.6, total=Usage(5000, 1000))
     # The reply's cost right after its tokens; the running total says what it totals.
-    assert line == ("tokens: 1000 prompt + 1000 completion = 2000 · $0.00075 · "
+    assert line == ("tokens: 1,000 prompt + 1,000 completion = 2,000 · $0.00075 · "
                     "this conversation: 6,000 tokens, $0.00135")
 
 

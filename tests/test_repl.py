@@ -258,7 +258,7 @@ def test_tokens_reports_session_usage_and_cost(server, tmp_path):
     server.queue(Reply(prompt_tokens=1000, completion_tokens=500))
     repl.run("hi" + ENTER + "/tokens" + ENTER + CTRL_D)
     out = repl.out.getvalue()
-    assert "this conversation: 1000 prompt + 500 completion = 1500; cost $0.002" in out
+    assert "this conversation: 1,000 prompt + 500 completion = 1,500; cost $0.002" in out
     assert "next request: ~" in out
 
 
