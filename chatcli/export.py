@@ -64,6 +64,11 @@ def _cells(text: str) -> int:
     return sum(2 if east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
+def cut_to(line: str, width: int) -> str:
+    """`line` in at most `width` terminal columns, ending in … when cut."""
+    return _cut(line, width)
+
+
 def _cut(line: str, width: int) -> str:
     if _cells(line) <= width:
         return line

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from chatcli.conversation import Message
 from chatcli.store import Store
 from tests.conftest import TEST_KEY
 from tests.fake_server import Reply
@@ -278,3 +279,29 @@ def test_a_conversation_goes_on_with_the_model_that_answered_it_last(run, endpoi
     assert endpoint.chat_requests[-1]["model"] == "test-model"
     listed = run("sessions", "list").stdout
     assert "test-model" in listed and "deepseek-chat" not in listed
+
+
+def test_long_chinese_titles_are_cut_to_the_terminal_not_wrapped(endpoint, tmp_path):
+    import pexpect
+    import pyte
+
+    from tests.test_e2e_terminal import spawn
+
+    data = tmp_path / "data"
+    store = Store(data / "chatcli.db")
+    title = "关于在生产环境中部署大型语言模型服务时遇到的性能问题以及如何逐步排查和解决它们的详细讨论"
+    for n in range(3):
+        conversation = store.create(title=f"{title} {n}", model="test-model")
+        store.add(conversation, Message("user", f"问题 {n}"))
+        store.add(conversation, Message("assistant", f"回答 {n} 性能"), model="test-model")
+    store.close()
+    for args in (["sessions", "list"], ["sessions", "search", "性能"]):
+        child = spawn(endpoint, tmp_path, *args)
+        screen = pyte.Screen(100, 40)
+        stream = pyte.Stream(screen)
+        child.expect(pexpect.EOF)
+        stream.feed(child.before)
+        lines = [line.rstrip() for line in screen.display if line.strip()]
+        assert len(lines) >= 3, lines
+        assert all(line[:1].isdigit() or line.startswith("ID") for line in lines), lines  # none wrapped
+        assert any("…" in line for line in lines)  # the title cut, with a mark

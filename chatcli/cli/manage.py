@@ -24,7 +24,7 @@ from chatcli.cli.options import (
 )
 from chatcli.config import Settings, data_dir, default_config_path
 from chatcli.render import counted, for_terminal, wants_color
-from chatcli.store import ConversationInfo, Store, open_store
+from chatcli.store import ConversationInfo, SearchHit, Store, open_store
 from chatcli.textsafe import json_safe, url_secrets, visible
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
@@ -57,6 +57,19 @@ def config_init(config: ConfigOpt = None) -> None:
     path = config or default_config_path(os.environ)
     write_template(path)
     diagnostics().note(f"wrote {path}; edit it, then check with `chatcli config show`")
+
+
+def _fitted(text: str) -> str:
+    """Lines as they are into a pipe; on a terminal, each cut to its width (a long Chinese
+    title would wrap to column 0 and break the columns)."""
+    if not sys.stdout.isatty():
+        return text
+    import shutil
+
+    from chatcli.export import cut_to
+
+    width = shutil.get_terminal_size().columns
+    return "".join(cut_to(line, width) + "\n" for line in text.splitlines())
 
 
 def _cell(text: str) -> str:
@@ -97,7 +110,8 @@ def sessions_list(
     if json_out:
         _print_json([summary(c) for c in conversations])
     elif conversations:
-        sys.stdout.write(columns([LISTING, *(tuple(map(_cell, listing_row(c))) for c in conversations)]))
+        rows = [tuple(map(_cell, listing_row(c))) for c in conversations]
+        sys.stdout.write(_fitted(columns([LISTING, *rows])))
     hidden = 0 if show_all else len(store.unanswered())
     if hidden:
         diagnostics().note(unanswered_note(hidden, listing="`chatcli sessions list --all`"))
@@ -155,8 +169,14 @@ def sessions_search(
     if not hits:
         diagnostics().note("nothing found")
         raise typer.Exit(1)
-    for hit in hits:
-        print(f"{hit.conversation_id}  {_cell(hit.title or '(untitled)')}  {hit.role}: {_cell(hit.snippet)}")
+    from chatcli.export import cut_to
+
+    def title(hit: SearchHit) -> str:  # on a terminal, short enough to leave room for the match
+        text = _cell(hit.title or "(untitled)")
+        return cut_to(text, 40) if sys.stdout.isatty() else text
+
+    lines = [f"{hit.conversation_id}  {title(hit)}  {hit.role}: {_cell(hit.snippet)}" for hit in hits]
+    sys.stdout.write(_fitted("".join(line + "\n" for line in lines)))
 
 
 @sessions_app.command("export", short_help="Print a conversation as Markdown or JSON.")
