@@ -136,8 +136,10 @@ LISTING = ("ID", "LAST USED", "MSGS", "MODEL", "TITLE")
 def listing_row(info: ConversationInfo) -> tuple[str, ...]:
     """One conversation in `sessions list` and `/sessions`, the columns of LISTING: its
     title as it can be typed back, marked when no reply ever came."""
-    title = " ".join(info.label.split()) + ("" if info.answered else " (no reply)") + (
-        f" (fork of {info.parent_id})" if info.parent_id else "")
+    label = " ".join(info.label.split())
+    fork = f"fork of {info.parent_id}"
+    title = label + ("" if info.answered else " (no reply)") + (
+        f" ({fork})" if info.parent_id and not label.endswith(fork + ")") and label != fork else "")
     return (str(info.id), local_time(info.updated_at), str(info.message_count),
             " ".join((info.model or "-").split()), title)
 

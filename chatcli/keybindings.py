@@ -49,6 +49,9 @@ class SlashCompleter(Completer):
             if command.arg.kind == "path":
                 yield from self._path(arg, complete_event)
                 return
+            if command.arg.kind == "conversation":
+                yield from self._conversations(arg)
+                return
             choices = command.arg.choices(self.session)
         except (Exception, KeyboardInterrupt):
             return  # no key yet, endpoint down, a bug: simply no suggestions, never a broken line
@@ -58,6 +61,22 @@ class SlashCompleter(Completer):
             if choice.lower().startswith(arg.lower()) and is_plain(choice):
                 yield Completion(choice, -len(arg))
 
+
+    def _conversations(self, arg: str) -> Iterator[Completion]:
+        """Saved conversations whose title (or number) starts with what is typed: each shown
+        with its number and when it was last used, and put in as its number, so two of the
+        same title are told apart and either can be chosen."""
+        from chatcli.export import cut_to, local_time
+
+        if self.session.store is None:
+            return
+        typed = arg.strip().lower()
+        for info in self.session.store.conversations(limit=50):
+            label = info.name or info.title
+            if not (label.lower().startswith(typed) or str(info.id).startswith(typed)) or not is_plain(label):
+                continue
+            yield Completion(str(info.id), -len(arg), display=f"{info.id}  {cut_to(label, 50)}",
+                             display_meta=local_time(info.updated_at))
 
     def _path(self, arg: str, complete_event: Any) -> Iterator[Completion]:
         """Files and directories, for /file, /image and /save (after its block number)."""

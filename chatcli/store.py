@@ -234,8 +234,10 @@ class Store:
                                 (param, param) if where.count("?") == 2 else (param,))
             if len(found) > 1:
                 numbers = ", ".join(str(info.id) for info in found[:5]) + (", …" if len(found) > 5 else "")
-                raise UsageError(f"{len(found) if len(found) <= 5 else 'several'} conversations are called "
-                                 f"{ref!r}: {numbers}", hint="use the number")
+                how_many = len(found) if len(found) <= 5 else "several"
+                what = "have titles that start with" if where == start else "are called"
+                raise UsageError(f"{how_many} conversations {what} {ref!r}: {numbers}",
+                                 hint="use the number (Tab after /resume shows each one's)")
             if found:
                 return found[0]
         return None
@@ -300,7 +302,7 @@ class Store:
             cursor = db.execute(
                 "INSERT INTO conversations (title, created_at, updated_at, profile, model, system_prompt, "
                 "role, parent_id, forked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (*source[:1], now, now, *source[1:], conversation_id, len(rows)))
+                (_fork_title(source[0], conversation_id), now, now, *source[1:], conversation_id, len(rows)))
             fork_id = int(cursor.lastrowid or 0)
             copied: dict[int, int] = {}
             for old, role, content, tokens, estimated, model, finish, pinned, created, reply_to, reasoning, \
@@ -518,3 +520,8 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 def open_store(data_dir: Path) -> Store:
     return Store(data_dir / DB_NAME)
+
+
+def _fork_title(title: str, parent: int) -> str:
+    """A fork's title says it is one, and of which conversation: two alike are told apart."""
+    return f"{title} (fork of {parent})" if title else f"fork of {parent}"

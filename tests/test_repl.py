@@ -383,14 +383,14 @@ def test_each_command_declares_its_argument_which_parses_helps_and_completes(ser
     assert completions(harness.session, "/sessions ") == ["all"]
     assert completions(harness.session, "/temperature d") == ["default"]
     assert completions(harness.session, "/system ") == ["-"]
-    assert completions(harness.session, "/resume rust") == ["Rust lifetimes explained"]
+    assert completions(harness.session, "/resume rust") == ["1"]  # put in as its number
     # prompt_toolkit completes in a thread of its own (complete_in_thread): the store too
     found: list[list[str]] = []
     worker = threading.Thread(target=lambda: found.append(completions(harness.session, "/resume rust")))
     worker.start()
     worker.join()
-    assert found == [["Rust lifetimes explained"]]
-    assert completions(harness.session, "/resume ") == ["second", "Rust lifetimes explained"]
+    assert found == [["1"]]
+    assert completions(harness.session, "/resume ") == ["2", "1"]
     assert completions(harness.session, "/undo ") == []
 
 
@@ -398,3 +398,22 @@ def test_piped_lines_are_marked_as_typed_lines_are(repl):
     repl.run(CTRL_D, first="first line\nsecond line\nthird line")
     out = repl.out.getvalue()
     assert "> first line\n. second line\n. third line\n" in out  # as Alt-Enter lines look at the prompt
+
+
+def test_tab_after_resume_tells_conversations_of_one_title_apart(server, tmp_path):
+    from chatcli.store import Store
+
+    harness = Harness(server, tmp_path)
+    harness.session.store = store = Store(tmp_path / "chatcli.db")
+    harness.session.new()
+    harness.run("你好" + ENTER + "/new" + ENTER + "你好" + ENTER + "/fork" + ENTER + CTRL_D)
+    offered = list(SlashCompleter(harness.session).get_completions(Document("/resume 你"), None))
+    shown = [" ".join(text for _, text in c.display) for c in offered]
+    assert [c.text for c in offered] == ["3", "2", "1"]
+    assert shown[0].startswith("3  你好 (fork of 2)") and shown[1].startswith("2  你好")
+    assert all(" ".join(text for _, text in c.display_meta).startswith("20") for c in offered)  # the date
+    assert store.info(3).title == "你好 (fork of 2)"
+    harness.run("/resume 你好" + ENTER + CTRL_D)
+    assert "conversations are called '你好': 2, 1" in harness.err.getvalue()
+    harness.run("/resume 你" + ENTER + CTRL_D)
+    assert "conversations have titles that start with '你': 3, 2, 1" in harness.err.getvalue()
