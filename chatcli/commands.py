@@ -14,7 +14,7 @@ import difflib
 import json
 import math
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -44,7 +44,7 @@ Action = Literal["exit", "retry", "edit", "copy", "save", "continue", "edit_last
 class Table:
     headers: tuple[str, ...]
     rows: Sequence[tuple[str, ...]]
-    title: str = ""
+    widest: Mapping[int, int] = field(default_factory=dict)  # column number -> most columns
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,9 @@ KEYS_HELP = (
 
 def _help(session: Session, value: Any) -> Output:
     rows = [("/" + " /".join((c.name, *c.aliases)), c.args, c.help) for c in COMMANDS]
-    return Output(lines=KEYS_HELP, table=Table(("command", "arguments", "what it does"), rows))
+    # The arguments wrap at 18 columns: the longest list of choices cannot squeeze every
+    # description onto two lines.
+    return Output(lines=KEYS_HELP, table=Table(("command", "arguments", "what it does"), rows, {1: 18}))
 
 
 def _exit(session: Session, value: Any) -> Output:

@@ -63,6 +63,8 @@ class Diagnostics:
             _LIVE[-1].console.print(line, style=_RICH_STYLES[kind] if self.color else None, markup=False,
                                     highlight=False, emoji=False, crop=False)
             return
+        if is_terminal(self.file):  # the terminal would cut words in two at its edge
+            line = _word_wrapped(line)
         if self.color:
             line = f"{_STYLES[kind]}{line}{_RESET}"
         try:
@@ -162,6 +164,24 @@ def for_terminal(text: str, file: TextIO) -> str:
 
 
 _WAITING: list[Waiting] = []  # the waiting line on the screen, if one is
+
+
+def _word_wrapped(line: str) -> str:
+    """A diagnostic as a terminal shows it: broken between words (CJK between characters)
+    to the terminal's width, the lines after the first indented. Into a pipe or a log a
+    diagnostic stays one line."""
+    import shutil
+
+    width = shutil.get_terminal_size((80, 24)).columns - 2
+    if len(line) <= width // 2 or width < 20:
+        return line
+    from rich.cells import cell_len
+
+    if cell_len(line) <= width + 2:
+        return line
+    breaks = divide_line(line, width)
+    pieces = [line[start:end].rstrip() for start, end in zip([0, *breaks], [*breaks, len(line)], strict=True)]
+    return "\n  ".join(pieces)
 
 
 class Waiting:
@@ -703,12 +723,17 @@ def print_lines(console: Console, lines: tuple[str, ...] | list[str], *, style: 
         console.print(shown(line), style=style or None, markup=False, highlight=False)
 
 
-def print_table(console: Console, headers: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
+def print_table(console: Console, headers: tuple[str, ...], rows: Sequence[tuple[str, ...]],
+                *, widest: Mapping[int, int] | None = None) -> None:
+    """Rows under their headers; `widest`: a column's most columns (its cells wrap there,
+    between words), so one long cell cannot squeeze the others."""
     from rich import box
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(*headers, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for number, header in enumerate(headers):
+        table.add_column(header, max_width=(widest or {}).get(number))
     for row in rows:
         table.add_row(*(Text(shown(cell)) for cell in row))  # cells are data, never markup
     console.print(table)

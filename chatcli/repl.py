@@ -184,7 +184,7 @@ class Repl:
             out = commands.dispatch(self.session, line)
             print_lines(self.console, out.lines, style="dim")
             if out.table:
-                print_table(self.console, out.table.headers, out.table.rows)
+                print_table(self.console, out.table.headers, out.table.rows, widest=out.table.widest)
             return self._act(out)
         except errors.ChatcliError as exc:
             self.diag.error(exc)

@@ -237,7 +237,7 @@ class Store:
                 how_many = len(found) if len(found) <= 5 else "several"
                 what = "have titles that start with" if where == start else "are called"
                 raise UsageError(f"{how_many} conversations {what} {ref!r}: {numbers}",
-                                 hint="use the number (Tab after /resume shows each one's)")
+                                 hint="use the number (sessions list shows them)")
             if found:
                 return found[0]
         return None

@@ -87,7 +87,7 @@ def assert_harmless(received: str, *, visible_text: str = "RED-INJECT") -> pyte.
 def stored_attack(tmp_path) -> None:
     """A conversation whose title and messages hold the catalogue, as a past attack left it."""
     store = Store(tmp_path / "data" / "chatcli.db")
-    cid = store.create(name="evil", title="Title " + ATTACK.replace("\n", " "), model="test-model",
+    cid = store.create(name="evil", title="Title RED-INJECT " + ATTACK.replace("\n", " "), model="test-model",
                        system_prompt="System " + ATTACK)
     store.add(cid, Message("user", "Question " + ATTACK))
     store.add(cid, Message("assistant", "Answer RED-INJECT " + ATTACK))

@@ -64,3 +64,37 @@ def test_nothing_of_it_reaches_a_pipe(endpoint, tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout == "piped answer\n"
     assert "waiting" not in done.stderr
+
+
+def test_long_messages_break_between_words_on_an_80_column_terminal(endpoint, tmp_path):
+    """The terminal would cut words at its edge (`endpo` / `int`): diagnostics and the
+    banner are broken between words instead, the lines after the first indented."""
+    import os
+
+    from tests.test_e2e_terminal import ANSI, PROMPT, expect
+
+    env = {**os.environ, "OPENAI_BASE_URL": endpoint.base_url + "/a/long/path/that/makes/the/line/wrap",
+           "OPENAI_API_KEY": "sk-test", "CHATCLI_MODEL": "test-model",
+           "CHATCLI_DATA_DIR": str(tmp_path / "data"), "TERM": "xterm"}
+    child = pexpect.spawn(str(BIN), [], env=env, dimensions=(24, 80), encoding="utf-8", timeout=30)
+    written: list[str] = []
+    child.logfile_read = type("Log", (), {"write": lambda self, text: written.append(text),
+                                          "flush": lambda self: None})()
+    expect(child, PROMPT)
+    child.send("hello\r")
+    expect(child, "usually ends in /v1")
+    expect(child, PROMPT)
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
+    text = ANSI.sub("", "".join(written)).replace("\r", "")
+    messages = (("chatcli 0", "/help for commands, Ctrl-D to leave"),
+                ("chatcli: error", "no chat-completions endpoint (404) (base_url usually ends in /v1)"))
+    for start, phrase in messages:
+        message = text[text.index(start):]
+        lines = [message.split("\n")[0]]
+        for line in message.split("\n")[1:]:
+            if not line.startswith("  "):
+                break
+            lines.append(line)
+        assert len(lines) > 1 and all(len(line) <= 80 for line in lines), lines  # wrapped, to fit
+        assert phrase in " ".join(line.strip() for line in lines)  # between words, none cut
