@@ -159,8 +159,9 @@ class Repl:
 
         Any other failure of the line editor is told in one line and the session goes
         on; only if it fails again and again (the terminal is gone) does the session end."""
+        typed = self._typed_ahead()
         try:
-            line = self.prompt.prompt()
+            line = self.prompt.prompt(pre_run=lambda: self._feed(typed)) if typed else self.prompt.prompt()
         except KeyboardInterrupt:
             return ""
         except EOFError:
@@ -173,6 +174,46 @@ class Repl:
             return ""
         self._editor_failures = 0
         return line
+
+    def _typed_ahead(self) -> str:
+        """Keys typed while no prompt was there to read them (at start-up, while a command ran):
+        the terminal was in its normal mode, which turns a typed Enter into a line feed, and
+        the line editor would take that for "new line" and join two messages into one. They
+        are read here, Enter given back its own key, for the prompt to take as typed."""
+        try:
+            fd = self.prompt.input.fileno()
+            if not os.isatty(fd):
+                return ""
+            saved = termios.tcgetattr(fd)
+        except (AttributeError, OSError, ValueError, termios.error, NotImplementedError):
+            return ""
+        import select
+
+        quiet = list(saved)
+        quiet[3] &= ~(termios.ECHO | termios.ICANON)  # a line not yet ended is readable too
+        quiet[6] = list(saved[6])
+        quiet[6][termios.VMIN], quiet[6][termios.VTIME] = 0, 0
+        data = b""
+        try:
+            termios.tcsetattr(fd, termios.TCSANOW, quiet)
+            while select.select([fd], [], [], 0)[0] and len(data) < 1 << 20:
+                piece = os.read(fd, 65536)
+                if not piece:
+                    break
+                data += piece
+        except OSError:
+            pass
+        finally:
+            termios.tcsetattr(fd, termios.TCSANOW, saved)
+        return data.decode("utf-8", "replace").replace("\n", "\r")
+
+    def _feed(self, typed: str) -> None:
+        """Give the prompt keys as if they had been typed at it."""
+        from prompt_toolkit.input.vt100_parser import Vt100Parser
+
+        parser = Vt100Parser(self.prompt.app.key_processor.feed)
+        parser.feed(typed)
+        parser.flush()
 
     def _dispatch(self, line: str) -> bool:
         """Run one line; False when the session should end."""

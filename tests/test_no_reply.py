@@ -71,3 +71,24 @@ def test_a_question_left_by_a_crash_before_any_reply_is_not_sent_with_the_next(r
     assert endpoint.chat_requests[-1]["messages"] == [{"role": "user", "content": "a new question"}]
     shown = run("sessions", "show", str(conversation), env={"CHATCLI_DATA_DIR": str(data)})
     assert "no reply" in shown.stdout
+
+
+def test_lines_typed_before_the_prompt_is_ready_are_sent_one_by_one(endpoint, tmp_path):
+    """Typed while chatcli starts (or while a command runs): the terminal's normal mode turns
+    each Enter into a line feed, which the prompt read as "new line", joining the two."""
+    from tests.test_e2e_terminal import PROMPT, expect, spawn
+
+    endpoint.queue(Reply(text="first answer"), Reply(text="second answer", chunk_chars=2, delay=0.05),
+                   Reply(text="third answer"))
+    child = spawn(endpoint, tmp_path)
+    child.send("first question\r")  # at once: the prompt is not drawn yet
+    expect(child, "first answer")
+    child.send("second question\r")
+    expect(child, "second answer")
+    child.send("third question\r")  # while nothing reads the keyboard, between two prompts
+    expect(child, "third answer")
+    expect(child, PROMPT)
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
+    assert [r["messages"][-1]["content"] for r in endpoint.chat_requests] == [
+        "first question", "second question", "third question"]

@@ -155,11 +155,19 @@ def spawn_repl(endpoint, tmp_path, *args: str, data_dir: Path,
     env = {**os.environ, "OPENAI_BASE_URL": endpoint.base_url, "OPENAI_API_KEY": TEST_KEY,
            "CHATCLI_MODEL": "test-model", "CHATCLI_DATA_DIR": str(data_dir), "TERM": "xterm-256color",
            **extra}
-    log = io.StringIO()
+    log = Said()
     child = pexpect.spawn(str(BIN), list(args), env=env, dimensions=(40, 120), encoding="utf-8",
                           timeout=30)
     child.logfile_read = log
     return child, log
+
+
+class Said(io.StringIO):
+    """What the terminal received, a diagnostic broken between words at its edge read as the
+    one line it is."""
+
+    def getvalue(self) -> str:
+        return super().getvalue().replace("\r\n  ", " ")
 
 
 @pytest.mark.parametrize("where", ["a file", "inside a file"])
