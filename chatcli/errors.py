@@ -1,8 +1,8 @@
 """Error types: each failure a user can meet, with its exit code and a one-line message.
 
 Every message says what happened and what to do next, on one line. The exit
-codes are part of the interface (scripts branch on them) and are listed in the
-README; change them only with a note there.
+codes are part of the interface (scripts branch on them) and are listed in
+docs/asking.md (Exit codes); change them only with a note there.
 """
 
 from __future__ import annotations

@@ -66,7 +66,7 @@ def test_imports_point_down_the_layers(name):
     home = room(name)
     if home in {"__init__", "__main__"}:
         return
-    assert home in LAYERS, f"add {home} to LAYERS and the README's layout"
+    assert home in LAYERS, f"add {home} to LAYERS and to the layout in docs/development.md"
     for module, _ in imports(modules()[name]):
         if module.startswith("chatcli."):
             target = module.split(".")[1]

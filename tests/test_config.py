@@ -165,7 +165,7 @@ def test_missing_file_is_an_empty_config(tmp_path):
 
 def test_example_file_documents_every_key_and_loads():
     text = (ROOT / "config.example.toml").read_text(encoding="utf-8")
-    assert text == render_template(), "regenerate config.example.toml (see README, Contributing)"
+    assert text == render_template(), "regenerate config.example.toml (see docs/development.md)"
     for key in KEYS:
         lines = text.splitlines()
         at = next(i for i, line in enumerate(lines) if line.startswith(f"# {key.name} = "))
