@@ -568,6 +568,40 @@ def parse_params(items: Sequence[str]) -> dict[str, Any]:
     return params
 
 
+def add_provider(path: Path, name: str) -> str:
+    """A `[profiles.NAME]` table for provider `name` (schema.PROVIDERS) in the config file:
+    the file is created (0600) when there is none, else the table is added at its end and
+    nothing else of it changes; the profile becomes the default when the file names none.
+    Returns what was done, to tell the user."""
+    from chatcli.schema import PROVIDERS, toml_value
+
+    if name not in PROVIDERS:
+        raise UsageError(f"no provider {name!r}", hint=f"providers: {', '.join(PROVIDERS)}")
+    data = read_config(path) if path.exists() else {}
+    if name in data.get("profiles", {}):
+        raise ConfigError(f"{path} already has a [profiles.{name}] table; it was left as it is",
+                          hint=f"edit it, or use it: chatcli -p {name}")
+    table = f"\n[profiles.{name}]\n" + "".join(f"{key} = {toml_value(value)}\n"
+                                             for key, value in PROVIDERS[name].items())
+    default = "profile" not in data
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        before = path.read_text(encoding="utf-8") if path.exists() else ""
+        text = (f'profile = "{name}"\n' if default else "") + before + table
+        import tempfile
+
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".config-")  # 0600
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temporary, path)  # whole or not at all: the old file is never half written
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
+    key = PROVIDERS[name].get("api_key_env")
+    return (f"added [profiles.{name}] to {path}" + (", the default profile" if default else
+                                                    f"; use it with -p {name}")
+            + (f"; set {key} to your key" if key else "; a server on this machine needs no key"))
+
+
 def write_template(path: Path) -> None:
     """Create the commented config file; an existing file is never touched."""
     from chatcli.schema import render_template

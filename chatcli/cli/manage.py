@@ -49,12 +49,21 @@ def config_show(ctx: typer.Context, profile: ProfileOpt = None, role: RoleOpt = 
     print(describe(build_settings(flags), os.environ), end="")
 
 
+ProviderOpt = Annotated[str | None, typer.Option(
+    "--provider", metavar="NAME", help="Add a working profile for a provider instead: openai, deepseek, "
+    "qwen, kimi, glm, doubao, siliconflow, openrouter, ollama, lmstudio, llamacpp, vllm.")]
+
+
 @config_app.command("init")
-def config_init(config: ConfigOpt = None) -> None:
-    """Write a commented config file with example profiles; never overwrites one."""
-    from chatcli.config import write_template
+def config_init(config: ConfigOpt = None, provider: ProviderOpt = None) -> None:
+    """Write a commented config file with example profiles; never overwrites one. With
+    --provider, add that provider's profile to the file (created if need be)."""
+    from chatcli.config import add_provider, write_template
 
     path = config or default_config_path(os.environ)
+    if provider is not None:
+        diagnostics().note(add_provider(path, provider))
+        return
     write_template(path)
     diagnostics().note(f"wrote {path}; edit it, then check with `chatcli config show`")
 
