@@ -343,7 +343,11 @@ def _whole(conversation: Conversation, request: ChatRequest, window: Window, cli
     try:
         completion = client.complete(request)
     except KeyboardInterrupt:
+        sink.end()  # nothing came: the sink stops waiting (the terminal's waiting line goes)
         raise errors.Interrupted("request interrupted") from None
+    except BaseException:
+        sink.end()
+        raise
     text, finish = completion.text, completion.finish_reason
     if len(text) > MAX_REPLY_CHARS:
         text, finish = text[:MAX_REPLY_CHARS], TOO_LONG
