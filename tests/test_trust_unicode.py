@@ -74,14 +74,19 @@ def test_a_title_with_a_line_separator_is_not_cut_there():
     assert title_from(Message("user", "first part\u2028second part")) == "first part second part"
 
 
-def test_sessions_list_shows_a_bidi_override_in_a_title_as_a_sign(endpoint, tmp_path):
+@pytest.mark.parametrize(("title", "signed"), [("report\u202etxt.exe", "report<U+202E>txt.exe"),
+                                              ("a \u2066isolated\u2069 b", "a <U+2066>isolated<U+2069> b")])
+def test_sessions_list_shows_bidi_characters_in_a_title_as_signs(endpoint, tmp_path, title, signed):
+    """A title is data on one line: even an isolate, which prose keeps, is signed there, so
+    it cannot reorder the columns of the listing."""
     store = Store(tmp_path / "data" / "chatcli.db")
-    cid = store.create(title="report\u202etxt.exe")
+    cid = store.create(title=title)
     store.add(cid, Message("user", "q"))
     store.add(cid, Message("assistant", "a"))
     store.close()
-    received = on_a_terminal(environment(endpoint, tmp_path), "sessions", "list")
-    assert "report<U+202E>txt.exe" in received and "\u202e" not in received
+    for args in (["sessions", "list"], ["sessions", "search", "q"]):
+        received = on_a_terminal(environment(endpoint, tmp_path), *args)
+        assert signed in received and not set(received) & {"\u202e", "\u2066", "\u2069"}
 
 
 def test_attached_file_names_are_shown_as_data(run, endpoint, tmp_path, monkeypatch):

@@ -25,7 +25,7 @@ from chatcli.cli.options import (
 from chatcli.config import Settings, data_dir, default_config_path
 from chatcli.render import counted, for_terminal, wants_color
 from chatcli.store import ConversationInfo, SearchHit, Store, open_store
-from chatcli.textsafe import json_safe, url_secrets, visible
+from chatcli.textsafe import json_safe, shown, url_secrets, visible
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 Ref = Annotated[str, typer.Argument(metavar="ID|TITLE", autocompletion=complete_conversations,
@@ -82,8 +82,9 @@ def _fitted(text: str) -> str:
 
 
 def _cell(text: str) -> str:
-    """Stored text on one line of a listing: control characters shown, whitespace collapsed."""
-    return " ".join(visible(text).split())
+    """Stored text on one line of a listing: whitespace collapsed, then every control and
+    format character shown (data: an isolate or override cannot reorder the columns)."""
+    return shown(" ".join(text.split()))
 
 
 def _print_json(data: object) -> None:
