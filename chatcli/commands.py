@@ -115,9 +115,7 @@ class Arg:
             return list(session.profiles)
         if self.kind == "role":
             return [*sorted(session.settings.roles), *self.words]
-        if self.kind == "conversation" and session.store is not None:
-            return [c.name or c.title for c in session.store.conversations(limit=50) if c.name or c.title]
-        return list(self.words)
+        return list(self.words)  # saved conversations are offered by the completer, with their numbers
 
 
 Handler = Callable[[Session, Any], Output]
