@@ -221,21 +221,37 @@ ROLE_KEYS: tuple[Key, ...] = (
 )
 ROLE_KEYS_BY_NAME = {k.name: k for k in ROLE_KEYS}
 
-EXAMPLE_PROFILES: dict[str, dict[str, Any]] = {
-    "openai": {"base_url": DEFAULT_BASE_URL, "model": DEFAULT_MODEL,
-               "api_key_env": "OPENAI_API_KEY", "context_window": 128000},
+# `chatcli config init --provider NAME`: a working profile for each, as its documentation
+# gives the endpoint. Models are one each provider serves (change `model` to another);
+# the local servers' is whatever they have loaded (`chatcli doctor` lists it).
+PROVIDERS: dict[str, dict[str, Any]] = {
+    "openai": {"base_url": DEFAULT_BASE_URL, "model": DEFAULT_MODEL, "api_key_env": "OPENAI_API_KEY",
+               "context_window": 128000},
     "deepseek": {"base_url": "https://api.deepseek.com", "model": "deepseek-chat",
                  "api_key_env": "DEEPSEEK_API_KEY", "context_window": 65536},
-    "moonshot": {"base_url": "https://api.moonshot.cn/v1", "model": "moonshot-v1-8k",
-                 "api_key_env": "MOONSHOT_API_KEY", "context_window": 8192},
-    "qwen": {"base_url": "https://dashscope.aliyuncs.com/compatible-mode/v1",
-             "model": "qwen-plus", "api_key_env": "DASHSCOPE_API_KEY",
-             "context_window": 131072},
-    "ollama": {"base_url": "http://localhost:11434/v1", "model": "llama3.2",
-               "context_window": 8192},
-    "llamacpp": {"base_url": "http://127.0.0.1:8080/v1", "model": "local",
-                 "context_window": 4096, "max_messages": 12},
+    "qwen": {"base_url": "https://dashscope.aliyuncs.com/compatible-mode/v1", "model": "qwen-plus",
+             "api_key_env": "DASHSCOPE_API_KEY", "context_window": 131072},
+    "kimi": {"base_url": "https://api.moonshot.cn/v1", "model": "moonshot-v1-32k",
+             "api_key_env": "MOONSHOT_API_KEY", "context_window": 32768},
+    "glm": {"base_url": "https://open.bigmodel.cn/api/paas/v4", "model": "glm-4-flash",
+            "api_key_env": "ZHIPUAI_API_KEY", "context_window": 128000},
+    "doubao": {"base_url": "https://ark.cn-beijing.volces.com/api/v3", "model": "doubao-1-5-pro-32k-250115",
+               "api_key_env": "ARK_API_KEY", "context_window": 32768},
+    "siliconflow": {"base_url": "https://api.siliconflow.cn/v1", "model": "Qwen/Qwen2.5-7B-Instruct",
+                    "api_key_env": "SILICONFLOW_API_KEY", "context_window": 32768},
+    "openrouter": {"base_url": "https://openrouter.ai/api/v1", "model": "openai/gpt-4o-mini",
+                   "api_key_env": "OPENROUTER_API_KEY", "context_window": 128000},
+    "ollama": {"base_url": "http://localhost:11434/v1", "model": "llama3.2", "context_window": 8192},
+    "lmstudio": {"base_url": "http://localhost:1234/v1", "model": "local-model", "context_window": 8192},
+    "llamacpp": {"base_url": "http://127.0.0.1:8080/v1", "model": "local", "context_window": 4096,
+                 "max_messages": 12},
+    "vllm": {"base_url": "http://localhost:8000/v1", "model": "Qwen/Qwen2.5-7B-Instruct",
+             "context_window": 32768},
 }
+
+# The profiles the commented example shows (`config init`): some of the providers above.
+EXAMPLE_PROFILES: dict[str, dict[str, Any]] = {
+    name: PROVIDERS[name] for name in ("openai", "deepseek", "kimi", "qwen", "ollama", "llamacpp")}
 
 
 EXAMPLE_ROLE: dict[str, Any] = {
@@ -301,32 +317,3 @@ def render_template() -> str:
     out += ["", "# [roles.translate]"]
     out += [f"# {k} = {toml_value(v)}" for k, v in EXAMPLE_ROLE.items()]
     return "\n".join(out) + "\n"
-
-
-# `chatcli config init --provider NAME`: a working profile for each, as its documentation
-# gives the endpoint. Models are one each provider serves (change `model` to another);
-# the local servers' is whatever they have loaded (`chatcli doctor` lists it).
-PROVIDERS: dict[str, dict[str, Any]] = {
-    "openai": {"base_url": DEFAULT_BASE_URL, "model": DEFAULT_MODEL, "api_key_env": "OPENAI_API_KEY",
-               "context_window": 128000},
-    "deepseek": {"base_url": "https://api.deepseek.com", "model": "deepseek-chat",
-                 "api_key_env": "DEEPSEEK_API_KEY", "context_window": 65536},
-    "qwen": {"base_url": "https://dashscope.aliyuncs.com/compatible-mode/v1", "model": "qwen-plus",
-             "api_key_env": "DASHSCOPE_API_KEY", "context_window": 131072},
-    "kimi": {"base_url": "https://api.moonshot.cn/v1", "model": "moonshot-v1-32k",
-             "api_key_env": "MOONSHOT_API_KEY", "context_window": 32768},
-    "glm": {"base_url": "https://open.bigmodel.cn/api/paas/v4", "model": "glm-4-flash",
-            "api_key_env": "ZHIPUAI_API_KEY", "context_window": 128000},
-    "doubao": {"base_url": "https://ark.cn-beijing.volces.com/api/v3", "model": "doubao-1-5-pro-32k-250115",
-               "api_key_env": "ARK_API_KEY", "context_window": 32768},
-    "siliconflow": {"base_url": "https://api.siliconflow.cn/v1", "model": "Qwen/Qwen2.5-7B-Instruct",
-                    "api_key_env": "SILICONFLOW_API_KEY", "context_window": 32768},
-    "openrouter": {"base_url": "https://openrouter.ai/api/v1", "model": "openai/gpt-4o-mini",
-                   "api_key_env": "OPENROUTER_API_KEY", "context_window": 128000},
-    "ollama": {"base_url": "http://localhost:11434/v1", "model": "llama3.2", "context_window": 8192},
-    "lmstudio": {"base_url": "http://localhost:1234/v1", "model": "local-model", "context_window": 8192},
-    "llamacpp": {"base_url": "http://127.0.0.1:8080/v1", "model": "local", "context_window": 4096,
-                 "max_messages": 12},
-    "vllm": {"base_url": "http://localhost:8000/v1", "model": "Qwen/Qwen2.5-7B-Instruct",
-             "context_window": 32768},
-}
