@@ -325,6 +325,8 @@ class MarkdownSink:
         self._thought = _Thought(clock)
         self._cut = False
         self._shown_before = ""  # the open block as it was on the screen before /continue
+        self._on_screen: str | None = None  # the open block, when the live view shows all of it
+        self._drawn_width = 0  # the console's width when the live view was drawn
 
     def event(self, event: TextDelta | ReasoningDelta | ReplyCut) -> None:
         if isinstance(event, ReplyCut):
@@ -377,6 +379,7 @@ class MarkdownSink:
             return  # most chunks: nothing to draw, so nothing to protect from Ctrl-C
         self._last_draw = now
         with _uninterrupted():
+            self._keep_if_resized()
             if blocks and self._live is not None:
                 self._live.update("", refresh=True)  # the old view must not reappear below
             for block in blocks:
@@ -402,6 +405,7 @@ class MarkdownSink:
         if self._thought.running:
             self._fold_thinking()
         with _uninterrupted():
+            self._keep_if_resized()
             fence, cut = self._splitter.open_fence, self._cut
             blocks = self._splitter.close()
             if cut and blocks:  # a reply cut short: its last block is finished as the live view was
@@ -447,7 +451,8 @@ class MarkdownSink:
         from chatcli.mdblocks import hard_breaks, live_markdown
 
         height = max(self.console.height - 2, 3)
-        text, cut = self._splitter.open_tail(height * max(self.console.width, 20))
+        source, cut = self._splitter.open_tail(height * max(self.console.width, 20))
+        text = source
         if self._shown_before and not cut:
             text = self._new_part(text)
         if fence := self._splitter.open_fence:
@@ -460,7 +465,28 @@ class MarkdownSink:
             if self._live is not None:
                 self._live.update("", refresh=True)
             return
-        self._show_live(_Tail(chat_markdown(text, live=True), height))
+        from rich.console import Group
+        from rich.text import Text
+
+        tail = _Tail(chat_markdown(text, live=True), height - 1)
+        # the blank line that will come before the block, so that it does not jump when it ends
+        self._show_live(Group(Text(""), tail) if self._printed and not self._shown_before else tail)
+        self._on_screen = None if cut or tail.cropped else source
+
+    def _keep_if_resized(self) -> None:
+        """The window's width changed under the live view: the terminal has reflowed it, and
+        how far up it now reaches differs from one terminal to the next (tmux pushes its top
+        rows into the scrollback, where nothing can erase them). Erasing it would leave a stale
+        copy above the reply, so when it shows the whole open block, it stays, as a finished
+        block does, and the block goes on below it with only what follows (as after
+        /continue). A view that shows only the block's end (or the thinking) is erased, as
+        far as the reflowed rows can be counted."""
+        if self._live is None or self.console.width == self._drawn_width:
+            return
+        if self._on_screen:
+            self._live.update("", refresh=False)
+            self._live._live_render.keep()  # type: ignore[attr-defined]  # _reflowing_render's
+            self._shown_before, self._on_screen = self._on_screen, None
 
     def _show_live(self, view: Any) -> None:
         from rich.live import Live
@@ -468,9 +494,11 @@ class MarkdownSink:
         if self._live is None:
             self._live = Live(view, console=self.console, auto_refresh=False, transient=True,
                               redirect_stdout=False, redirect_stderr=False)
+            self._live._live_render = _reflowing_render(view)
             self._live.start()
             _LIVE.append(self._live)
         self._live.update(view, refresh=True)
+        self._drawn_width = self.console.width
 
 
 class _Thought:
@@ -672,15 +700,78 @@ class _Tail:
     def __init__(self, inner: Any, height: int) -> None:
         self.inner = inner
         self.height = height
+        self.cropped = False  # whether its last rendering left lines out
 
     def __rich_console__(self, console: Console, options: Any) -> Iterator[Any]:
         from rich.segment import Segment
 
-        lines = console.render_lines(self.inner, options, pad=False)[-self.height:]
+        lines = console.render_lines(self.inner, options, pad=False)
+        self.cropped = len(lines) > self.height
+        lines = lines[-self.height:]
         for number, line in enumerate(lines):
             yield from _rstrip(line)
             if number < len(lines) - 1:
                 yield Segment.line()
+
+
+def rows_after_reflow(widths: Sequence[int], width: int) -> int:
+    """How many screen rows lines of these widths (in cells) take once a terminal `width`
+    columns wide has reflowed them: a line wider than the screen wraps onto more rows."""
+    return sum(max(1, -(-w // max(width, 1))) for w in widths)
+
+
+def _reflowing_render(view: Any) -> Any:
+    """Rich's live region, erased by the rows it takes now rather than the lines it was drawn
+    as. Narrowing the window makes a terminal that reflows (tmux, VTE, iTerm2, kitty, Windows
+    Terminal...) wrap the region's long lines onto more rows; moving up only as many lines as
+    were drawn then leaves the top of the old region on the screen, a stale copy above the
+    reply. Its lines are never padded (_rstrip), so widening joins nothing and the count
+    stays."""
+    from rich.control import Control
+    from rich.live_render import LiveRender
+    from rich.segment import ControlType, Segment
+
+    class Reflowing(LiveRender):
+        _widths: tuple[int, ...] = ()  # of each line drawn last, in cells
+        _console: Console | None = None
+        _kept = False
+
+        def keep(self) -> None:
+            """What is drawn stays on the screen; the next drawing starts on the line below."""
+            self._kept = True
+
+        def __rich_console__(self, console: Console, options: Any) -> Iterator[Any]:
+            self._console = console
+            segments = [s for s in super().__rich_console__(console, options) if isinstance(s, Segment)]
+            widths = [Segment.get_line_length(line) for line in Segment.split_lines(segments)]
+            height = self.last_render_height  # empty lines at the end are not split out
+            self._widths = (*widths, *[0] * (height - len(widths)))
+            yield from segments
+
+        def _up(self, rows: int, *, here: bool) -> Control:
+            # Each row erased on the way up, as Rich does (tmux's reflow brings back rows that
+            # were cleared with "erase below" instead).
+            erase = ((ControlType.ERASE_IN_LINE, 2),) if here else ()
+            return Control(ControlType.CARRIAGE_RETURN, *erase,
+                           *((ControlType.CURSOR_UP, 1), (ControlType.ERASE_IN_LINE, 2)) * rows)
+
+        def _rows(self) -> int:
+            if self._console is None:
+                return self.last_render_height
+            return rows_after_reflow(self._widths, self._console.width)
+
+        def position_cursor(self) -> Control:  # the cursor is on the region's last row
+            if self._kept:
+                self._kept, self._shape, self._widths = False, None, ()
+                below = Control()
+                below.segment = Segment("\r\n", None, [(ControlType.CARRIAGE_RETURN,)])
+                return below
+            return self._up(self._rows() - 1, here=True) if self._shape is not None else Control()
+
+        def restore_cursor(self) -> Control:  # the cursor is below the region (Live.stop)
+            return self._up(self._rows(), here=False) if self._shape is not None else Control()
+
+    return Reflowing(view, vertical_overflow="ellipsis")
 
 
 def _rstrip(line: list[Any]) -> list[Any]:

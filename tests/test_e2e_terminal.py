@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -202,3 +205,41 @@ def test_a_session_opened_with_a_file_sends_it_with_the_first_message(endpoint, 
     child.expect(pexpect.EOF)
     sent = endpoint.parts[0][0]["text"]
     assert sent.endswith("todo.md\n\n```markdown\n- call Li Wei\n```\n\nwhat is first?")
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None,
+                    reason="needs tmux, a terminal that reflows (apt install tmux)")
+def test_narrowing_a_real_terminal_during_a_reply_leaves_no_stale_copy(endpoint, tmp_path):
+    """tmux reflows its rows when the window narrows and pushes the top ones into the
+    scrollback, where the live view cannot erase them: what was shown must stay instead."""
+    words = [f"w{i:03d}" for i in range(300)]
+    endpoint.queue(Reply(text=" ".join(words[:120]) + "\n\n" + " ".join(words[120:]), chunk_chars=5,
+                         delay=0.03))
+    socket = f"chatcli-test-{os.getpid()}"
+
+    def tmux(*args: str) -> str:
+        done = subprocess.run(["tmux", "-L", socket, *args], capture_output=True, text=True, check=True)
+        return done.stdout
+
+    env = {"OPENAI_BASE_URL": endpoint.base_url, "OPENAI_API_KEY": TEST_KEY, "CHATCLI_MODEL": "test-model",
+           "CHATCLI_DATA_DIR": str(tmp_path / "data"), "TERM": "xterm-256color"}
+    command = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+    # COLUMNS and LINES (the suite sets them) would fix the width Rich draws at
+    tmux("new-session", "-d", "-x", "100", "-y", "30",
+         f"env -u COLUMNS -u LINES {command} {BIN} ask go; echo EXITED; sleep 60")
+    try:
+        def pane() -> str:
+            return tmux("capture-pane", "-p", "-J", "-S", "-")
+
+        deadline = time.monotonic() + 60
+        while "w130" not in pane():  # well into the second paragraph, drawn live
+            assert time.monotonic() < deadline, pane()
+            time.sleep(0.05)
+        tmux("resize-window", "-x", "60")
+        while "EXITED" not in pane():
+            assert time.monotonic() < deadline, pane()
+            time.sleep(0.1)
+        shown = pane().split("EXITED")[0]
+        assert re.sub(r"\s", "", shown) == "".join(words), shown
+    finally:
+        subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)

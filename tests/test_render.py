@@ -369,3 +369,40 @@ def test_english_text_still_breaks_between_words():
     lines = [line.rstrip() for line in render_offline([text], width=30).splitlines() if line.strip()]
     words = set(text.split())
     assert all(set(line.split()) <= words for line in lines)  # no word cut in two
+
+
+def reflowed(screen: pyte.Screen, width: int) -> pyte.Screen:
+    """The screen after the window narrows to `width` in a terminal that reflows (VTE, kitty,
+    iTerm2): every row rewrapped, the cursor still after the text it followed."""
+    rows = [row.rstrip() for row in screen.display[:screen.cursor.y + 1]]
+    wrapped = [row[i:i + width] for row in rows for i in range(0, max(len(row), 1), width)]
+    narrow = pyte.Screen(width, 200)
+    pyte.Stream(narrow).feed("\r\n".join(wrapped))
+    return narrow
+
+
+@pytest.mark.parametrize("change_at", [40, 100])  # in the first paragraph, in the second
+def test_narrowing_the_window_during_a_reply_leaves_no_stale_copy_of_it(change_at):
+    words = [f"w{i:03d}" for i in range(260)]
+    reply = " ".join(words[:120]) + "\n\n" + " ".join(words[120:])
+    out = io.StringIO()
+    console = Console(file=out, width=100, height=40, force_terminal=True, color_system=None)
+    sink = MarkdownSink(console, clock=itertools.count().__next__, refresh=0)
+    pieces = chunks(reply, 9)
+    cut = sum(len(p) for p in pieces[:change_at])
+    for piece in pieces[:change_at]:
+        sink.text(piece)
+    wide = pyte.Screen(100, 200)
+    pyte.Stream(wide).feed(out.getvalue().replace("\n", "\r\n"))
+    drawn = out.tell()
+    console.width = 60  # the window narrows; the terminal reflows what it shows
+    for piece in pieces[change_at:]:
+        sink.text(piece)
+    sink.end()
+    screen = reflowed(wide, 60)
+    pyte.Stream(screen).feed(out.getvalue()[drawn:].replace("\n", "\r\n"))
+    seen = re.sub(r"\s", "", "".join(screen.display))  # words cut by a wrap are joined again
+    assert 0 < cut < len(reply)
+    assert seen == "".join(words), "every word once, in order"
+    # nothing drawn before the change is erased: rows that scrolled out of reach (tmux) stay
+    assert "\x1b[1A" not in out.getvalue()[drawn:].split("\r\n", 1)[0]
