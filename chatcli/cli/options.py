@@ -96,7 +96,8 @@ SHARED: tuple[tuple[str, str, Any], ...] = (
         '"" for none).', autocompletion=complete_profiles)]),
     ("role", "role", Annotated[str | None, typer.Option(
         "--role", "-r", metavar="NAME", help="A role: its system prompt and settings ([roles.NAME], or "
-        "built in: shell, code, describe; `chatcli roles` lists them).", autocompletion=complete_roles)]),
+        "built in: shell, code, describe, translate; `chatcli roles` lists them).",
+        autocompletion=complete_roles)]),
     ("temperature", "temperature", Annotated[float | None, typer.Option(
         "--temperature", "-t", metavar="X", min=0.0, max=2.0, help="Sampling temperature, 0 to 2.")]),
     ("max_tokens", "max_tokens", Annotated[int | None, typer.Option(
