@@ -101,8 +101,8 @@ def test_the_man_page_names_every_command_key_exit_code_and_variable():
 
 
 def test_the_wheel_carries_the_manual_and_puts_the_man_page_where_man_finds_it(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                           "--wheel-dir", str(tmp_path), str(ROOT)], capture_output=True, text=True)
+    build = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation"]
+    done = subprocess.run([*build, "--wheel-dir", str(tmp_path), str(ROOT)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     (wheel,) = tmp_path.glob("chatcli-*.whl")
     with zipfile.ZipFile(wheel) as archive:
