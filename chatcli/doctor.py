@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from chatcli import errors
-from chatcli.config import NO_KEY_NEEDED, Settings, readable_secret, resolve_api_key
+from chatcli.config import NO_KEY_NEEDED, Settings, data_dir, readable_secret, resolve_api_key
 from chatcli.events import ChatRequest, RequestSent, StreamEnd, TextDelta, UsageReport
 from chatcli.render import counted
 from chatcli.textsafe import url_shown
@@ -47,6 +47,8 @@ def run_checks(
     except errors.ChatcliError as exc:
         return [_failed("config file", exc)]
     checks.append(_config_check(settings, data))
+    if settings.save:
+        checks.append(_storage_check(data_dir(env, settings)))
     try:
         key = resolve_api_key(settings, env, waiting=progress)
     except errors.ChatcliError as exc:
@@ -77,6 +79,30 @@ def _config_check(settings: Settings, data: dict[str, Any]) -> Check:
         return Check("config file", True, f"{path} is valid{profile}")
     return Check("config file", True, f"{path} not found: built-in defaults and the environment",
                  "`chatcli config init` writes a commented one")
+
+
+def _storage_check(where: Path) -> Check:
+    """The conversation database: there, readable, and whole (SQLite's quick_check), without
+    creating it when it is not there yet."""
+    from chatcli.store import DB_NAME, Store
+
+    path = where / DB_NAME
+    if not path.exists():
+        return Check("conversations", True, f"none saved yet; the first goes to {path}")
+    try:
+        store = Store(path)
+        try:
+            damage = store.integrity()
+            count = len(store.conversations(None))
+        finally:
+            store.close()
+    except errors.ChatcliError as exc:
+        return _failed("conversations", exc)
+    if damage != "ok":
+        return Check("conversations", False, f"{path} is damaged: {damage}",
+                     "copy it aside, then `sqlite3 FILE .recover` or move it away (a new one is made)",
+                     errors.EXIT_STORAGE)
+    return Check("conversations", True, f"{counted(count, 'conversation')} in {path}")
 
 
 def _endpoint_check(client: Any, settings: Settings) -> tuple[Check, list[str] | None]:

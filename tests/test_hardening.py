@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -242,6 +243,19 @@ def test_doctor_all_good(run, endpoint):
         assert check in result.stdout
     assert "FAIL" not in result.stdout and TEST_KEY not in result.stdout
     assert "environment variable OPENAI_API_KEY" in result.stdout
+
+
+def test_doctor_checks_the_conversation_database_without_creating_it(run, endpoint, tmp_path):
+    database = tmp_path / "data" / "chatcli.db"
+    result = run("doctor")
+    assert result.code == 0 and "none saved yet" in result.stdout and not database.exists()
+    assert run("ask", "hello").code == 0
+    result = run("doctor")
+    assert result.code == 0 and re.search(r"conversations\s+ok\s+1 conversation in", result.stdout)
+    database.write_bytes(database.read_bytes()[:4096] + b"\x07" * 4096)  # a page of it overwritten
+    result = run("doctor")
+    assert result.code == 8 and "FAIL" in result.stdout, result.stdout
+    assert run("doctor", env={"CHATCLI_DATA_DIR": str(tmp_path / "elsewhere")}).code == 0
 
 
 def test_doctor_names_a_missing_model_and_the_fix(run, endpoint):
