@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from chatcli import errors
-from chatcli.conversation import BYTES_PER_TOKEN, STDIN, Part, image_tokens
+from chatcli.conversation import BYTES_PER_TOKEN, STDIN, ImageDetail, Part, image_tokens
 
 # The API takes images of up to 20 MB each; a bigger one is refused before it is read.
 MAX_IMAGE_BYTES = 20_000_000
@@ -67,7 +67,7 @@ class Loaded:
     warnings: list[str] = field(default_factory=list)
 
 
-def load(ref: str, *, context_window: int, detail: str | None = None, stdin: str | None = None,
+def load(ref: str, *, context_window: int, detail: ImageDetail | None = None, stdin: str | None = None,
          images_only: bool = False) -> Loaded:
     """Attach `ref`: a file, a directory, an http(s) image URL, or "-" for `stdin`.
 
@@ -101,7 +101,7 @@ def load(ref: str, *, context_window: int, detail: str | None = None, stdin: str
 
 
 def _file(path: Path, name: str, size: int, *, context_window: int,
-          detail: str | None) -> tuple[Part, str | None]:
+          detail: ImageDetail | None) -> tuple[Part, str | None]:
     try:
         with _opened(path, name, context_window) as handle:
             head = handle.read(HEAD_BYTES)
@@ -189,7 +189,7 @@ def _fitting(part: Part, context_window: int) -> Part:
 
 
 def _image(handle: BinaryIO, name: str, size: int, kind: str, head: bytes, context_window: int,
-           detail: str | None) -> Part:
+           detail: ImageDetail | None) -> Part:
     if size > MAX_IMAGE_BYTES:
         raise errors.ContextTooLongError(
             f"{name} is {_size(size)}, more than the {_size(MAX_IMAGE_BYTES)} an image may be; "

@@ -41,6 +41,7 @@ from chatcli.events import (
     TextDelta,
     UsageReport,
 )
+from chatcli.schema import ContinueStyle
 
 INTERRUPTED = "interrupted"
 ERROR = "error"
@@ -237,7 +238,7 @@ def cannot_continue(conversation: Conversation) -> errors.UsageError | None:
 
 
 def continue_reply(conversation: Conversation, *, client: ChatClient, settings: Settings, sink: Sink,
-                   journal: Journal | None = None, style: str = "instruction") -> TurnResult:
+                   journal: Journal | None = None, style: ContinueStyle = "instruction") -> TurnResult:
     """Finish the last reply, cut by max_tokens, Ctrl-C, a crash or an error: the new text is
     added to the same message, saved as it arrives, and only the new text goes to `sink`."""
     journal = journal or NoJournal()

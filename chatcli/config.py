@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, NoReturn
 from urllib.parse import urlsplit
 
+from chatcli.conversation import ImageDetail
 from chatcli.errors import ConfigError, UsageError
 from chatcli.roles import Role, all_roles
 from chatcli.schema import (
@@ -25,7 +26,11 @@ from chatcli.schema import (
     KEYS_BY_NAME,
     ROLE_KEYS_BY_NAME,
     TOP_LEVEL_ONLY,
+    ContinueStyle,
+    Effort,
     Key,
+    ReasoningMode,
+    TokenLimitParam,
     owned_param,
 )
 from chatcli.textsafe import url_shown
@@ -74,8 +79,8 @@ class Settings:
     max_tokens: int | None = DEFAULTS["max_tokens"]
     context_window: int = DEFAULTS["context_window"]
     max_messages: int = DEFAULTS["max_messages"]
-    max_tokens_param: str = DEFAULTS["max_tokens_param"]
-    reasoning_effort: str | None = DEFAULTS["reasoning_effort"]
+    max_tokens_param: TokenLimitParam = DEFAULTS["max_tokens_param"]
+    reasoning_effort: Effort | None = DEFAULTS["reasoning_effort"]
     system_prompt: str | None = DEFAULTS["system_prompt"]
     price_input: float | None = DEFAULTS["price_input"]
     price_output: float | None = DEFAULTS["price_output"]
@@ -91,9 +96,9 @@ class Settings:
     data_dir: str | None = DEFAULTS["data_dir"]
     vi_mode: bool = DEFAULTS["vi_mode"]
     markdown: bool = DEFAULTS["markdown"]
-    reasoning: str = DEFAULTS["reasoning"]
-    image_detail: str | None = DEFAULTS["image_detail"]
-    continue_style: str = DEFAULTS["continue_style"]
+    reasoning: ReasoningMode = DEFAULTS["reasoning"]
+    image_detail: ImageDetail | None = DEFAULTS["image_detail"]
+    continue_style: ContinueStyle = DEFAULTS["continue_style"]
     profile: str | None = None
     profiles: tuple[str, ...] = ()  # every profile the file defines, for /profile and Tab
     role: str | None = None

@@ -12,9 +12,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-SYSTEM, USER, ASSISTANT = "system", "user", "assistant"
+Role = Literal["system", "user", "assistant"]
+SYSTEM: Role = "system"
+USER: Role = "user"
+ASSISTANT: Role = "assistant"
 
 # Every message costs a few tokens of framing (role, separators) on top of its
 # text, and the reply is primed with a few more. The figures are what OpenAI's
@@ -83,11 +86,12 @@ BYTES_PER_TOKEN = 8
 # each 512-pixel tile costs 170 more. Other servers count differently; this errs high.
 IMAGE_BASE_TOKENS = 85
 IMAGE_TILE_TOKENS = 170
-IMAGE_DETAILS = ("low", "high", "auto")
+ImageDetail = Literal["low", "high", "auto"]
+IMAGE_DETAILS: tuple[ImageDetail, ...] = get_args(ImageDetail)
 STDIN = "stdin"  # the name of a part that was piped in
 
 
-def image_tokens(width: int | None, height: int | None, detail: str | None = None) -> int:
+def image_tokens(width: int | None, height: int | None, detail: ImageDetail | None = None) -> int:
     """What an image costs; with its size unknown (a URL), the most an image can cost."""
     if detail == "low":
         return IMAGE_BASE_TOKENS
@@ -121,7 +125,7 @@ class Part:
     url: str = ""  # an image given as a URL
     width: int | None = None
     height: int | None = None
-    detail: str | None = None  # low, high, auto; None: the server's default
+    detail: ImageDetail | None = None  # None: the server's default
     digest: str = field(default="", compare=False)  # sha256 of the content: kept once in the store
 
     def __post_init__(self) -> None:
@@ -175,7 +179,7 @@ class Message:
     completion_tokens); otherwise it is estimated, and `estimated` says so.
     """
 
-    role: str
+    role: Role
     content: str
     tokens: int = -1
     pinned: bool = False

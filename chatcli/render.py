@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 from chatcli.conversation import Usage, Window, estimate_tokens
 from chatcli.errors import ChatcliError
 from chatcli.events import ReasoningDelta, ReplyCut, TextDelta
+from chatcli.schema import ReasoningMode
 from chatcli.textsafe import shown, visible, visible_code
 
 if TYPE_CHECKING:
@@ -307,7 +308,7 @@ class MarkdownSink:
         file: TextIO | None = None,
         refresh: float = 1 / 12,
         clock: Callable[[], float] = time.monotonic,
-        reasoning: str = "collapse",
+        reasoning: ReasoningMode = "collapse",
     ) -> None:
         from rich.console import Console
 

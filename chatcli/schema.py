@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 from chatcli.conversation import DEFAULT_MAX_MESSAGES, IMAGE_DETAILS
 
@@ -98,10 +98,14 @@ def _is_params(v: Any) -> bool:
 
 # How a reasoning model's thinking is shown on a terminal: kept in the scrollback,
 # folded to one line when the answer starts, or only that line.
-REASONING_MODES = ("show", "collapse", "hide")
-EFFORTS = ("minimal", "low", "medium", "high")  # reasoning_effort, as the API names it
-TOKEN_LIMIT_PARAMS = ("auto", "max_tokens", "max_completion_tokens")
-CONTINUE_STYLES = ("instruction", "prefix", "continue_final_message")  # chat.continue_reply
+ReasoningMode = Literal["show", "collapse", "hide"]
+Effort = Literal["minimal", "low", "medium", "high"]  # reasoning_effort, as the API names it
+TokenLimitParam = Literal["auto", "max_tokens", "max_completion_tokens"]
+ContinueStyle = Literal["instruction", "prefix", "continue_final_message"]  # chat.continue_reply
+REASONING_MODES: tuple[ReasoningMode, ...] = get_args(ReasoningMode)
+EFFORTS: tuple[Effort, ...] = get_args(Effort)
+TOKEN_LIMIT_PARAMS: tuple[TokenLimitParam, ...] = get_args(TokenLimitParam)
+CONTINUE_STYLES: tuple[ContinueStyle, ...] = get_args(ContinueStyle)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_MODEL = "gpt-4o-mini"

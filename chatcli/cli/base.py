@@ -20,9 +20,9 @@ from typing import Any
 from chatcli import errors
 from chatcli.attachments import decode, read_at_most
 from chatcli.config import Settings, parse_params
-from chatcli.conversation import BYTES_PER_TOKEN
+from chatcli.conversation import BYTES_PER_TOKEN, ImageDetail
 from chatcli.render import Diagnostics, wants_color
-from chatcli.schema import KEYS_BY_NAME
+from chatcli.schema import KEYS_BY_NAME, Effort, ReasoningMode
 from chatcli.textsafe import Redactor, url_secrets, visible
 
 
@@ -45,11 +45,11 @@ class Flags:
     resume_latest: bool | None = None
     no_save: bool | None = None
     no_markdown: bool | None = None
-    reasoning: str | None = None
-    reasoning_effort: str | None = None
+    reasoning: ReasoningMode | None = None
+    reasoning_effort: Effort | None = None
     params: list[str] | None = None  # --param KEY=JSON, as typed
     files: list[str] | None = None  # -f PATH, as typed: files, directories, image URLs, - for stdin
-    image_detail: str | None = None
+    image_detail: ImageDetail | None = None
     code: bool | None = None  # -x: print only the reply's code
 
     def over(self, base: Flags | None) -> Flags:
