@@ -104,7 +104,10 @@ class Settings:
     role: str | None = None
     template: str | None = None  # the role's one-shot message, with {input}
     roles: Mapping[str, Role] = field(default_factory=dict)  # built-in and configured, for /role
-    role_base: Mapping[str, Any] = field(default_factory=dict)  # what the role replaced (the rest won)
+    # What the role in use replaced, each as (value, origin), to be put back when it goes:
+    # keys, and "params.FIELD" for the fields of params (absent ones as ABSENT); an origin
+    # of "" where there was none.
+    role_base: Mapping[str, tuple[Any, str]] = field(default_factory=dict)
     config_path: Path | None = None
     origins: Mapping[str, str] = field(default_factory=dict)  # key -> the layer its value came from
 
@@ -281,7 +284,6 @@ def merge(
     together (see `_key_source`)."""
     roles = all_roles(data, str(path))
     role = find_role(roles, flags["role"], path) if flags.get("role") else None
-    role_origin = f"role {role.name}" if role else ""
     profile = select_profile(data, env, flags.get("profile"), role)
     profiles = data.get("profiles", {})
     if profile is not None and profile not in profiles:
@@ -296,20 +298,18 @@ def merge(
         ({k.name: k.default for k in KEYS if k.default is not None}, "default"),
         (top, f"{path}"),
         (table, f"profile {profile}"),
-        (role.layer(env, sys.platform) if role else {}, role_origin),
+        # the role's place is here; with_role puts it there, under what the rest set
         *(({name: env[var]}, f"environment {var}") for var, name in ENV_SETTINGS.items()
           if env.get(var) and not (name == "base_url" and "base_url" in table)),
         ({k: v for k, v in flags.items() if v is not None and k != "profile"}, "flag"),
     ]
     merged: dict[str, Any] = {}
     origins: dict[str, str] = {}
-    beneath: dict[str, Any] = {}  # what the role's values replaced, for /role to put back
     for layer, origin in layers:
         for key, value in layer.items():
-            if origin == role_origin:
-                beneath[key] = merged.get(key, {} if key == "params" else None)
             if key == "params":  # tables add up: a profile's extra fields join the file's
                 merged[key], origins[key] = {**merged.get(key, {}), **value}, origin
+                origins.update({f"params.{field}": origin for field in value})
             elif key not in KEY_FIELDS and key != "role":
                 merged[key], origins[key] = value, origin
     for key in ENV_SETTINGS.values():  # the file's values were checked as it was read
@@ -317,18 +317,68 @@ def merge(
         if origin.startswith(("environment", "flag")) and not spec.check(merged[key]):
             where = origin.removeprefix("environment ") if origin != "flag" else f"--{key}"
             raise ConfigError(f"{where}: expected {spec.kind}, got {_shown_value(key, merged[key])}")
-    return Settings(
+    settings = Settings(
         **merged,
         key_source=_key_source(top, table, env, path, profile, merged["base_url"]),
         profile=profile,
         profiles=tuple(sorted(profiles)),
-        role=role.name if role else None,
-        template=role.template if role else None,
         roles=roles,
-        role_base={key: value for key, value in beneath.items() if origins.get(key) == role_origin},
         config_path=path,
         origins=origins,
     )
+    return with_role(settings, role.name, env) if role else settings
+
+
+HELD_ORIGINS = ("flag", "environment")  # what comes after the role in the merge
+ABSENT = object()  # a params field the role added, in role_base: it goes when the role goes
+
+
+def with_role(settings: Settings, name: str | None, env: Mapping[str, str], *,
+              skip: tuple[str, ...] = ()) -> Settings:
+    """`settings` with role `name` (None: none) in the role's place in the merge, the one way
+    a role is applied (the merge, /role, cmd's describe): what the role in use set goes back
+    to what it replaced, then the new role's values go over the file's and the profile's
+    and under the environment's and the flags', which stay. Its params join the table field
+    by field, under fields a flag gave. Keys in `skip` are not taken from the role."""
+    base = settings.role_base
+    origins = {**settings.origins, **{key: origin for key, (_, origin) in base.items()}}
+    for key in [key for key, origin in origins.items() if origin == ""]:  # there was none
+        del origins[key]
+    params = dict(settings.params)
+    for key, (value, _) in base.items():
+        if key.startswith("params."):
+            field_name = key.removeprefix("params.")
+            if value is ABSENT:
+                params.pop(field_name, None)
+            else:
+                params[field_name] = value
+    restored = {key: value for key, (value, _) in base.items() if not key.startswith("params")}
+    settings = replace(settings, **{**restored, "params": params}, role=None, template=None,
+                       role_base={}, origins=origins)
+    if name is None:
+        return settings
+    role = settings.roles[name]
+    origin = f"role {name}"
+    values: dict[str, Any] = {}
+    beneath: dict[str, tuple[Any, str]] = {}
+    for key, value in role.layer(env, sys.platform).items():
+        if key in skip or origins.get(key, "").startswith(HELD_ORIGINS):
+            continue
+        if key == "params":
+            if not origins.get("params", "").startswith(HELD_ORIGINS):
+                beneath["params"] = (ABSENT, origins.get("params", ""))  # its origin only
+                origins["params"] = origin
+            for field_name, field_value in value.items():
+                field_key = f"params.{field_name}"
+                if origins.get(field_key, "").startswith(HELD_ORIGINS):
+                    continue
+                beneath[field_key] = (params.get(field_name, ABSENT), origins.get(field_key, ""))
+                params[field_name], origins[field_key] = field_value, origin
+            continue
+        beneath[key] = (getattr(settings, key), origins.get(key, ""))
+        values[key], origins[key] = value, origin
+    return replace(settings, **values, params=params, role=name, template=role.template,
+                   role_base=beneath, origins=origins)
 
 
 def _key_source(

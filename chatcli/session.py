@@ -9,7 +9,6 @@ commands and the REPL can be tested without a terminal.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
@@ -27,7 +26,7 @@ from chatcli.chat import (
     send,
     window_for,
 )
-from chatcli.config import Settings
+from chatcli.config import Settings, with_role
 from chatcli.conversation import (
     ASSISTANT,
     USER,
@@ -77,8 +76,6 @@ class Session:
         self._window: Window | None = None
         self._journal: Journal = self._recorder(None)
         self._env = os.environ if env is None else env
-        # What the role in use changed, as it was before (so /role - and another role restore it).
-        self._role_base: dict[str, Any] = dict(settings.role_base)
 
     @property
     def client(self) -> Any:
@@ -264,7 +261,7 @@ class Session:
             raise errors.UsageError("profiles cannot be switched here")
         settings = self._load_profile(name)
         role = self.settings.role
-        self.settings, self._role_base = replace(settings, roles=self.settings.roles), {}
+        self.settings = replace(settings, roles=self.settings.roles, role=None, template=None, role_base={})
         if role is not None:  # the role stays, over the new profile
             self.set_role(role, resumed=True)
         if self.conversation.system is None:
@@ -283,40 +280,29 @@ class Session:
         roles = self.settings.roles
         if name is not None and name not in roles:
             raise errors.UsageError(f"no role {name!r}", hint=f"roles: {', '.join(sorted(roles))}")
-        restored = dict(self._role_base)
-        settings = replace(self.settings, role=None, template=None, **restored)
-        self._role_base = {}
-        if name is None:
-            self.settings = settings
-            self._window = None
-            self._save_conversation(role=None)
-            if "system_prompt" in restored:
-                self.set_system(restored["system_prompt"])
-            said = [f"{key} back to {_shown(value)}" for key, value in restored.items()
-                    if key != "system_prompt"]
-            return said + (["system prompt restored"] if "system_prompt" in restored else [])
-        role = roles[name]
-        held = ("flag", "environment")
-        values = {key: value for key, value in role.layer(self._env, sys.platform).items()
-                  if not settings.origins.get(key, "").startswith(held)
-                  and not (resumed and key == "system_prompt")}
-        # What the role replaces, as it is now (the conversation's own system prompt, which
-        # /system may have changed, rather than the settings' one).
-        system_before = restored.get("system_prompt", self.conversation.system)
-        self._role_base = {key: system_before if key == "system_prompt" else getattr(settings, key)
-                           for key in values}
-        origins = {**settings.origins, **{key: f"role {name}" for key in values}}
-        self.settings = replace(settings, role=name, template=role.template, origins=origins, **values)
+        before = self.settings
+        if "system_prompt" not in before.role_base:
+            # what a role replaces is the conversation's own system prompt, which /system may
+            # have changed, rather than the one the settings started with
+            before = replace(before, system_prompt=self.conversation.system)
+        restored = dict(before.role_base)
+        self.settings = with_role(before, name, self._env, skip=("system_prompt",) if resumed else ())
         self._window = None
         if resumed:
             return []
         self._save_conversation(role=name)
-        system = values.get("system_prompt", system_before)  # a role without one: the one before roles
-        if system != self.conversation.system:
-            self.conversation.system = system or None
+        if self.settings.system_prompt != self.conversation.system:
+            self.conversation.system = self.settings.system_prompt or None
             self._save_conversation(system_prompt=self.conversation.system)
-        return [f"{key} {_shown(value)}" for key, value in values.items() if key != "system_prompt"] + (
-            ["system prompt set"] if "system_prompt" in values else [])
+        set_now = self.settings.role_base
+        if name is None:
+            said = [f"{key} back to {_shown(getattr(self.settings, key))}" for key in restored
+                    if key not in {"system_prompt", "params"} and not key.startswith("params.")]
+            said += ["params back to " + _shown(self.settings.params)] if "params" in restored else []
+            return said + (["system prompt restored"] if "system_prompt" in restored else [])
+        said = [f"{key} {_shown(getattr(self.settings, key))}" for key in set_now
+                if key != "system_prompt" and not key.startswith("params.")]
+        return said + (["system prompt set"] if "system_prompt" in set_now else [])
 
     def record_outcome(self, outcome: str) -> None:
         """What became of the command the last reply suggested (chatcli cmd), saved with it."""

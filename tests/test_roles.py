@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from chatcli.config import merge, parse_config
+from chatcli.config import merge, parse_config, with_role
 from chatcli.errors import ConfigError
 
 FILE = {
@@ -44,6 +44,31 @@ def test_a_role_sets_the_system_prompt_temperature_and_adds_its_params():
     assert settings.temperature == 0.1 and settings.origins["temperature"] == "role translate"
     assert settings.params == {"top_p": 0.9, "seed": 7}
     assert settings.role == "translate" and settings.template == "Translate:\n\n{input}"
+
+
+def test_switching_roles_over_merged_settings_is_the_merge_itself():
+    """/role and cmd's describe apply a role to settings already merged: the result is what
+    the merge gives with that role, origins included, and no role puts everything back."""
+    flags = {"temperature": 1.5, "params": {"seed": 1}}
+    plain = merge(FILE, {"CHATCLI_MODEL": "env-model"}, flags, path=Path("/c.toml"))
+    merged = merge(FILE, {"CHATCLI_MODEL": "env-model"}, {**flags, "role": "translate"}, path=Path("/c.toml"))
+    applied = with_role(plain, "translate", {})
+    for settings in (merged, applied):
+        assert settings.model == "env-model" and settings.temperature == 1.5  # after roles: they stay
+        assert settings.system_prompt == "You translate into English."
+        assert settings.params == {"top_p": 0.9, "seed": 1}  # the flag's field over the role's
+        assert settings.origins["system_prompt"] == "role translate"
+    assert applied == merged
+    assert with_role(merged, None, {}) == plain
+    assert with_role(with_role(plain, "cheap", {}), "translate", {}) == merged
+
+
+def test_a_roles_params_join_the_table_and_leave_with_it():
+    plain = merge(FILE, {}, {}, path=Path("/c.toml"))
+    applied = with_role(plain, "translate", {})
+    assert applied.params == {"top_p": 0.9, "seed": 7} and applied.origins["params.seed"] == "role translate"
+    back = with_role(applied, None, {})
+    assert back.params == {"top_p": 0.9} and "params.seed" not in back.origins and back == plain
 
 
 def test_the_environment_profile_comes_before_the_roles_own():

@@ -136,6 +136,21 @@ def test_d_describes_the_command_with_the_describe_role_then_asks_again(endpoint
     assert described[1:] == [{"role": "user", "content": "rm -rf build"}]
 
 
+def test_the_describe_role_takes_its_place_in_the_merge_under_the_environment(endpoint, tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text('[roles.describe]\nmodel = "describe-model"\ntemperature = 0.3\n')
+    endpoint.queue(Reply(text="rm -rf build"), Reply(text="Deletes it."))
+    child = spawn_cmd(endpoint, tmp_path, "clean up", CHATCLI_CONFIG=str(config))
+    expect(child, MENU)
+    child.send("d")
+    expect(child, MENU)
+    child.send("\r")
+    child.expect(pexpect.EOF)
+    described = endpoint.chat_requests[1]
+    assert described["temperature"] == 0.3  # the role's own setting
+    assert described["model"] == "test-model"  # CHATCLI_MODEL comes after roles, and stays
+
+
 def test_c_copies_the_command_with_osc_52_and_runs_nothing(endpoint, tmp_path):
     import base64
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from chatcli import errors
 from chatcli.cli.base import Flags, build_settings, diagnostics, read_stdin, resolve_key
+from chatcli.config import with_role
 from chatcli.render import Diagnostics, wants_color
 from chatcli.session import Session
 from chatcli.textsafe import non_ascii
@@ -266,13 +267,12 @@ def _describe(session: Session, command: str, diag: Diagnostics) -> None:
     from chatcli.conversation import Conversation
     from chatcli.render import MarkdownSink, PlainSink
 
-    role = session.settings.roles.get("describe")
-    if role is None:
+    if "describe" not in session.settings.roles:
         diag.error("no describe role")
         return
-    values = role.layer(os.environ, sys.platform)
-    system = values.pop("system_prompt", None)
-    settings = replace(session.settings, **values)
+    settings = with_role(session.settings, "describe", os.environ)
+    # its own conversation, whose system prompt is the role's even when a flag gave cmd one
+    system = settings.roles["describe"].layer(os.environ, sys.platform).get("system_prompt")
     sink: Any = (MarkdownSink(file=sys.stdout) if wants_color(sys.stdout, os.environ) and settings.markdown
                  else PlainSink(sys.stdout))
     try:
