@@ -28,6 +28,10 @@ def isolated(tmp_path, monkeypatch) -> None:
                                                                  "https_proxy", "http_proxy",
                                                                  "ALL_PROXY", "all_proxy"}:
             monkeypatch.delenv(name, raising=False)
+    # A program in a test's pseudo-terminal measures that terminal; COLUMNS and LINES (which
+    # pytest-xdist's workers have) would override it and fix every width at 80.
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("LINES", raising=False)
     monkeypatch.setenv("CHATCLI_CONFIG", str(tmp_path / "config" / "config.toml"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))

@@ -224,9 +224,7 @@ def test_narrowing_a_real_terminal_during_a_reply_leaves_no_stale_copy(endpoint,
     env = {"OPENAI_BASE_URL": endpoint.base_url, "OPENAI_API_KEY": TEST_KEY, "CHATCLI_MODEL": "test-model",
            "CHATCLI_DATA_DIR": str(tmp_path / "data"), "TERM": "xterm-256color"}
     command = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-    # COLUMNS and LINES (the suite sets them) would fix the width Rich draws at
-    tmux("new-session", "-d", "-x", "100", "-y", "30",
-         f"env -u COLUMNS -u LINES {command} {BIN} ask go; echo EXITED; sleep 60")
+    tmux("new-session", "-d", "-x", "100", "-y", "30", f"env {command} {BIN} ask go; echo EXITED; sleep 60")
     try:
         def pane() -> str:
             return tmux("capture-pane", "-p", "-J", "-S", "-")
