@@ -7,67 +7,14 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pexpect
 import pytest
 
 from tests.conftest import TEST_KEY
 from tests.fake_server import Reply
-
-BIN = Path(sys.executable).with_name("chatcli")
-ANSI = re.compile(r"\x1b(\[[0-9;?]*[A-Za-z]|\][^\a]*\a|[()][A-Z0-9]|[=>])")
-
-
-def spawn(endpoint, tmp_path, *args: str, command: str | None = None, cwd: str | None = None, **env: str):
-    full_env = {**os.environ, "OPENAI_BASE_URL": endpoint.base_url, "OPENAI_API_KEY": TEST_KEY,
-                "CHATCLI_MODEL": "test-model", "CHATCLI_DATA_DIR": str(tmp_path / "data"),
-                "TERM": "xterm-256color", **env}
-    if command is not None:
-        return pexpect.spawn("/bin/sh", ["-c", command], env=full_env, dimensions=(40, 100),
-                             encoding="utf-8", timeout=20)
-    return pexpect.spawn(str(BIN), list(args), env=full_env, dimensions=(40, 100), encoding="utf-8",
-                         timeout=20, cwd=cwd)
-
-
-PROMPT = r"context \d+% \| /help"  # the toolbar, drawn with every prompt
-
-
-def expect(child, pattern) -> None:
-    """child.expect, answering the terminal's cursor-position requests as a terminal would."""
-    text = ""
-    while True:
-        index = child.expect([pattern, "\x1b\\[6n"])
-        text += child.before
-        if index == 0:
-            break
-        child.send("\x1b[1;1R")
-    # A request can follow the match; answer it before the test types anything.
-    while child.expect(["\x1b\\[6n", pexpect.TIMEOUT], timeout=0.3) == 0:
-        child.send("\x1b[1;1R")
-    child.before = text
-
-
-def on_screen(child, screen, text: str, timeout: float = 30) -> None:
-    """Read until `text` is on the emulated `screen` (child.logfile_read feeds it). Keys typed
-    at once can be drawn in several pieces on a busy machine, so what was typed need never
-    arrive as one string: wait for the screen, not for the bytes."""
-    deadline = time.monotonic() + timeout
-    while not any(text in line for line in screen.display):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{text!r} never appeared; the screen: {screen.display}")
-        try:
-            data = child.read_nonblocking(65536, timeout=0.2)
-        except pexpect.TIMEOUT:
-            continue
-        if "\x1b[6n" in data:
-            child.send("\x1b[1;1R")
-
-
-def seen(child) -> str:
-    return ANSI.sub("", child.before or "")
+from tests.terminal import BIN, PROMPT, expect, seen, spawn
 
 
 def test_type_a_question_see_the_answer_interrupt_a_slow_reply_and_leave(endpoint, tmp_path):

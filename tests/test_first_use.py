@@ -6,6 +6,7 @@ import json
 
 from chatcli.store import Store
 from tests.fake_server import Reply, error_body
+from tests.terminal import terminal_screen
 from tests.test_repl import CTRL_D, ENTER, Harness
 
 
@@ -135,7 +136,7 @@ def test_resuming_shows_where_the_conversation_stands(run, endpoint, server, tmp
 
     import pexpect
 
-    from tests.test_e2e_terminal import BIN, PROMPT, expect
+    from tests.terminal import BIN, PROMPT, expect
 
     run("ask", "--session", "s", "an early question")
     endpoint.queue(Reply(text="The answer,\nover\nseveral\nlines."))
@@ -266,34 +267,13 @@ def test_the_usage_line_totals_this_conversation_and_says_so(server, tmp_path, d
                       "this conversation: 10 tokens", "since resumed: 42 tokens"]
 
 
-def terminal_screen(endpoint, tmp_path, *args: str, rows: int = 60, cols: int = 60):
-    """Run chatcli ARGS on a pty; what it sent, and the final screen of a pyte terminal."""
-    import pexpect
-    import pyte
-
-    from tests.test_trust_terminal import BIN, environment
-
-    received: list[str] = []
-    child = pexpect.spawn(str(BIN), list(args), env=environment(endpoint, tmp_path),
-                          dimensions=(rows, cols), encoding="utf-8", timeout=30)
-    while True:
-        try:
-            received.append(child.read_nonblocking(65536, timeout=30))
-        except pexpect.EOF:
-            break
-    child.close()
-    screen = pyte.Screen(cols, rows)
-    pyte.Stream(screen).feed("".join(received))
-    return "".join(received), [line.rstrip() for line in screen.display]
-
-
 LONG_LINE = "total = compute(" + ", ".join(f"argument_{n}" for n in range(12)) + ")  # one line"
 CODE_REPLY = (f"Like this:\n\n```python\n{LONG_LINE}\nif total:\n    print(total)\n```\n\n"
               "and a Makefile:\n\n```make\nall:\n\tcc -o app app.c\n```\n")
 
 
 def test_a_code_block_on_screen_is_the_exact_code(endpoint, tmp_path):
-    from tests.test_e2e_terminal import ANSI
+    from tests.terminal import ANSI
 
     endpoint.queue(Reply(text=CODE_REPLY, chunk_chars=7))
     received, screen = terminal_screen(endpoint, tmp_path, "ask", "code please", cols=60)
@@ -324,7 +304,7 @@ def test_a_long_line_being_typed_wraps_without_a_marker(endpoint, tmp_path):
     import pexpect
     import pyte
 
-    from tests.test_e2e_terminal import BIN, PROMPT, expect, on_screen
+    from tests.terminal import BIN, PROMPT, expect, on_screen
 
     child = pexpect.spawn(str(BIN), [], env={**os.environ, "OPENAI_BASE_URL": endpoint.base_url,
                                             "OPENAI_API_KEY": "sk-test", "CHATCLI_MODEL": "test-model",
@@ -354,7 +334,7 @@ def complete(env: dict[str, str], words: str) -> tuple[list[str], str]:
     script of --show-completion speaks), and what chatcli said on stderr meanwhile."""
     import subprocess
 
-    from tests.test_e2e_terminal import BIN
+    from tests.terminal import BIN
 
     done = subprocess.run([str(BIN)], env={**env, "_CHATCLI_COMPLETE": "complete_bash", "COMP_WORDS": words,
                                            "COMP_CWORD": str(len(words.split(" ")) - 1)},
@@ -366,7 +346,7 @@ def test_shell_completion_scripts_for_bash_zsh_and_fish(tmp_path):
     import os
     import subprocess
 
-    from tests.test_e2e_terminal import BIN
+    from tests.terminal import BIN
 
     env = {**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}  # name the shell
     for shell, marker in (("bash", "complete -o default -F _chatcli_completion chatcli"),
@@ -402,7 +382,7 @@ def test_tab_completion_in_a_real_bash(tmp_path):
 
     import pexpect
 
-    from tests.test_e2e_terminal import BIN
+    from tests.terminal import BIN
 
     env = {**os.environ, "PATH": f"{BIN.parent}:{os.environ['PATH']}", "PS1": "$ ",
            "CHATCLI_DATA_DIR": str(tmp_path / "data"), "TERM": "dumb"}

@@ -206,7 +206,7 @@ def test_a_continuation_that_fails_leaves_the_reply_as_it_was(saved):
 
 
 def test_after_kill_9_resume_and_continue_finishes_the_reply(endpoint, tmp_path):
-    from tests.test_e2e_terminal import BIN
+    from tests.terminal import BIN
 
     endpoint.queue(Reply(text="word " * 3000, chunk_chars=10, delay=0.01), Reply(text="THE END."))
     env = {**os.environ, "CHATCLI_DATA_DIR": str(tmp_path / "data")}
@@ -274,7 +274,7 @@ def test_continue_on_a_terminal_prints_only_the_new_text(endpoint, tmp_path):
     again; a code block goes on as code."""
     import pexpect
 
-    from tests.test_e2e_terminal import ANSI, PROMPT, expect, spawn
+    from tests.terminal import ANSI, PROMPT, expect, spawn
 
     endpoint.queue(Reply(text="The three steps are: first, mix", finish_reason="length"),
                    Reply(text=" the flour; second, bake.", chunk_chars=3, delay=0.02),

@@ -19,8 +19,7 @@ from chatcli.store import Store
 from tests.conftest import TEST_KEY
 from tests.fake_server import CONTEXT_TOO_LONG, FakeServer, Reply, error_body
 from tests.proxy import Proxy
-
-BIN = Path(sys.executable).with_name("chatcli")
+from tests.terminal import BIN
 
 
 def config(tmp_path, text: str) -> str:
@@ -252,7 +251,10 @@ def test_doctor_checks_the_conversation_database_without_creating_it(run, endpoi
     assert run("ask", "hello").code == 0
     result = run("doctor")
     assert result.code == 0 and re.search(r"conversations\s+ok\s+1 conversation in", result.stdout)
-    database.write_bytes(database.read_bytes()[:4096] + b"\x07" * 4096)  # a page of it overwritten
+    for journal in tmp_path.glob("data/chatcli.db-*"):  # its pages may be in the WAL: gone
+        journal.unlink()
+    data = database.read_bytes()
+    database.write_bytes(data[:100] + b"\x07" * (4096 - 100) + data[4096:])  # the schema page overwritten
     result = run("doctor")
     assert result.code == 8 and "FAIL" in result.stdout, result.stdout
     assert run("doctor", env={"CHATCLI_DATA_DIR": str(tmp_path / "elsewhere")}).code == 0
@@ -301,7 +303,7 @@ def test_closing_the_terminal_mid_reply_saves_the_partial_reply(endpoint, tmp_pa
     """The terminal closing sends SIGHUP, and the shell forwards another: both at once."""
     import pexpect
 
-    from tests.test_e2e_terminal import PROMPT, expect
+    from tests.terminal import PROMPT, expect
 
     slow_reply(endpoint)
     child = pexpect.spawn(str(BIN), env=os.environ.copy(), encoding="utf-8", timeout=20,

@@ -41,7 +41,7 @@ def test_retry_sends_the_question_that_got_no_reply(server, tmp_path):
 
 
 def test_ctrl_c_before_any_reply_does_not_speak_of_a_partial_reply(endpoint, tmp_path):
-    from tests.test_e2e_terminal import PROMPT, expect, spawn
+    from tests.terminal import PROMPT, expect, spawn
 
     endpoint.queue(Reply(fault="hang"), Reply(text="answered"))
     child = spawn(endpoint, tmp_path)
@@ -76,7 +76,7 @@ def test_a_question_left_by_a_crash_before_any_reply_is_not_sent_with_the_next(r
 def test_lines_typed_before_the_prompt_is_ready_are_sent_one_by_one(endpoint, tmp_path):
     """Typed while chatcli starts (or while a command runs): the terminal's normal mode turns
     each Enter into a line feed, which the prompt read as "new line", joining the two."""
-    from tests.test_e2e_terminal import PROMPT, expect, spawn
+    from tests.terminal import PROMPT, expect, spawn
 
     endpoint.queue(Reply(text="first answer"), Reply(text="second answer", chunk_chars=2, delay=0.05),
                    Reply(text="third answer"))

@@ -8,13 +8,11 @@ import os
 import sys
 from pathlib import Path
 
-import pexpect
 import pytest
 
 from tests.conftest import TEST_KEY
 from tests.fake_server import Reply
-
-BIN = Path(sys.executable).with_name("chatcli")
+from tests.terminal import environment, on_a_terminal
 
 
 def positions(*option: str) -> list[tuple[list[str], list[str]]]:
@@ -103,23 +101,14 @@ def test_switches_work_in_either_position(run, endpoint, where):
         assert result.code == 0 and check(result, count), (switch, result)
 
 
-def on_a_terminal(endpoint, tmp_path, *args: str) -> str:
-    env = {**os.environ, "OPENAI_BASE_URL": endpoint.base_url, "OPENAI_API_KEY": TEST_KEY,
-           "CHATCLI_MODEL": "test-model", "TERM": "xterm-256color"}
-    child = pexpect.spawn(str(BIN), list(args), env=env, dimensions=(30, 80), encoding="utf-8", timeout=30)
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0, child.before
-    return child.before
-
-
 @pytest.mark.parametrize("args", [["--no-markdown", "ask", "hi"], ["ask", "--no-markdown", "hi"],
                                   ["--config", "{config}", "ask", "hi"]],
                          ids=["before ask", "after ask", "markdown = false"])
 def test_ask_honours_every_way_of_asking_for_plain_text(endpoint, tmp_path, args):
     endpoint.default = Reply(text="Some **bold** words.")
     path = config(tmp_path, "markdown = false\n")
-    shown = on_a_terminal(endpoint, tmp_path, *(a.replace("{config}", path) for a in args))
+    args = [a.replace("{config}", path) for a in args]
+    shown = on_a_terminal(*args, env=environment(endpoint), rows=30, cols=80)
     assert "Some **bold** words." in shown and "\x1b[1m" not in shown
 
 
@@ -130,7 +119,7 @@ def test_line_breaks_survive_on_a_terminal_in_ask_and_sessions_show(endpoint, tm
     endpoint.default = Reply(text="Roses are **red**\nViolets are blue")
     for args in (["ask", "--session", "poem", "a poem"], ["sessions", "show", "poem"]):
         screen = pyte.Screen(80, 30)
-        pyte.Stream(screen).feed(on_a_terminal(endpoint, tmp_path, *args))
+        pyte.Stream(screen).feed(on_a_terminal(*args, env=environment(endpoint), rows=30, cols=80))
         rows = [row.rstrip() for row in screen.display]
         assert "Roses are red" in rows and "Violets are blue" in rows, rows
 

@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import TEST_KEY
 from tests.fake_server import Reply
-from tests.test_e2e_terminal import BIN
+from tests.terminal import BIN
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -106,7 +106,7 @@ def test_ask_into_a_pipe_writes_the_answer_alone_or_the_thinking_to_stderr_when_
 
 
 def on_a_pty(endpoint, tmp_path, *args: str, rows: int = 40) -> tuple[str, list[str]]:
-    from tests.test_first_use import terminal_screen
+    from tests.terminal import terminal_screen
 
     return terminal_screen(endpoint, tmp_path, *args, rows=rows, cols=100)
 
@@ -115,7 +115,7 @@ THOUGHT = "".join(f"Step {n}: weigh the options carefully.\n" for n in range(1, 
 
 
 def test_on_a_terminal_the_thinking_streams_dim_then_folds_to_one_line(endpoint, tmp_path):
-    from tests.test_e2e_terminal import ANSI
+    from tests.terminal import ANSI
 
     endpoint.queue(Reply(text="The **answer** is 42.", reasoning=THOUGHT, chunk_chars=12, delay=0.01))
     received, screen = on_a_pty(endpoint, tmp_path, "ask", "what is the answer?")
@@ -275,7 +275,7 @@ def test_kill_9_while_it_thinks_keeps_the_thinking_so_far(endpoint, db):
     import subprocess
     import time
 
-    from tests.test_e2e_terminal import BIN
+    from tests.terminal import BIN
 
     endpoint.queue(Reply(text="never reached", reasoning="pondering deeply " * 3000, chunk_chars=8,
                          delay=0.002))

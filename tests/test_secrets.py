@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import pexpect
 
 from tests.fake_server import Reply, error_body
-from tests.test_e2e_terminal import PROMPT, expect
-
-BIN = Path(sys.executable).with_name("chatcli")
+from tests.terminal import BIN, PROMPT, expect
 
 
 def test_the_planted_key_is_nowhere(run, endpoint, tmp_path, monkeypatch):

@@ -7,7 +7,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,9 +14,8 @@ from chatcli.conversation import Message
 from chatcli.store import Store
 from tests.conftest import TEST_KEY
 from tests.fake_server import Reply
+from tests.terminal import BIN
 from tests.test_repl import CTRL_D, ENTER, Harness, interrupt_a_long_reply
-
-BIN = Path(sys.executable).with_name("chatcli")
 
 
 def contents(db: Path, conversation: int = 1) -> list[tuple[str, str, str | None]]:
@@ -285,7 +283,7 @@ def test_long_chinese_titles_are_cut_to_the_terminal_not_wrapped(endpoint, tmp_p
     import pexpect
     import pyte
 
-    from tests.test_e2e_terminal import spawn
+    from tests.terminal import spawn
 
     data = tmp_path / "data"
     store = Store(data / "chatcli.db")

@@ -13,7 +13,7 @@ import pytest
 from chatcli.cli.shellcmd import command_of
 from tests.conftest import TEST_KEY
 from tests.fake_server import Reply
-from tests.test_e2e_terminal import BIN, expect, seen
+from tests.terminal import BIN, expect, seen, spawn
 
 MENU = r"\[a\]bort \(Enter, Esc\)"
 
@@ -55,11 +55,8 @@ def test_nothing_to_do_is_a_usage_error(run, endpoint):
 
 
 def spawn_cmd(endpoint, tmp_path, request: str, **env: str):
-    full_env = {**os.environ, "OPENAI_BASE_URL": endpoint.base_url, "OPENAI_API_KEY": TEST_KEY,
-                "CHATCLI_MODEL": "test-model", "CHATCLI_DATA_DIR": str(tmp_path / "data"),
-                "TERM": "xterm-256color", "SHELL": "/bin/sh", "CI": "", **env}
-    return pexpect.spawn(str(BIN), ["cmd", request], env=full_env, cwd=str(tmp_path), dimensions=(30, 100),
-                         encoding="utf-8", timeout=20)
+    return spawn(endpoint, tmp_path, "cmd", request, cwd=str(tmp_path), rows=30,
+                 **{"SHELL": "/bin/sh", "CI": "", **env})
 
 
 def outcomes(tmp_path) -> list[tuple[str]]:

@@ -7,14 +7,12 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import TEST_KEY
 from tests.fake_server import Reply, error_body
-
-BIN = Path(sys.executable).with_name("chatcli")
+from tests.terminal import BIN, on_a_terminal
 
 
 def chatcli(*args: str, input: bytes = b"", env: dict[str, str] | None = None, module=False):
@@ -96,23 +94,12 @@ def test_version_imports_neither_typer_nor_openai():
     assert not imported & {"typer", "openai", "rich", "prompt_toolkit"}
 
 
-def on_a_terminal(*args: str, env: dict[str, str]) -> str:
-    import pexpect
-
-    child = pexpect.spawn(str(BIN), list(args), env={**os.environ, **env}, dimensions=(30, 80),
-                          encoding="utf-8", timeout=30)
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0, child.before
-    return child.before
-
-
 MARKDOWN = "# Title\n\nSome **bold** text.\n\n```python\nx = 1\n```\n"
 
 
 def test_on_a_terminal_the_answer_is_rendered_markdown(endpoint):
     endpoint.default = Reply(text=MARKDOWN)
-    shown = on_a_terminal("ask", "hi", env={"TERM": "xterm-256color"})
+    shown = on_a_terminal("ask", "hi", env={**os.environ, "TERM": "xterm-256color"}, rows=30, cols=80)
     assert "\x1b[" in shown
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown)
     assert "**bold**" not in text and "```" not in text
@@ -121,5 +108,6 @@ def test_on_a_terminal_the_answer_is_rendered_markdown(endpoint):
 
 def test_no_color_gives_plain_text_even_on_a_terminal(endpoint):
     endpoint.default = Reply(text=MARKDOWN)
-    shown = on_a_terminal("ask", "hi", env={"TERM": "xterm-256color", "NO_COLOR": "1"})
+    shown = on_a_terminal("ask", "hi", env={**os.environ, "TERM": "xterm-256color", "NO_COLOR": "1"}, rows=30,
+                          cols=80)
     assert shown.replace("\r\n", "\n") == MARKDOWN

@@ -5,15 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.fake_server import Reply
-
-BIN = Path(sys.executable).with_name("chatcli")
+from tests.terminal import BIN
 
 
 def catches_sigterm(pid: int) -> bool:

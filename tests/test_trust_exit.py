@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import TEST_KEY
 from tests.fake_server import Reply
-from tests.test_e2e_terminal import BIN
+from tests.terminal import BIN
 
 HOLD_SECONDS = 120  # the server keeps the connection open this long after the reply
 WATCHDOG_SECONDS = 60  # far beyond a loaded machine's ask, far below the hold

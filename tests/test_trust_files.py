@@ -14,7 +14,7 @@ import pytest
 from chatcli import attachments, errors
 from tests.conftest import TEST_KEY
 from tests.fake_server import Reply
-from tests.test_e2e_terminal import BIN, PROMPT, expect, spawn
+from tests.terminal import BIN, PROMPT, expect, spawn
 
 
 @pytest.fixture

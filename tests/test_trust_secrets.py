@@ -158,7 +158,7 @@ def subprocess_env(tmp_path, base_url: str) -> dict[str, str]:
 def chatcli(env: dict[str, str], *args: str):
     import subprocess
 
-    from tests.test_e2e_terminal import BIN
+    from tests.terminal import BIN
     return subprocess.run([str(BIN), *args], env=env, stdin=subprocess.DEVNULL, capture_output=True,
                           text=True, timeout=60)
 

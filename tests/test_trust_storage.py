@@ -8,7 +8,6 @@ import resource
 import signal
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pexpect
@@ -18,13 +17,10 @@ from chatcli.conversation import ASSISTANT, USER, Message
 from chatcli.migrations import MIGRATIONS
 from chatcli.recorder import Recorder
 from chatcli.store import STREAMING, Store
-from tests.conftest import TEST_KEY
 from tests.fake_server import Reply
-from tests.test_e2e_terminal import PROMPT, expect
+from tests.terminal import BIN, PROMPT, expect, spawn
 from tests.test_repl import CTRL_D, ENTER, Harness
 from tests.test_store import Clock
-
-BIN = Path(sys.executable).with_name("chatcli")
 
 
 def test_saving_a_streaming_reply_costs_the_new_text_not_the_whole_reply(tmp_path):
@@ -152,12 +148,8 @@ def test_without_session_a_full_disk_is_a_warning_and_the_answer_exit_0(endpoint
 
 def spawn_repl(endpoint, tmp_path, *args: str, data_dir: Path,
                **extra: str) -> tuple[pexpect.spawn, io.StringIO]:
-    env = {**os.environ, "OPENAI_BASE_URL": endpoint.base_url, "OPENAI_API_KEY": TEST_KEY,
-           "CHATCLI_MODEL": "test-model", "CHATCLI_DATA_DIR": str(data_dir), "TERM": "xterm-256color",
-           **extra}
     log = Said()
-    child = pexpect.spawn(str(BIN), list(args), env=env, dimensions=(40, 120), encoding="utf-8",
-                          timeout=30)
+    child = spawn(endpoint, tmp_path, *args, cols=120, timeout=30, CHATCLI_DATA_DIR=str(data_dir), **extra)
     child.logfile_read = log
     return child, log
 

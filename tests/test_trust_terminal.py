@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
-import sys
-from pathlib import Path
 
 import pexpect
 import pyte
@@ -22,11 +19,8 @@ import pytest
 
 from chatcli.conversation import Message
 from chatcli.store import Store
-from tests.conftest import TEST_KEY
 from tests.fake_server import Reply, error_body
-from tests.test_e2e_terminal import PROMPT, expect
-
-BIN = Path(sys.executable).with_name("chatcli")
+from tests.terminal import PROMPT, environment, expect, on_a_terminal, spawn
 
 CATALOGUE = {
     "OSC 52 clipboard": "\x1b]52;c;" + base64.b64encode(b"rm -rf ~").decode() + "\x1b\\",
@@ -49,23 +43,6 @@ ATTACK = "".join(PIECES)
 FORBIDDEN = ["\x1b]52", "\x1b]0;", "\x1b]2;", "\x1b]8;", "\x1b[2J", "\x1b[3J", "\x1b[17;43H", "\x1b[9A",
              "\x1b7", "\x1b8", "\x1bP", "\x9b", "\x9d", "\x9c", "\x07", "\x7f",
              "\x1b[31mRED-INJECT"]  # not BS: the line editor moves the cursor back with it
-
-
-def environment(endpoint, tmp_path, **extra: str) -> dict[str, str]:
-    return {**os.environ, "OPENAI_BASE_URL": endpoint.base_url, "OPENAI_API_KEY": TEST_KEY,
-            "CHATCLI_MODEL": "test-model", "CHATCLI_DATA_DIR": str(tmp_path / "data"),
-            "TERM": "xterm-256color", **extra}
-
-
-def on_a_terminal(env: dict[str, str], *args: str) -> str:
-    """Everything the terminal received from one run of `chatcli ARGS`."""
-    log = io.StringIO()
-    child = pexpect.spawn(str(BIN), list(args), env=env, dimensions=(40, 120), encoding="utf-8",
-                          timeout=30)
-    child.logfile_read = log
-    child.expect(pexpect.EOF)
-    child.close()
-    return log.getvalue()
 
 
 def assert_harmless(received: str, *, visible_text: str = "RED-INJECT") -> pyte.Screen:
@@ -97,7 +74,7 @@ def stored_attack(tmp_path) -> None:
 @pytest.mark.parametrize("extra", [{}, {"NO_COLOR": "1"}], ids=["markdown", "plain"])
 def test_a_hostile_reply_is_shown_as_text(endpoint, tmp_path, extra):
     endpoint.queue(Reply(pieces=PIECES))
-    received = on_a_terminal(environment(endpoint, tmp_path, **extra), "ask", "hi")
+    received = on_a_terminal("ask", "hi", env=environment(endpoint, tmp_path, **extra), cols=120, check=False)
     screen = assert_harmless(received)
     shown = "\n".join(screen.display)
     assert "^[]2;PWNED-TWO" in shown and "^G^H^H^H^?" in shown and "the end." in shown
@@ -110,14 +87,14 @@ def test_a_hostile_reply_into_a_pipe_is_passed_unchanged(run, endpoint):
 
 def test_a_hostile_error_message_is_shown_as_text(endpoint, tmp_path):
     endpoint.queue(Reply(status=400, error=error_body("Bad RED-INJECT " + ATTACK, "invalid_request_error")))
-    received = on_a_terminal(environment(endpoint, tmp_path), "ask", "hi")
+    received = on_a_terminal("ask", "hi", env=environment(endpoint, tmp_path), cols=120, check=False)
     assert "chatcli: error:" in received
     assert_harmless(received)
 
 
 def test_hostile_model_names_in_doctor(endpoint, tmp_path):
     endpoint.models = ["RED-INJECT" + PIECES[1], "ok-model", "x\x1b]2;PWNED-TWO\x07"]
-    received = on_a_terminal(environment(endpoint, tmp_path), "doctor")
+    received = on_a_terminal("doctor", env=environment(endpoint, tmp_path), cols=120, check=False)
     assert "is not among the endpoint's models" in received
     assert_harmless(received)
 
@@ -130,7 +107,7 @@ def test_hostile_model_names_in_doctor(endpoint, tmp_path):
                          ids=lambda args: " ".join(args[1:]))
 def test_a_stored_attack_is_not_replayed_by_any_view(endpoint, tmp_path, args):
     stored_attack(tmp_path)
-    received = on_a_terminal(environment(endpoint, tmp_path), *args)
+    received = on_a_terminal(*args, env=environment(endpoint, tmp_path), cols=120, check=False)
     assert_harmless(received, visible_text="RED-INJECT")
 
 
@@ -145,8 +122,7 @@ def test_the_interactive_session_shows_every_hostile_text_as_text(endpoint, tmp_
     endpoint.queue(Reply(pieces=PIECES),
                    Reply(status=400, error=error_body("Bad RED-INJECT " + ATTACK, "invalid_request_error")))
     log = io.StringIO()
-    child = pexpect.spawn(str(BIN), ["-c"], env=environment(endpoint, tmp_path), dimensions=(40, 120),
-                          encoding="utf-8", timeout=30)
+    child = spawn(endpoint, tmp_path, "-c", cols=120, timeout=30)
     child.logfile_read = log
     expect(child, PROMPT)  # "resumed 1: Title ..." was shown before the prompt
     drive(child, "tell me\r", r"tokens: ")
@@ -174,8 +150,7 @@ def test_the_interactive_session_shows_every_hostile_text_as_text(endpoint, tmp_
 def test_plain_output_in_the_interactive_session_is_sanitised_too(endpoint, tmp_path):
     endpoint.queue(Reply(pieces=PIECES))
     log = io.StringIO()
-    child = pexpect.spawn(str(BIN), ["--no-markdown"], env=environment(endpoint, tmp_path),
-                          dimensions=(40, 120), encoding="utf-8", timeout=30)
+    child = spawn(endpoint, tmp_path, "--no-markdown", cols=120, timeout=30)
     child.logfile_read = log
     expect(child, PROMPT)
     drive(child, "hi\r", r"tokens: ")

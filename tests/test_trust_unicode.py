@@ -19,7 +19,7 @@ from chatcli.render import MarkdownSink
 from chatcli.store import Store
 from chatcli.textsafe import FORMAT, shown, visible, visible_code
 from tests.fake_server import Reply
-from tests.test_trust_terminal import environment, on_a_terminal
+from tests.terminal import environment, on_a_terminal
 
 FORMAT_CHARS = {chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) in ("Cf", "Zl", "Zp")}
 
@@ -85,7 +85,7 @@ def test_sessions_list_shows_bidi_characters_in_a_title_as_signs(endpoint, tmp_p
     store.add(cid, Message("assistant", "a"))
     store.close()
     for args in (["sessions", "list"], ["sessions", "search", "q"]):
-        received = on_a_terminal(environment(endpoint, tmp_path), *args)
+        received = on_a_terminal(*args, env=environment(endpoint, tmp_path), cols=120, check=False)
         assert signed in received and not set(received) & {"\u202e", "\u2066", "\u2069"}
 
 

@@ -7,10 +7,9 @@ import json
 import subprocess
 
 import pexpect
-import pyte
 
 from tests.fake_server import Reply
-from tests.test_e2e_terminal import BIN, PROMPT, expect, on_screen, spawn
+from tests.terminal import BIN, PROMPT, expect, on_screen, spawn, watched
 
 
 def slow_to_start(server, seconds: float, text: str) -> Reply:
@@ -20,14 +19,6 @@ def slow_to_start(server, seconds: float, text: str) -> Reply:
         piece = {"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": "stop"}]}
         yield f"data: {json.dumps(piece)}\n\ndata: [DONE]\n\n".encode()
     return Reply(body=body)
-
-
-def watched(child, cols: int = 100, rows: int = 40) -> pyte.Screen:
-    screen = pyte.Screen(cols, rows)
-    stream = pyte.Stream(screen)
-    child.logfile_read = type("Feed", (), {"write": lambda self, text: stream.feed(text),
-                                           "flush": lambda self: None})()
-    return screen
 
 
 def test_ask_on_a_terminal_says_what_it_waits_for_then_the_line_goes(endpoint, tmp_path):
@@ -71,7 +62,7 @@ def test_long_messages_break_between_words_on_an_80_column_terminal(endpoint, tm
     banner are broken between words instead, the lines after the first indented."""
     import os
 
-    from tests.test_e2e_terminal import ANSI, PROMPT, expect
+    from tests.terminal import ANSI, PROMPT, expect
 
     env = {**os.environ, "OPENAI_BASE_URL": endpoint.base_url + "/a/long/path/that/makes/the/line/wrap",
            "OPENAI_API_KEY": "sk-test", "CHATCLI_MODEL": "test-model",
