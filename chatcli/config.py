@@ -21,9 +21,12 @@ from chatcli.conversation import ImageDetail
 from chatcli.errors import ConfigError, UsageError
 from chatcli.roles import Role, all_roles
 from chatcli.schema import (
+    BUILTIN_PROFILES,
     DEFAULTS,
+    INSTALL_HINT,
     KEYS,
     KEYS_BY_NAME,
+    LOCAL,
     ROLE_KEYS_BY_NAME,
     TOP_LEVEL_ONLY,
     ContinueStyle,
@@ -31,6 +34,7 @@ from chatcli.schema import (
     Key,
     ReasoningMode,
     TokenLimitParam,
+    model_name,
     owned_param,
 )
 from chatcli.textsafe import url_shown
@@ -96,6 +100,10 @@ class Settings:
     data_dir: str | None = DEFAULTS["data_dir"]
     vi_mode: bool = DEFAULTS["vi_mode"]
     markdown: bool = DEFAULTS["markdown"]
+    local_model: str = DEFAULTS["local_model"]
+    local_context: int = DEFAULTS["local_context"]
+    local_threads: int = DEFAULTS["local_threads"]
+    local_options: Mapping[str, Any] = field(default_factory=dict)
     reasoning: ReasoningMode = DEFAULTS["reasoning"]
     image_detail: ImageDetail | None = DEFAULTS["image_detail"]
     continue_style: ContinueStyle = DEFAULTS["continue_style"]
@@ -285,7 +293,8 @@ def merge(
     roles = all_roles(data, str(path))
     role = find_role(roles, flags["role"], path) if flags.get("role") else None
     profile = select_profile(data, env, flags.get("profile"), role)
-    profiles = data.get("profiles", {})
+    profiles = {**BUILTIN_PROFILES, **{name: {**BUILTIN_PROFILES.get(name, {}), **table}
+                                       for name, table in data.get("profiles", {}).items()}}
     if profile is not None and profile not in profiles:
         known = ", ".join(sorted(profiles)) or "none defined"
         raise ConfigError(
@@ -302,6 +311,8 @@ def merge(
         *(({name: env[var]}, f"environment {var}") for var, name in ENV_SETTINGS.items()
           if env.get(var) and not (name == "base_url" and "base_url" in table)),
         ({k: v for k, v in flags.items() if v is not None and k != "profile"}, "flag"),
+        # --local-model names a local model to use now: the endpoint is the local one
+        ({"base_url": LOCAL} if flags.get("local_model") else {}, "flag"),
     ]
     merged: dict[str, Any] = {}
     origins: dict[str, str] = {}
@@ -326,7 +337,45 @@ def merge(
         config_path=path,
         origins=origins,
     )
+    settings = localised(settings) if settings.base_url == LOCAL else settings
     return with_role(settings, role.name, env) if role else settings
+
+
+def _rank(origin: str) -> int:
+    """Where a value's layer sits in the merge: default, file, profile, role, environment, flag."""
+    if origin in ("", "default") or origin.startswith("automatic"):
+        return 0
+    for rank, prefix in ((2, "profile "), (3, "role "), (4, "environment "), (5, "flag")):
+        if origin.startswith(prefix):
+            return rank
+    return 1  # the file's top level (its origin is its path), or a resumed conversation
+
+
+def localised(settings: Settings, origin: str | None = None) -> Settings:
+    """`settings` on the local model (base_url from `origin`, when given): its model is the
+    one local_model names, and its context window local_context, unless a layer at or over
+    the one that chose the local endpoint set them (`-p local -m NAME` picks a local model;
+    a model the file's top level names for the usual endpoint does not)."""
+    origins = dict(settings.origins)
+    if origin is not None:
+        origins["base_url"] = origin
+    chosen = _rank(origins.get("base_url", "default"))
+    values: dict[str, Any] = {"base_url": LOCAL}
+    for key, value, source in (("model", model_name(settings.local_model), "local_model"),
+                               ("context_window", settings.local_context, "local_context")):
+        if origins.get(key, "default") == "default" or _rank(origins.get(key, "default")) < chosen:
+            values[key] = value
+            origins[key] = f"{source} ({origins.get(source, 'default')})"
+    return replace(settings, **values, origins=origins)
+
+
+def nothing_configured(settings: Settings) -> bool:
+    """No endpoint, key, profile or model chosen anywhere: a first run, where the local model
+    (when installed) answers rather than an error."""
+    source, origins = settings.key_source, settings.origins
+    return (source.kind == "none" and not source.passed_over and settings.profile is None
+            and origins.get("base_url", "default") == "default"
+            and origins.get("model", "default") == "default")
 
 
 HELD_ORIGINS = ("flag", "environment")  # what comes after the role in the merge
@@ -468,8 +517,9 @@ def resolve_api_key(settings: Settings, env: Mapping[str, str],
                  "or unset OPENAI_BASE_URL",
         )
     raise ConfigError(
-        "no API key: export OPENAI_API_KEY=..., or set api_key_env (a variable name) "
-        f"or api_key_cmd (a command that prints the key) in {settings.config_path}",
+        "no API key: export OPENAI_API_KEY=... (or set api_key_env or api_key_cmd in "
+        f"{settings.config_path}); or point OPENAI_BASE_URL at a server on this machine (no key "
+        f"needed for localhost); or, to answer offline, {INSTALL_HINT}",
         hint="`chatcli config init` writes a commented example",
     )
 

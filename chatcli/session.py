@@ -22,7 +22,6 @@ from chatcli.chat import (
     Sink,
     TurnResult,
     continue_reply,
-    run_turn,
     send,
     window_for,
 )
@@ -39,9 +38,11 @@ from chatcli.conversation import (
     user_message,
 )
 from chatcli.recorder import Recorder
+from chatcli.schema import LOCAL
 from chatcli.store import ConversationInfo, Store
 
 ClientFactory = Callable[[Settings], Any]
+PROBE_TOKENS = 1024  # a request this large could overflow a small local server's context
 SettingsLoader = Callable[[str | None], Settings]
 
 
@@ -72,6 +73,7 @@ class Session:
         self._client_factory = client_factory
         self._load_profile = load_profile
         self._client: ChatClient | None = None
+        self._sized = False  # whether the client was asked for its context size (_size_context)
         self._models: list[str] | None = None
         self._window: Window | None = None
         self._journal: Journal = self._recorder(None)
@@ -82,7 +84,20 @@ class Session:
         """The client, made on first use (resolving the key may run api_key_cmd)."""
         if self._client is None:
             self._client = self._client_factory(self.settings)
+            self._sized = False
         return self._client
+
+    def _size_context(self) -> None:
+        """Before a request of PROBE_TOKENS or more: a server on this machine (llama.cpp, vLLM)
+        may state its model's context size, which is then used, unless context_window is
+        configured. Asked once per client, and never for a short request, which costs nothing."""
+        if self._sized or self.settings.origins.get("context_window", "default") != "default":
+            return
+        if sum(m.tokens for m in self.conversation.messages) < PROBE_TOKENS:
+            return
+        self._sized = True
+        stated = getattr(self.client, "context_limit", lambda model: None)(self.settings.model)
+        self._learn_context(stated, tell=False)
 
     # --- turns -----------------------------------------------------------------
 
@@ -91,10 +106,13 @@ class Session:
         the conversation with it, whatever happens to the reply)."""
         message = user_message(text, self.pending)
         self.pending = []
+        # Saved before anything that can fail (making the client loads a local model, runs
+        # api_key_cmd): a question that got no reply is kept, marked so.
+        self.conversation.messages.append(self._journal.user(message))
+        self._size_context()
         with self._learning():
-            return self._finish(run_turn(self.conversation, message, client=self.client,
-                                         settings=self.settings, sink=sink, stream=stream,
-                                         journal=self._journal))
+            return self._finish(send(self.conversation, client=self.client, settings=self.settings,
+                                     sink=sink, stream=stream, journal=self._journal))
 
     def attach(self, ref: str, *, stdin: str | None = None, images_only: bool = False) -> attachments.Loaded:
         """Attach a file, a directory's text files, an image or an image URL to the next
@@ -146,6 +164,7 @@ class Session:
             raise errors.UsageError("nothing to retry yet")
         self._forget(dropped)
         self._window = None
+        self._size_context()
         with self._learning():
             return self._finish(send(self.conversation, client=self.client, settings=self.settings,
                                      sink=sink, journal=self._journal))
@@ -165,6 +184,7 @@ class Session:
 
     def continue_last(self, sink: Sink) -> TurnResult:
         """Finish the last reply where it was cut off (/continue)."""
+        self._size_context()
         with self._learning():
             return self._finish(continue_reply(self.conversation, client=self.client, settings=self.settings,
                                                sink=sink, journal=self._journal,
@@ -254,6 +274,8 @@ class Session:
         self.settings = replace(self.settings, **changes)
         if "model" in changes:
             self._save_conversation(model=changes["model"])
+            if self.settings.base_url == LOCAL:  # another local model is another server to load
+                self._client = None
         self._window = None
 
     def switch_profile(self, name: str) -> None:

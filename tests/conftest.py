@@ -39,6 +39,13 @@ def isolated(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("CHATCLI_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("CHATCLI_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    # The local models other tools keep (Ollama, LM Studio, the Hugging Face cache) are found
+    # under HOME, and a `chatcli local serve` through the runtime directory: both are the test's.
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for name in ("OLLAMA_MODELS", "HF_HOME", "HF_HUB_CACHE", "LLAMA_CACHE"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "run").mkdir()
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
 
 
 @pytest.fixture

@@ -118,7 +118,10 @@ roles_app = typer.Typer(help="List the roles (built in and configured), or show 
                         invoke_without_command=True)
 app.add_typer(config_app, name="config")
 app.add_typer(sessions_app, name="sessions")
+local_app = typer.Typer(help="The local model: list the models on this machine, or serve one to other "
+                        "programs.", no_args_is_help=True)
 app.add_typer(roles_app, name="roles")
+app.add_typer(local_app, name="local")
 
 
 # --- chatcli and chatcli ask --------------------------------------------------------

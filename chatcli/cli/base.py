@@ -51,6 +51,7 @@ class Flags:
     files: list[str] | None = None  # -f PATH, as typed: files, directories, image URLs, - for stdin
     image_detail: ImageDetail | None = None
     code: bool | None = None  # -x: print only the reply's code
+    local_model: str | None = None  # --local-model: a local model's name or .gguf path, used now
 
     def over(self, base: Flags | None) -> Flags:
         """These flags, falling back to `base` (the options given before the subcommand)."""
@@ -64,7 +65,8 @@ class Flags:
                 "profile": self.profile, "role": self.role, "temperature": self.temperature,
                 "max_tokens": self.max_tokens, "reasoning": self.reasoning,
                 "reasoning_effort": self.reasoning_effort, "image_detail": self.image_detail,
-                "params": parse_params(self.params) if self.params else None}
+                "params": parse_params(self.params) if self.params else None,
+                "local_model": self.local_model}
 
     def check(self) -> Flags:
         """Values the option parser lets through but that mean nothing."""
@@ -135,6 +137,13 @@ def resolve_key(settings: Settings) -> str:
     key = resolve_api_key(settings, os.environ, waiting=diagnostics().note)
     REDACT.add(key)
     return key
+
+
+def key_for(settings: Settings) -> str | None:
+    """resolve_key, for every endpoint but the local model (None), which makes its own."""
+    from chatcli.schema import LOCAL
+
+    return None if settings.base_url == LOCAL else resolve_key(settings)
 
 
 def terminate(signum: int, frame: object) -> None:
@@ -269,9 +278,12 @@ def load_config(flags: Flags) -> tuple[Settings, dict[str, Any]]:
 
 def build_settings(flags: Flags, diag: Diagnostics | None = None) -> Settings:
     """The merged settings; warns when the config file holds a key others can read."""
-    from chatcli.config import readable_secret
+    from chatcli.config import localised, nothing_configured, readable_secret
+    from chatcli.local import available
 
     settings, data = load_config(flags)
+    if nothing_configured(settings) and available():  # a first run: the local model answers
+        settings = localised(settings, origin="automatic (no key, endpoint or profile configured)")
     REDACT.add(*url_secrets(settings.base_url))
     path = settings.config_path
     if diag is not None and path is not None and (problem := readable_secret(path, data)):

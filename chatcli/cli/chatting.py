@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 from chatcli import __version__, errors
-from chatcli.cli.base import Flags, build_settings, diagnostics, read_stdin, resolve_key
+from chatcli.cli.base import Flags, build_settings, diagnostics, key_for, read_stdin, resolve_key
 from chatcli.config import Settings, data_dir
 from chatcli.export import last_exchange
 from chatcli.render import (
@@ -23,6 +23,7 @@ from chatcli.render import (
     format_usage,
     wants_color,
 )
+from chatcli.schema import LOCAL
 from chatcli.session import Session
 from chatcli.textsafe import json_safe, url_shown
 
@@ -90,7 +91,11 @@ def open_session(flags: Flags, settings: Settings, diag: Diagnostics, *,
     env = os.environ
     quirks = Quirks(cache_dir(env) / FILE_NAME)  # what each endpoint's models refuse, remembered
 
-    def make_client(s: Settings) -> client.OpenAIClient:
+    def make_client(s: Settings) -> Any:
+        if s.base_url == LOCAL:
+            from chatcli.cli.local import local_client
+
+            return local_client(s, diag, debug=bool(flags.debug))
         resolved = key if key is not None and s is settings else resolve_key(s)
         return client.OpenAIClient(s, resolved, notify=diag.note, quirks=quirks,
                                    debug=diag.debug if flags.debug else None)
@@ -135,8 +140,10 @@ def answer(question: str | None, piped: str | None, flags: Flags, settings: Sett
     from chatcli.render import MarkdownSink, PlainSink, Waiting
 
     diag = diagnostics()
-    key = resolve_key(settings)  # fail before saving a question that cannot be sent
+    key = key_for(settings)  # fail before saving a question that cannot be sent
     session = open_session(flags, settings, diag, key=key)
+    if key is None:
+        _ = session.client  # the local model: loaded (or found) before the question is saved
     if flags.debug:
         diag.debug(f"profile {settings.profile or '(none)'}, model {settings.model}, endpoint "
                    f"{url_shown(settings.base_url)}, key from {settings.key_source.describe(os.environ)}")
@@ -198,12 +205,13 @@ def interact(flags: Flags, settings: Settings | None = None, *, first: str | Non
                                 hint='use chatcli ask "question" in scripts')
     diag = diagnostics()
     settings = settings or build_settings(flags, diag)
-    if settings.key_source.kind in ("none", "env", "value"):
+    if settings.key_source.kind in ("none", "env", "value") and settings.base_url != LOCAL:
         resolve_key(settings)  # a first run without a key learns how to set one up now
     session = open_session(flags, settings, diag, interactive=True)
     color = wants_color(sys.stdout, env)
     role = f" · role {settings.role}" if settings.role else ""
-    diag.usage(f"chatcli {__version__} · {settings.model} at {url_shown(settings.base_url)}{role} · "
+    where = "on this machine" if settings.base_url == LOCAL else f"at {url_shown(settings.base_url)}"
+    diag.usage(f"chatcli {__version__} · {settings.model} {where}{role} · "
                "/help for commands, Ctrl-D to leave")
     attach_all(session, flags.files, None, diag)
     if session.pending:

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from chatcli import errors
-from chatcli.cli.app import app, config_app, roles_app, sessions_app
+from chatcli.cli.app import app, config_app, local_app, roles_app, sessions_app
 from chatcli.cli.base import REDACT, Flags, build_settings, diagnostics, load_config
 from chatcli.cli.options import (
     ConfigOpt,
@@ -341,3 +341,31 @@ def doctor(ctx: typer.Context, model: ModelOpt = None, profile: ProfileOpt = Non
     else:
         sys.stdout.write(columns([("CHECK", "RESULT", "FOUND / FIX"), *rows]))
     raise typer.Exit(exit_code(checks))
+
+
+@local_app.command("models", short_help="List the local models found on this machine.")
+def local_models() -> None:
+    """The GGUF models found on this machine: the bundled one (chatcli[local]), Ollama's, LM
+    Studio's, the Hugging Face cache's and llama.cpp's, with size, quantisation and place.
+    Any of these names works as local_model, --local-model or /model on the local endpoint."""
+    from chatcli.cli.local import list_models
+
+    raise typer.Exit(list_models())
+
+
+@local_app.command("serve", short_help="Serve the local model to other programs, until Ctrl-C.")
+def local_serve(ctx: typer.Context,
+                port: Annotated[int, typer.Option("--port", min=0, max=65535, metavar="N",
+                                                  help="Port on 127.0.0.1 (0: a free one).")] = 0,
+                key_env: Annotated[str | None, typer.Option(
+                    "--key-env", metavar="VAR", help="Require the key in this environment variable "
+                    "(default: a random one, kept in the state file).")] = None,
+                local_model: Annotated[str | None, typer.Option(
+                    "--local-model", metavar="NAME|PATH", help="The model (default: local_model).")] = None,
+                config: ConfigOpt = None) -> None:
+    """Serve the local model as an OpenAI-compatible endpoint on 127.0.0.1, with a key. While
+    it runs, chatcli's own local questions use it instead of loading the model again."""
+    from chatcli.cli.local import serve
+
+    flags = Flags(local_model=local_model, config=config).over(ctx.find_root().obj)
+    raise typer.Exit(serve(flags, port=port, key_env=key_env))

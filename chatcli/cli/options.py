@@ -98,6 +98,9 @@ SHARED: tuple[tuple[str, str, Any], ...] = (
         "--role", "-r", metavar="NAME", help="A role: its system prompt and settings ([roles.NAME], or "
         "built in: shell, code, describe, translate; `chatcli roles` lists them).",
         autocompletion=complete_roles)]),
+    ("local_model", "local_model", Annotated[str | None, typer.Option(
+        "--local-model", metavar="NAME|PATH", help="Answer with this local model (a name `chatcli local "
+        "models` lists, or a .gguf file), offline.")]),
     ("temperature", "temperature", Annotated[float | None, typer.Option(
         "--temperature", "-t", metavar="X", min=0.0, max=2.0, help="Sampling temperature, 0 to 2.")]),
     ("max_tokens", "max_tokens", Annotated[int | None, typer.Option(

@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 from chatcli import errors
-from chatcli.cli.base import Flags, build_settings, diagnostics, read_stdin, resolve_key
+from chatcli.cli.base import Flags, build_settings, diagnostics, key_for, read_stdin
 from chatcli.config import with_role
 from chatcli.render import Diagnostics, wants_color
 from chatcli.session import Session
@@ -66,7 +66,7 @@ def shell_command(flags: Flags, words: list[str], *, one_line: bool = False) -> 
         text = (piped or "").strip()
     if not text:
         raise errors.UsageError("what should the command do?", hint='chatcli cmd "find files over 100 MB"')
-    session = open_session(flags, settings, diag, key=resolve_key(settings))
+    session = open_session(flags, settings, diag, key=key_for(settings))
     person = interactive()
     while True:
         command = _ask(session, text, diag, shown=person)

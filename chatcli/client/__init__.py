@@ -166,6 +166,39 @@ class OpenAIClient:
 
         return self._guard(lambda: call(), None)
 
+    def context_limit(self, model: str) -> int | None:
+        """The context size a server on this machine states for `model`: vLLM's max_model_len
+        or llama.cpp's meta.n_ctx in /models, else llama.cpp's /props. None when it states none
+        or the question fails: this is a hint for trimming, never an error. Remote endpoints
+        are not asked (it would cost every session a request)."""
+        from chatcli.config import is_local
+
+        if not is_local(self.settings.base_url):
+            return None
+        try:
+            return self._guard(lambda: self._stated_context(model), None)
+        except errors.ChatcliError:
+            return None
+
+    def _stated_context(self, model: str) -> int | None:
+        import httpx2
+
+        sdk: Any = self._client()
+        raw = {"headers": {"X-Stainless-Raw-Response": "stream"}}  # the body is read here, bounded
+        root = self.settings.base_url.partition("?")[0].rstrip("/").removesuffix("/v1")
+        for path, find in (("/models", _listed_context), (root + "/props", _props_context)):
+            def get(path: str = path) -> Any:
+                return sdk.get(path, cast_to=httpx2.Response, options=raw)
+
+            http = self._headers_in_time(get)
+            try:
+                found = find(self._reader.small_json(http), model) if http.status_code == 200 else None
+            finally:
+                http.close()
+            if found is not None:
+                return found
+        return None
+
     def _send(self, body: dict[str, Any]) -> Any:
         """Send, and wait for the response's headers, for no longer than `timeout` however they
         trickle in; the body is not read yet (that is done here, with bounds)."""
@@ -350,3 +383,30 @@ def _without_system(messages: list[dict[str, Any]], instead: str) -> list[dict[s
     else:
         content = f"{preface}\n\n{content}"
     return [*rest[:first], {**rest[first], "content": content}, *rest[first + 1:]]
+
+
+def _whole(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _listed_context(data: Any, model: str) -> int | None:
+    """max_model_len (vLLM) or meta.n_ctx (llama.cpp) of `model` in a /models list (or of its
+    only entry: llama.cpp lists its one model under whatever name it was given)."""
+    items = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        return None
+    entries = [m for m in items if isinstance(m, dict)]
+    chosen = [m for m in entries if m.get("id") == model] or (entries if len(entries) == 1 else [])
+    for entry in chosen:
+        meta = entry.get("meta")
+        stated = meta.get("n_ctx") if isinstance(meta, dict) else None
+        return _whole(entry.get("max_model_len")) or _whole(stated)
+    return None
+
+
+def _props_context(data: Any, model: str) -> int | None:
+    """llama.cpp's /props: default_generation_settings.n_ctx (older servers: n_ctx at the top)."""
+    if not isinstance(data, dict):
+        return None
+    settings = data.get("default_generation_settings")
+    return _whole(settings.get("n_ctx") if isinstance(settings, dict) else None) or _whole(data.get("n_ctx"))

@@ -84,6 +84,10 @@ class BodyReader:
             raise Malformed("a model list that is not a list")
         return sorted({m["id"] for m in items if isinstance(m, dict) and isinstance(m.get("id"), str)})
 
+    def small_json(self, http: Any) -> Any:
+        """A small JSON document (a model list, llama.cpp's /props), read with the list's bound."""
+        return self._json_body(b"".join(self._bytes(http, MAX_LIST_BYTES, self._deadline())))
+
     def _deadline(self, started: float | None = None) -> float | None:
         """When the reply must be complete: reply_timeout after the request was sent."""
         limit = self.settings.reply_timeout
