@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chatcli import errors
 from chatcli.config import NO_KEY_NEEDED, Settings, data_dir, readable_secret, resolve_api_key
 from chatcli.events import ChatRequest, RequestSent, StreamEnd, TextDelta, UsageReport
 from chatcli.render import counted
+from chatcli.schema import LOCAL
 from chatcli.textsafe import url_shown
+
+if TYPE_CHECKING:
+    from chatcli.local.server import Served
 
 
 @dataclass(frozen=True)
@@ -49,15 +53,23 @@ def run_checks(
     checks.append(_config_check(settings, data))
     if settings.save:
         checks.append(_storage_check(data_dir(env, settings)))
-    try:
-        key = resolve_api_key(settings, env, waiting=progress)
-    except errors.ChatcliError as exc:
-        return [*checks, _failed("API key", exc)]
-    found = ("not needed (a server on this machine)" if key == NO_KEY_NEEDED
-             else settings.key_source.describe(env))
-    checks.append(Check("API key", True, found))
+    if settings.base_url == LOCAL:
+        local, served = _local_checks(settings, env, progress)
+        checks += local
+        if served is None:
+            return checks
+        where, key = f"the local model ({served.url})", served.key
+        settings = replace(settings, base_url=served.url)
+    else:
+        try:
+            key = resolve_api_key(settings, env, waiting=progress)
+        except errors.ChatcliError as exc:
+            return [*checks, _failed("API key", exc)]
+        found = ("not needed (a server on this machine)" if key == NO_KEY_NEEDED
+                 else settings.key_source.describe(env))
+        checks.append(Check("API key", True, found))
+        where = url_shown(settings.base_url)
     client = make_client(settings, key)
-    where = url_shown(settings.base_url)
     progress(f"asking {where} for its models...")
     endpoint, models = _endpoint_check(client, settings)
     checks.append(endpoint)
@@ -68,6 +80,42 @@ def run_checks(
     if models is not None:
         checks.append(_model_check(settings, models, answered=streamed[0].ok is True))
     return checks + streamed
+
+
+def _local_checks(settings: Settings, env: Mapping[str, str],
+                  progress: Callable[[str], None]) -> tuple[list[Check], Served | None]:
+    """The local model: the runtime installed, the model found, its weights whole (the
+    bundled ones' SHA-256, a file's GGUF header), and that it loads; what it serves, if it did."""
+    from chatcli.local import INSTALL_HINT, available, server
+    from chatcli.local.discovery import locate, model_ref, resolve
+
+    if not available():
+        return [Check("local model", False, "the local runtime (xllamacpp) is not installed", INSTALL_HINT,
+                      errors.EXIT_LOCAL)], None
+    ref = model_ref(settings.model, settings.local_model)
+    try:
+        found = resolve(ref, env)
+        checks = [Check("local model", True, f"{found.name}: {found.where}, {found.size / 1e6:,.0f} MB, "
+                        f"{found.quantisation or 'unknown quantisation'}")]
+        path = locate(ref, env, progress)
+    except errors.ChatcliError as exc:
+        return [_failed("local model", exc)], None
+    checks.append(Check("weights", True, "SHA-256 matches the published one" if found.path is None
+                        else f"{path} is a GGUF model"))
+    progress(f"loading {found.name}...")
+    started = time.monotonic()
+    try:
+        served = server.find_serving(path, settings.local_context, env)
+        how = f"served by `chatcli local serve` at {served.url}" if served else ""
+        if served is None:
+            threads = server.threads_for(settings.local_threads)
+            served = server.start(path, settings.model, context=settings.local_context, threads=threads,
+                                  options=settings.local_options)
+            how = (f"loaded in {time.monotonic() - started:.1f} s: context {served.context:,} tokens, "
+                   f"{counted(threads, 'thread')}")
+    except errors.ChatcliError as exc:
+        return [*checks, _failed("loads", exc)], None
+    return [*checks, Check("loads", True, how)], served
 
 
 def _config_check(settings: Settings, data: dict[str, Any]) -> Check:

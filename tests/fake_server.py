@@ -96,6 +96,8 @@ class FakeServer:
         self.default = Reply()
         self.requests: list[Recorded] = []
         self.models = ["gpt-4o-mini", "test-model", "deepseek-chat"]
+        self.model_fields: dict[str, dict] = {}  # more fields of a listed model (vLLM's max_model_len)
+        self.props: dict | None = None  # llama.cpp's GET /props, when this server plays one
         self.rejects_stream_options = False  # like servers that predate include_usage
         # Parameters refused as OpenAI's reasoning models refuse them: "max_tokens" (use
         # max_completion_tokens) and "temperature" (only the default, 1, is supported); roles
@@ -166,9 +168,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._record(None)
         if self.path.rstrip("/").endswith("/models"):
-            data = [{"id": m, "object": "model", "created": 0, "owned_by": "test"}
-                    for m in self.fake.models]
+            data = [{"id": m, "object": "model", "created": 0, "owned_by": "test",
+                     **self.fake.model_fields.get(m, {})} for m in self.fake.models]
             self._json(200, {"object": "list", "data": data})
+        elif self.path == "/props" and self.fake.props is not None:
+            self._json(200, self.fake.props)
         else:
             self._json(404, error_body(f"no route {self.path}", "invalid_request_error"))
 

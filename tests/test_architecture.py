@@ -19,8 +19,9 @@ LAYERS = ["cli", "repl", "keybindings", "commands", "session", "doctor", "chat",
           "quirks", "export", "recorder", "store", "migrations", "config", "roles", "schema", "attachments",
           "conversation", "mdblocks", "cmdview", "textsafe", "events", "errors"]
 HOMES = {"openai": {"client"}, "rich": {"render"}, "typer": {"cli"},
-         "prompt_toolkit": {"repl", "keybindings"}, "sqlite3": {"store", "migrations"}, "click": set()}
-LAZY = {"openai", "rich"}
+         "prompt_toolkit": {"repl", "keybindings"}, "sqlite3": {"store", "migrations"}, "click": set(),
+         "xllamacpp": {"local"}}
+LAZY = {"openai", "rich", "xllamacpp"}
 STDLIB_ONLY = {"attachments", "roles", "conversation", "errors", "mdblocks", "schema", "export", "textsafe",
                "cmdview",
                "events", "client/chunks", "client/sse", "client/think"}

@@ -258,13 +258,17 @@ def read_stdin(diag: Diagnostics, *, context_window: int) -> str | None:
     data = stream.read(limit + 1).encode() if source is None else read_at_most(source, limit + 1)
     if len(data) > limit:
         raise errors.ContextTooLongError(
-            f"stdin holds more than {limit / 1e6:.1f} MB, far more than fits the context window "
+            f"stdin holds more than {_size(limit)}, far more than fits the context window "
             f"of {context_window:,} tokens; nothing was sent",
             hint="pipe in a part of it (head, tail, grep), or raise context_window")
     text, bad = decode(data)
     if bad:
         diag.warning(f"stdin is not valid UTF-8: {bad} invalid byte sequence(s) replaced with �")
     return text
+
+
+def _size(count: int) -> str:
+    return f"{count / 1e6:,.1f} MB" if count >= 1_000_000 else f"{count:,} bytes"
 
 
 def load_config(flags: Flags) -> tuple[Settings, dict[str, Any]]:
@@ -276,14 +280,23 @@ def load_config(flags: Flags) -> tuple[Settings, dict[str, Any]]:
     return merge(data, os.environ, flags.settings_flags(), path=path), data
 
 
-def build_settings(flags: Flags, diag: Diagnostics | None = None) -> Settings:
-    """The merged settings; warns when the config file holds a key others can read."""
-    from chatcli.config import localised, nothing_configured, readable_secret
+def load_settings(flags: Flags) -> tuple[Settings, dict[str, Any]]:
+    """load_config, and on a first run (nothing configured, the local extra installed) the
+    local model as the endpoint."""
+    from chatcli.config import localised, nothing_configured
     from chatcli.local import available
 
     settings, data = load_config(flags)
-    if nothing_configured(settings) and available():  # a first run: the local model answers
+    if nothing_configured(settings) and available():
         settings = localised(settings, origin="automatic (no key, endpoint or profile configured)")
+    return settings, data
+
+
+def build_settings(flags: Flags, diag: Diagnostics | None = None) -> Settings:
+    """The merged settings; warns when the config file holds a key others can read."""
+    from chatcli.config import readable_secret
+
+    settings, data = load_settings(flags)
     REDACT.add(*url_secrets(settings.base_url))
     path = settings.config_path
     if diag is not None and path is not None and (problem := readable_secret(path, data)):

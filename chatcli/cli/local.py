@@ -11,32 +11,15 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from chatcli import errors
 from chatcli.cli.base import REDACT
 from chatcli.config import Settings
-from chatcli.local import BUNDLED_NAME, INSTALL_HINT, available, model_name
+from chatcli.local import BUNDLED_NAME, INSTALL_HINT, available
+from chatcli.local.discovery import locate, model_ref
 from chatcli.local.server import Served
 from chatcli.render import Diagnostics
-
-
-def model_ref(settings: Settings) -> str:
-    """What the session's model means locally: local_model's file or name when it is that
-    one, else the model itself (`/model llama3.2:latest`, `-p local -m PATH.gguf`)."""
-    return settings.local_model if settings.model == model_name(settings.local_model) else settings.model
-
-
-def model_path(ref: str, diag: Diagnostics | None) -> Path:
-    """The GGUF file `ref` means, the bundled weights joined into the cache if it is them."""
-    from chatcli.local import discovery, weights
-    from chatcli.quirks import cache_dir
-
-    found = discovery.resolve(ref, os.environ)
-    if found.path is not None:
-        return found.path
-    return weights.bundled_path(cache_dir(os.environ) / "models", progress=diag.note if diag else None)
 
 
 def serve_model(settings: Settings, diag: Diagnostics, *, debug: bool, port: int = 0,
@@ -47,7 +30,7 @@ def serve_model(settings: Settings, diag: Diagnostics, *, debug: bool, port: int
 
     if not available():
         raise errors.LocalModelError("the local model is not installed", hint=INSTALL_HINT)
-    path = model_path(model_ref(settings), diag)
+    path = locate(model_ref(settings.model, settings.local_model), os.environ, diag.note)
     served = server.find_serving(path, settings.local_context, os.environ) if reuse else None
     if served is None:
         if sys.stderr.isatty():
@@ -117,6 +100,8 @@ def serve(flags: Any, *, port: int, key_env: str | None) -> int:
     from chatcli.schema import LOCAL
 
     diag = diagnostics()
+    if not available():
+        raise errors.LocalModelError("the local model is not installed", hint=INSTALL_HINT)
     settings = build_settings(flags, diag)
     if settings.base_url != LOCAL:
         settings = localised(settings, origin="chatcli local serve")
@@ -129,7 +114,7 @@ def serve(flags: Any, *, port: int, key_env: str | None) -> int:
     if port and not _port_free(port):
         raise errors.UsageError(f"port {port} on 127.0.0.1 is in use", hint="choose another with --port, "
                                 "or --port 0 for a free one")
-    path = model_path(model_ref(settings), diag)
+    path = locate(model_ref(settings.model, settings.local_model), os.environ, diag.note)
     served = server.start(path, settings.model, context=settings.local_context,
                           threads=server.threads_for(settings.local_threads), options=settings.local_options,
                           debug=bool(flags.debug), port=port, key=key)

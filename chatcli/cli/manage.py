@@ -13,7 +13,7 @@ import typer
 
 from chatcli import errors
 from chatcli.cli.app import app, config_app, local_app, roles_app, sessions_app
-from chatcli.cli.base import REDACT, Flags, build_settings, diagnostics, load_config
+from chatcli.cli.base import REDACT, Flags, build_settings, diagnostics, load_settings
 from chatcli.cli.options import (
     ConfigOpt,
     ModelOpt,
@@ -328,7 +328,7 @@ def doctor(ctx: typer.Context, model: ModelOpt = None, profile: ProfileOpt = Non
         REDACT.add(key, *settings.headers.values(), *url_secrets(settings.base_url))
         return OpenAIClient(settings, key)
 
-    checks = run_checks(lambda: load_config(flags), make_client, os.environ, progress=diagnostics().note)
+    checks = run_checks(lambda: load_settings(flags), make_client, os.environ, progress=diagnostics().note)
     marks = {True: "ok", False: "FAIL", None: "note"}
     # What a check found may quote the server (model names, error messages): data.
     rows = [(c.name, marks[c.ok],

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from chatcli.errors import LocalModelError
-from chatcli.local import BUNDLED_NAME, file_stem, is_path
+from chatcli.local import BUNDLED_NAME, file_stem, is_path, model_name
 from chatcli.local.gguf import NotGGUF, read_header
 
 MAX_FILES = 2000  # per place: a huge cache is listed in part, never walked for minutes
@@ -145,3 +145,19 @@ def _file(path: Path) -> Found:
     except OSError as exc:
         raise LocalModelError(f"cannot read {path}: {exc.strerror}") from None
     return Found(file_stem(path), path, size, header.quantisation, "file")
+
+
+def model_ref(model: str, local_model: str) -> str:
+    """What a session's model means locally: local_model's file or name when the model is
+    that one, else the model itself (`/model llama3.2:latest`, `-p local -m PATH.gguf`)."""
+    return local_model if model == model_name(local_model) else model
+
+
+def locate(ref: str, env: Mapping[str, str], progress: Callable[[str], None] | None = None) -> Path:
+    """The GGUF file `ref` means; the bundled weights are joined into the cache if need be."""
+    from chatcli.local import weights
+    from chatcli.quirks import cache_dir
+
+    found = resolve(ref, env)
+    return found.path if found.path is not None else weights.bundled_path(cache_dir(env) / "models",
+                                                                          progress=progress)

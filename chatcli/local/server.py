@@ -94,8 +94,8 @@ def start(path: Path, name: str, *, context: int, threads: int, options: Mapping
         _set_option(params, option, value)
     try:
         server = xllamacpp.Server(params)
-    except (RuntimeError, ValueError) as exc:
-        raise LocalModelError(f"the local runtime could not load {name} from {path} ({exc})",
+    except (RuntimeError, ValueError):  # its own words ("please check the input params") help nobody
+        raise LocalModelError(f"the local runtime could not load {name} from {path}",
                               hint="is it a model llama.cpp supports? --debug shows the runtime's log",
                               ) from None
     served = Served(server.listening_address.rstrip("/") + "/v1", key, name, str(path), context, os.getpid())
