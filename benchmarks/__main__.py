@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks import local
 from benchmarks.measure import Sample, run_on_pty, run_piped
 from benchmarks.workload import SDK_SCRIPT
 
@@ -39,14 +40,16 @@ class Case:
 
 
 def median(samples: list[Sample]) -> Sample:
+    rates = [s.rate for s in samples if s.rate is not None]
     return Sample(statistics.median(s.wall for s in samples), statistics.median(s.cpu for s in samples),
-                  max(s.rss_mb for s in samples))
+                  max(s.rss_mb for s in samples), statistics.median(rates) if rates else None)
+
+
+def chatcli(*args: str) -> list[str]:
+    return [CHATCLI, *args]
 
 
 def cases(env: dict[str, str], sdk: str) -> list[Case]:
-    def chatcli(*args: str) -> list[str]:
-        return [CHATCLI, *args]
-
     def extra_cpu(results: dict[str, Sample], name: str) -> float:
         return results[name].cpu - results["ask one line (terminal)"].cpu
 
@@ -142,8 +145,9 @@ def machine() -> str:
 def table(results: dict[str, Sample], all_cases: list[Case], runs: int) -> str:
     lines = [f"Medians of {runs} runs after a warm-up on {machine()}; "
              f"{time.strftime('%Y-%m-%d')}. Peak RSS is the most of any run.", "",
-             "| case | wall s | CPU s | peak RSS MB | baseline | wall ratio | CPU ratio | goal | met |",
-             "|---|---:|---:|---:|---|---:|---:|---|---|"]
+             "| case | wall s | CPU s | peak RSS MB | tokens/s | baseline | wall ratio | CPU ratio | goal "
+             "| met |",
+             "|---|---:|---:|---:|---:|---|---:|---:|---|---|"]
     for case in all_cases:
         r = results[case.name]
         base = results.get(case.baseline or "")
@@ -152,7 +156,8 @@ def table(results: dict[str, Sample], all_cases: list[Case], runs: int) -> str:
             met = ("yes" if case.check(results) else "**no**") if case.check else ""
         except KeyError:  # --only left out a case the goal compares with
             met = ""
-        lines.append(f"| {case.name} | {r.wall:.3f} | {r.cpu:.3f} | {r.rss_mb:.0f} | "
+        rate = f"{r.rate:.1f}" if r.rate is not None else ""
+        lines.append(f"| {case.name} | {r.wall:.3f} | {r.cpu:.3f} | {r.rss_mb:.0f} | {rate} | "
                      f"{case.baseline or ''} | {ratios[0]} | {ratios[1]} | {case.goal} | {met} |")
     return "\n".join(lines)
 
@@ -183,7 +188,7 @@ def main() -> None:
             env.update(OPENAI_BASE_URL=port_file.read_text(), OPENAI_API_KEY="sk-bench",
                        CHATCLI_MODEL="test-model", CHATCLI_DATA_DIR=str(work / "data"),
                        CHATCLI_CONFIG=str(work / "none.toml"), NO_PROXY="127.0.0.1")
-            all_cases = cases(env, str(sdk))
+            all_cases = cases(env, str(sdk)) + local.cases(work, env, chatcli, Case)
             if args.only:
                 wanted = {c.name for c in all_cases if args.only in c.name}
                 wanted |= {c.baseline for c in all_cases if c.name in wanted and c.baseline}
@@ -194,6 +199,7 @@ def main() -> None:
                 results[case.name] = median([case.run() for _ in range(runs)])
                 print(f"  {case.name}: {results[case.name].wall:.3f} s", file=sys.stderr)
         finally:
+            local.stop()
             server.terminate()
             server.wait()
     print(table(results, all_cases, runs))

@@ -24,6 +24,41 @@ class Sample:
     wall: float
     cpu: float
     rss_mb: float
+    rate: float | None = None  # decode tokens a second, where a case measures it
+
+
+def run_decoding(command: list[str], env: dict[str, str]) -> Sample:
+    """Run with stdout a pipe, and measure decoding as a reader sees it: the tokens after
+    the first (the usage line on stderr, `tokens: N prompt + M completion`) over the time
+    from the first byte of the answer to the last."""
+    null = os.open(os.devnull, os.O_RDWR)
+    read_end, write_end = os.pipe()
+    err_read, err_write = os.pipe()
+    started = time.perf_counter()
+    pid = _spawn(command, env, null, write_end, err_write)
+    for fd in (write_end, err_write, null):
+        os.close(fd)
+    first = last = None
+    errors = b""
+    open_fds = {read_end, err_read}
+    while open_fds:
+        ready, _, _ = select.select(list(open_fds), [], [])
+        for fd in ready:
+            data = os.read(fd, 65536)
+            if not data:
+                open_fds.discard(fd)
+                os.close(fd)
+            elif fd == read_end:
+                first = first or time.perf_counter()
+                last = time.perf_counter()
+            else:
+                errors += data
+    sample = _reap(pid, started, None, command)
+    words = errors.decode(errors="replace").split("tokens:", 1)[-1].split()
+    count = words[3].replace(",", "") if len(words) > 3 else ""
+    completion = int(count) if count.isdigit() else 0
+    rate = (completion - 1) / (last - first) if first and last and last > first and completion > 1 else None
+    return Sample(sample.wall, sample.cpu, sample.rss_mb, rate)
 
 
 def _spawn(command: list[str], env: dict[str, str], stdin: int, stdout: int, stderr: int) -> int:
