@@ -186,3 +186,53 @@ def test_doctor_checks_the_local_setup(offline):
     for check in ("local", "weights", "loads", "streaming"):
         assert " ok " in rows[check], result.stdout
     assert "SHA-256" in rows["weights"] and "context 8,192 tokens" in rows["loads"]
+
+
+def test_a_model_that_fails_to_load_keeps_the_question(offline, tmp_path):
+    """In a session, the model is loaded when the first question goes: if it cannot be, the
+    question stays in the conversation (saved, marked no reply) and the session goes on."""
+    from tests.gguf_files import write_header
+
+    write_header(tmp_path / "hollow.gguf", {"general.architecture": "llama", "general.file_type": 15})
+    child = pexpect.spawn(str(BIN), ["--local-model", str(tmp_path / "hollow.gguf")],
+                          env={**offline, "TERM": "xterm-256color"}, dimensions=(30, 120), encoding="utf-8",
+                          timeout=60)
+    expect(child, PROMPT)
+    child.send("a question worth keeping\r")
+    expect(child, "your question is kept")
+    said = " ".join(seen(child).split())
+    assert "the local runtime could not load hollow" in said
+    expect(child, PROMPT)
+    child.send("/history\r")
+    expect(child, "a question worth keeping")
+    assert "no reply" in seen(child)
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
+    with sqlite3.connect(tmp_path / "data" / "chatcli.db") as db:
+        assert [r[0] for r in db.execute("SELECT content FROM messages")] == ["a question worth keeping"]
+
+
+def test_the_session_lists_and_switches_local_models(offline, tmp_path):
+    """/model on the local endpoint: Tab offers the models on this machine, and choosing one
+    loads it (the answer comes from the other file; here, one that cannot load, which says so)."""
+    from tests.gguf_files import write_header
+
+    lmstudio = tmp_path / "home" / ".lmstudio" / "models" / "someone" / "Tiny-GGUF"
+    lmstudio.mkdir(parents=True)
+    write_header(lmstudio / "tiny-q4.gguf", {"general.architecture": "llama", "general.file_type": 15})
+    child = pexpect.spawn(str(BIN), ["-t", "0"], env={**offline, "TERM": "xterm-256color"},
+                          dimensions=(30, 120), encoding="utf-8", timeout=90)
+    expect(child, PROMPT)
+    child.send("Say OK.\r")
+    expect(child, r"this conversation: [\d,]+ tokens")
+    expect(child, PROMPT)
+    child.send("/model tiny")
+    child.send("\t")
+    expect(child, "-q4")  # completed from "tiny"
+    child.send("\r")
+    expect(child, "model: tiny-q4")
+    expect(child, PROMPT)
+    child.send("Say OK again.\r")
+    expect(child, "could not load tiny-q4")
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
