@@ -47,6 +47,23 @@ print(f"tokens: {usage.prompt_tokens} prompt + {usage.completion_tokens} complet
 '''
 
 
+# The floor of an ask through a running `local serve`: the same request, by the SDK alone,
+# to the address and key the serve's state file gives.
+SERVED_SCRIPT = '''
+import glob, json, os, sys
+import openai
+
+state = json.load(open(glob.glob(os.path.join(os.environ["XDG_RUNTIME_DIR"], "chatcli", "serve-*.json"))[0]))
+client = openai.OpenAI(base_url=state["url"], api_key=state["key"])
+for chunk in client.chat.completions.create(
+        model=state["name"], messages=[{"role": "user", "content": sys.argv[1]}], max_tokens=1,
+        stream=True, stream_options={"include_usage": True}):
+    if chunk.choices and chunk.choices[0].delta.content:
+        sys.stdout.write(chunk.choices[0].delta.content)
+        sys.stdout.flush()
+'''
+
+
 def prepare(work: Path, env: dict[str, str]) -> tuple[dict[str, str], Path] | None:
     """An environment whose cache holds the joined weights, and their path; None without the
     local extra (the cases are then left out, and the table says so)."""
@@ -85,13 +102,21 @@ def cases(work: Path, env: dict[str, str], chatcli: Callable[..., list[str]], ca
                 and a.rss_mb <= b.rss_mb + 80)
 
     served_name = "ask one line through a running local serve (pipe)"
+    floor_name = "openai SDK script through the running local serve (pipe)"
+    floor = work / "served_sdk.py"
+    floor.write_text(SERVED_SCRIPT)
+    # The one-line ask's own command line (read without typer), the settings in a file
+    (work / "local.toml").write_text('base_url = "local"\nmax_tokens = 1\n')
+    served_env = {**local_env, "CHATCLI_CONFIG": str(work / "local.toml")}
     return [
         case(raw_name, lambda: run_decoding(raw, local_env)),
         case(ask_name, lambda: run_decoding(ask, local_env), raw_name,
              "wall <= 1.1x; tokens/s >= 0.95x; RSS <= raw + 80 MB", meets),
-        case(served_name, lambda: serving(local_env, chatcli("ask", "--no-save", "-p", "local",
-                                                             "--max-tokens", "1", "capital?")),
-             "ask one line (pipe)", "<= 1.1x",
+        # The goal is against the fake server's ask; the model's own work on the prompt is in
+        # this ratio too, so the SDK's same request through the serve is shown beside it.
+        case(floor_name, lambda: serving(local_env, [sys.executable, str(floor), "capital?"])),
+        case(served_name, lambda: serving(served_env, chatcli("ask", "--no-save", "capital?")),
+             "ask one line (pipe)", "<= 1.1x (and see the SDK's floor above)",
              lambda r: r[served_name].wall <= 1.1 * r["ask one line (pipe)"].wall),
     ]
 

@@ -291,6 +291,9 @@ def test_an_option_the_server_does_not_have_is_refused():
     for name in ("n_btach", "sampling.nope", "__class__"):
         with pytest.raises(errors.LocalModelError, match="not a setting"):
             _set_option(params, name, 1)
+    for name in ("hostnames", "api_keys", "port", "cpuparams.n_threads"):  # never the network's door
+        with pytest.raises(errors.LocalModelError, match="chatcli's to set"):
+            _set_option(params, name, ["0.0.0.0"])
 
 
 def listening():

@@ -23,9 +23,9 @@ from chatcli.render import Diagnostics
 
 
 def serve_model(settings: Settings, diag: Diagnostics, *, debug: bool, port: int = 0,
-                reuse: bool = True) -> Served:
-    """The session's model answering on 127.0.0.1: a running `local serve` of it, or loaded
-    into this process now (said on a terminal: it takes a few seconds)."""
+                key: str | None = None, reuse: bool = True) -> Served:
+    """The settings' model answering on 127.0.0.1: a running `local serve` of it (with
+    `reuse`), or loaded into this process now (said on a terminal: it takes a few seconds)."""
     from chatcli.local import server
 
     if not available():
@@ -37,11 +37,8 @@ def serve_model(settings: Settings, diag: Diagnostics, *, debug: bool, port: int
             diag.note(f"loading {settings.model} ({path.stat().st_size / 1e6:,.0f} MB)…")
         served = server.start(path, settings.model, context=settings.local_context,
                               threads=server.threads_for(settings.local_threads),
-                              options=settings.local_options, debug=debug, port=port)
+                              options=settings.local_options, debug=debug, port=port, key=key)
     REDACT.add(served.key)
-    if settings.origins.get("base_url", "").startswith("automatic"):
-        diag.note(f"answering with the local model {settings.model} (offline); set OPENAI_API_KEY or a "
-                  "profile for another endpoint")
     return served
 
 
@@ -65,6 +62,9 @@ def local_client(settings: Settings, diag: Diagnostics, *, debug: bool) -> Local
     from chatcli import client
 
     served = serve_model(settings, diag, debug=debug)
+    if settings.origins.get("base_url", "").startswith("automatic"):
+        diag.note(f"answering with the local model {settings.model} (offline); set OPENAI_API_KEY or a "
+                  "profile for another endpoint")
     # Learnt quirks are not kept: the endpoint's port is new each run.
     inner = client.OpenAIClient(replace(settings, base_url=served.url), served.key, notify=diag.note,
                                 debug=diag.debug if debug else None)
@@ -100,8 +100,6 @@ def serve(flags: Any, *, port: int, key_env: str | None) -> int:
     from chatcli.schema import LOCAL
 
     diag = diagnostics()
-    if not available():
-        raise errors.LocalModelError("the local model is not installed", hint=INSTALL_HINT)
     settings = build_settings(flags, diag)
     if settings.base_url != LOCAL:
         settings = localised(settings, origin="chatcli local serve")
@@ -114,11 +112,7 @@ def serve(flags: Any, *, port: int, key_env: str | None) -> int:
     if port and not _port_free(port):
         raise errors.UsageError(f"port {port} on 127.0.0.1 is in use", hint="choose another with --port, "
                                 "or --port 0 for a free one")
-    path = locate(model_ref(settings.model, settings.local_model), os.environ, diag.note)
-    served = server.start(path, settings.model, context=settings.local_context,
-                          threads=server.threads_for(settings.local_threads), options=settings.local_options,
-                          debug=bool(flags.debug), port=port, key=key)
-    REDACT.add(served.key)
+    served = serve_model(settings, diag, debug=bool(flags.debug), port=port, key=key, reuse=False)
     state = server.announce(served, os.environ)
     try:
         sys.stdout.write(served.url + "\n")

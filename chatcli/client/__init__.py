@@ -397,11 +397,11 @@ def _listed_context(data: Any, model: str) -> int | None:
         return None
     entries = [m for m in items if isinstance(m, dict)]
     chosen = [m for m in entries if m.get("id") == model] or (entries if len(entries) == 1 else [])
-    for entry in chosen:
-        meta = entry.get("meta")
-        stated = meta.get("n_ctx") if isinstance(meta, dict) else None
-        return _whole(entry.get("max_model_len")) or _whole(stated)
-    return None
+    if not chosen:
+        return None
+    meta = chosen[0].get("meta")
+    stated = meta.get("n_ctx") if isinstance(meta, dict) else None
+    return _whole(chosen[0].get("max_model_len")) or _whole(stated)
 
 
 def _props_context(data: Any, model: str) -> int | None:

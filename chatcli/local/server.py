@@ -78,6 +78,8 @@ def start(path: Path, name: str, *, context: int, threads: int, options: Mapping
     import xllamacpp
 
     params = xllamacpp.CommonParams()
+    for option, value in options.items():
+        _set_option(params, option, value)
     params.model.path = str(path)
     params.model_alias = {name}
     params.n_ctx = context
@@ -90,8 +92,6 @@ def start(path: Path, name: str, *, context: int, threads: int, options: Mapping
     params.use_jinja = True  # the model's own chat template, and tool calls later
     params.endpoint_props = True
     params.verbosity = 3 if debug else -1
-    for option, value in options.items():
-        _set_option(params, option, value)
     try:
         server = xllamacpp.Server(params)
     except (RuntimeError, ValueError):  # its own words ("please check the input params") help nobody
@@ -103,8 +103,18 @@ def start(path: Path, name: str, *, context: int, threads: int, options: Mapping
     return served
 
 
+# What chatcli sets itself: where the server listens and with which key is never the
+# config's to change (a typo in a table must not open the model to the network).
+OWNED = {"hostnames": "127.0.0.1 only", "port": "chatcli local serve --port", "api_keys": "--key-env",
+         "model": "local_model", "model_alias": "local_model", "n_ctx": "local_context",
+         "cpuparams": "local_threads", "cpuparams_batch": "local_threads"}
+
+
 def _set_option(params: Any, option: str, value: Any) -> None:
     """One of local_options: an attribute of llama.cpp's common parameters, by name."""
+    owner = OWNED.get(option.split(".")[0])
+    if owner is not None:
+        raise LocalModelError(f"local_options: {option} is chatcli's to set", hint=f"see {owner}")
     target, _, attribute = option.rpartition(".")
     holder = params
     for step in target.split(".") if target else ():
