@@ -92,9 +92,14 @@ def cases(work: Path, env: dict[str, str], chatcli: Callable[..., list[str]], ca
     script = work / "raw_local.py"
     script.write_text(RAW_SCRIPT)
     raw = [sys.executable, str(script), str(path), str(threads_for(0)), "8192", PROMPT, str(TOKENS)]
-    ask = chatcli("ask", "--no-save", "--usage", "-p", "local", "-t", "0", "--max-tokens", str(TOKENS),
-                  PROMPT)
-    raw_name, ask_name = "raw xllamacpp script, 64 tokens (pipe)", "ask the local model, 64 tokens (pipe)"
+    # A first run's ask (nothing configured: the local model answers), its sampling settings in
+    # the file, so the command line is the commonest one, read without typer.
+    (work / "first-run.toml").write_text(f"temperature = 0\nmax_tokens = {TOKENS}\n")
+    first_env = {**local_env, "CHATCLI_CONFIG": str(work / "first-run.toml")}
+    first_env = {k: v for k, v in first_env.items() if k not in ("OPENAI_BASE_URL", "OPENAI_API_KEY")}
+    ask = chatcli("ask", "--no-save", "--usage", PROMPT)
+    raw_name = "raw xllamacpp script, 64 tokens (pipe)"
+    ask_name = "ask on a first run: the local model, 64 tokens (pipe)"
 
     def meets(r: dict[str, Sample]) -> bool:
         a, b = r[ask_name], r[raw_name]
@@ -110,7 +115,7 @@ def cases(work: Path, env: dict[str, str], chatcli: Callable[..., list[str]], ca
     served_env = {**local_env, "CHATCLI_CONFIG": str(work / "local.toml")}
     return [
         case(raw_name, lambda: run_decoding(raw, local_env)),
-        case(ask_name, lambda: run_decoding(ask, local_env), raw_name,
+        case(ask_name, lambda: run_decoding(ask, first_env), raw_name,
              "wall <= 1.1x; tokens/s >= 0.95x; RSS <= raw + 80 MB", meets),
         # The goal is against the fake server's ask; the model's own work on the prompt is in
         # this ratio too, so the SDK's same request through the serve is shown beside it.
