@@ -105,12 +105,11 @@ def _local_checks(settings: Settings, env: Mapping[str, str],
     progress(f"loading {found.name}...")
     started = time.monotonic()
     try:
-        served = server.find_serving(path, settings.local_context, env)
-        how = f"served by `chatcli local serve` at {served.url}" if served else ""
-        if served is None:
-            threads = server.threads_for(settings.local_threads)
-            served = server.start(path, settings.model, context=settings.local_context, threads=threads,
-                                  options=settings.local_options)
+        threads = server.threads_for(settings.local_threads)
+        served, loaded = server.serving_or_start(path, settings.model, context=settings.local_context,
+                                                 threads=threads, options=settings.local_options, env=env)
+        how = f"served by `chatcli local serve` at {served.url}"
+        if loaded:
             how = (f"loaded in {time.monotonic() - started:.1f} s: context {served.context:,} tokens, "
                    f"{counted(threads, 'thread')}")
     except errors.ChatcliError as exc:

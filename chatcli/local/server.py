@@ -110,6 +110,18 @@ OWNED = {"hostnames": "127.0.0.1 only", "port": "chatcli local serve --port", "a
          "cpuparams": "local_threads", "cpuparams_batch": "local_threads"}
 
 
+def serving_or_start(path: Path, name: str, *, context: int, threads: int, options: Mapping[str, Any],
+                     env: Mapping[str, str], reuse: bool = True, loading: Callable[[], None] = lambda: None,
+                     **start_options: Any) -> tuple[Served, bool]:
+    """A running `local serve` of the model at `path` (with `reuse`), else the model loaded
+    here now (`loading` is told first: it takes seconds); and whether it was loaded."""
+    served = find_serving(path, context, env) if reuse else None
+    if served is not None:
+        return served, False
+    loading()
+    return start(path, name, context=context, threads=threads, options=options, **start_options), True
+
+
 def _set_option(params: Any, option: str, value: Any) -> None:
     """One of local_options: an attribute of llama.cpp's common parameters, by name."""
     owner = OWNED.get(option.split(".")[0])

@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from chatcli.errors import LocalModelError
 from chatcli.local import BUNDLED_NAME, INSTALL_HINT
@@ -66,7 +67,7 @@ def bundled_path(cache: Path, *, parts: Sequence[Part] | None = None,
         return target  # without asking importlib.metadata, which costs a twentieth of a second
     parts = installed_parts() if parts is None else parts
     sources = [_checked(part) for part in parts]
-    if _stamped(target, stamp, sources):
+    if _stamped(target, _read_stamp(stamp), sources):
         return target
     if progress is not None:
         progress(f"preparing the bundled model {BUNDLED_NAME} (once; {SIZE / 1e6:,.0f} MB in {cache})")
@@ -91,27 +92,30 @@ def _checked(part: Part) -> list[object]:
 def _still_stamped(target: Path, stamp: Path) -> bool:
     """True when the files the stamp names are where they were, as they were: a reinstall
     or a removal changes their dates or takes them away."""
+    record = _read_stamp(stamp)
     try:
-        record = json.loads(stamp.read_text(encoding="utf-8"))
-        recorded = record["parts"]
-        current = []
-        for path, _, _ in recorded:
-            info = os.stat(path)
-            current.append([path, info.st_size, info.st_mtime_ns])
+        current = [[path, os.stat(path).st_size, os.stat(path).st_mtime_ns] for path, _, _ in record["parts"]]
     except (OSError, ValueError, TypeError, KeyError):
         return False
-    return len(recorded) == len(PACKAGES) and _stamped(target, stamp, current)
+    return len(current) == len(PACKAGES) and _stamped(target, record, current)
 
 
-def _stamped(target: Path, stamp: Path, sources: list[list[object]]) -> bool:
-    """True when the stamp says `target` was joined from exactly these files and checked,
-    and `target` has not changed since."""
+def _read_stamp(stamp: Path) -> dict[str, Any]:
     try:
         record = json.loads(stamp.read_text(encoding="utf-8"))
-        info = target.stat()
     except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _stamped(target: Path, record: dict[str, Any], sources: list[list[object]]) -> bool:
+    """True when the stamp's `record` says `target` was joined from exactly these files and
+    checked, and `target` has not changed since."""
+    try:
+        info = target.stat()
+    except OSError:
         return False
-    return (isinstance(record, dict) and record.get("sha256") == SHA256 and record.get("parts") == sources
+    return ( record.get("sha256") == SHA256 and record.get("parts") == sources
             and record.get("size") == info.st_size == SIZE and record.get("mtime_ns") == info.st_mtime_ns)
 
 
