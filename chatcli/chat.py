@@ -1,33 +1,34 @@
-"""One chat turn, shared by `chatcli ask` and the REPL: trim, send, stream, commit.
+"""One chat turn, shared by `chatcli ask` and the REPL: a loop over one stream of events.
 
-Knows neither the screen nor the keyboard: text goes to a `Sink`, the client
-is anything with `stream` and `complete`. Whatever happens (an error, Ctrl-C),
-the user's message stays in the conversation and a partial reply is kept,
-marked with why it ended.
+Trim, send, fold the reply's events (reply.py) while every listener (the screen's sink,
+the journal that saves) gets them; while the reply holds tool calls and tools are
+offered: have each approved and run (the `Tools` the shell layer hands in), keep the
+results with their calls, and send again, up to max_tool_rounds. Knows neither the
+screen nor the keyboard. Whatever happens (an error, Ctrl-C), the user's message stays
+in the conversation and a partial reply is kept, marked with why it ended.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import time
-from collections.abc import Generator
-from dataclasses import dataclass, replace
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from chatcli import errors
-from chatcli.client.think import unopened_think
 from chatcli.config import Settings
 from chatcli.conversation import (
     ASSISTANT,
-    MESSAGE_OVERHEAD,
     USER,
     Conversation,
     Message,
-    TextBuffer,
+    ToolCall,
+    ToolResult,
     Usage,
     Window,
     build_window,
-    estimate_tokens,
     reply_budget,
 )
 from chatcli.events import (
@@ -37,17 +38,14 @@ from chatcli.events import (
     ReasoningDelta,
     ReplyCut,
     RequestSent,
-    StreamEnd,
     TextDelta,
-    UsageReport,
+    ToolCallDelta,
 )
+from chatcli.reply import ERROR, INTERRUPTED, MAX_REPLY_CHARS, TOO_LONG, Fold
 from chatcli.schema import ContinueStyle
 
-INTERRUPTED = "interrupted"
-ERROR = "error"
-# Far beyond any real reply (a long book chapter is 100 kB): a server that keeps
-# sending is cut off here, and what came is kept as cut by length.
-MAX_REPLY_CHARS = 10_000_000
+__all__ = ["ERROR", "INTERRUPTED", "MAX_REPLY_CHARS", "ChatClient", "Journal", "NoJournal", "Sink",
+           "Tools", "TurnResult", "run_turn", "send"]
 
 
 class ChatClient(Protocol):
@@ -57,15 +55,18 @@ class ChatClient(Protocol):
 
 
 class Journal(Protocol):
-    """Where the conversation is saved as it happens (store.Recorder), or nowhere."""
+    """Where the conversation is saved as it happens (store.Recorder), or nowhere: one more
+    listener of the reply's events, told besides when messages begin and end."""
 
     def user(self, message: Message) -> Message: ...
 
     def answering(self, question: Message) -> None: ...
 
-    def reply_progress(self, text: str, thinking: str) -> None: ...
+    def event(self, event: Event) -> None: ...
 
     def reply_done(self, message: Message) -> Message: ...
+
+    def tool_result(self, message: Message, index: int) -> None: ...
 
     def continuing(self, reply: Message) -> None: ...
 
@@ -79,23 +80,40 @@ class NoJournal:
     def answering(self, question: Message) -> None:
         pass
 
-    def reply_progress(self, text: str, thinking: str) -> None:
+    def event(self, event: Event) -> None:
         pass
 
     def reply_done(self, message: Message) -> Message:
         return message
+
+    def tool_result(self, message: Message, index: int) -> None:
+        pass
 
     def continuing(self, reply: Message) -> None:
         pass
 
 
 class Sink(Protocol):
-    """Where the reply goes as it arrives: its thinking and its text, as events (a new kind
-    of content is a new event, not a new method)."""
+    """Where the reply goes as it arrives (the screen, plain text, nothing for --json): every
+    event, each listener taking the kinds it shows. `end` closes one reply; a tool loop's
+    next reply comes to the same sink after it."""
 
-    def event(self, event: TextDelta | ReasoningDelta | ReplyCut) -> None: ...
+    def event(self, event: Event) -> None: ...
 
     def end(self) -> None: ...
+
+
+class Tools(Protocol):
+    """The tools a turn offers (chatcli/tools builds them; the shell layer supplies approval):
+    their descriptions for the request, and `run`, which asks for the user's yes when the
+    tool needs one and returns the result (a refusal is a result). Ctrl-C while it asks or
+    runs raises KeyboardInterrupt, with what the tool printed so far in `stopped`."""
+
+    def offered(self) -> Sequence[dict[str, Any]]: ...
+
+    def run(self, call: ToolCall) -> ToolResult: ...
+
+    def stopped(self) -> ToolResult | None: ...
 
 
 @dataclass(frozen=True)
@@ -107,6 +125,8 @@ class TurnResult:
     response: dict[str, Any] | None = None  # the complete response object (no stream)
     context_window: int | None = None  # the model's context size, when the server stated it
     answer_after: float | None = None  # seconds from the request to the answer's first words
+    rounds: int = 0  # rounds of tool calls run before this reply
+    replies: tuple[Message, ...] = field(default=(), compare=False)  # every reply of the turn
 
 
 def window_for(conversation: Conversation, settings: Settings) -> Window:
@@ -124,6 +144,7 @@ def run_turn(
     sink: Sink,
     stream: bool = True,
     journal: Journal | None = None,
+    tools: Tools | None = None,
 ) -> TurnResult:
     """Add the user's message (saved before anything is sent), send the window,
     deliver the reply to `sink`, commit it."""
@@ -131,7 +152,10 @@ def run_turn(
     message = Message(USER, question) if isinstance(question, str) else question
     conversation.messages.append(journal.user(message))
     return send(conversation, client=client, settings=settings, sink=sink, stream=stream,
-                journal=journal)
+                journal=journal, tools=tools)
+
+
+REPEATS = 3  # the same call with the same arguments this often in one turn: the loop stops
 
 
 def send(
@@ -142,36 +166,128 @@ def send(
     sink: Sink,
     stream: bool = True,
     journal: Journal | None = None,
+    tools: Tools | None = None,
 ) -> TurnResult:
-    """Send the conversation as it stands (its last message is the user's)."""
+    """Send the conversation as it stands (its last message is the user's); while the reply
+    calls tools, run them and send again. The result is the last reply's, with the usage of
+    every request of the turn."""
     journal = journal or NoJournal()
+    journal.answering(conversation.messages[-1])
+    offered = tuple(tools.offered()) if tools is not None else ()
+    result = _request(conversation, client, settings, sink, journal, stream, offered)
+    usage, replies, notices = result.usage, [result.reply], [result.notice]
+    seen: dict[tuple[str, str], int] = {}
+    rounds = 0
+    while result.reply.tool_calls:
+        stop = _why_stop(result.reply, rounds, seen, settings, offered)
+        if stop is not None:
+            _answer_all(conversation, journal, ToolResult(f"not run: {stop}", status="not run"))
+            notices.append(stop)
+            replies[-1] = conversation.messages[-1]
+            break
+        assert tools is not None  # offered, so given
+        _run_calls(conversation, journal, tools)
+        replies[-1] = conversation.messages[-1]  # with its results
+        rounds += 1
+        result = _request(conversation, client, settings, sink, journal, stream, offered)
+        usage, notices = usage + result.usage, [*notices, result.notice]
+        replies.append(result.reply)
+    notice = "; ".join(dict.fromkeys(n for n in notices if n)) or None
+    return replace(result, reply=replies[-1], usage=usage, rounds=rounds, replies=tuple(replies),
+                   notice=notice)
+
+
+def _why_stop(reply: Message, rounds: int, seen: dict[tuple[str, str], int], settings: Settings,
+              offered: tuple[dict[str, Any], ...]) -> str | None:
+    """Why the reply's calls are not run (no tools offered, the round limit, a call repeated),
+    or None to run them."""
+    if not offered:
+        return "the model asked for tools, but none are enabled (-T NAME, /tools)"
+    if rounds >= settings.max_tool_rounds:
+        return (f"stopped after {rounds} rounds of tool calls (max_tool_rounds = "
+                f"{settings.max_tool_rounds}); everything so far is kept")
+    for call in reply.tool_calls:
+        key = (call.name, _canonical(call.arguments))
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] >= REPEATS:
+            return (f"the model asked for the same call ({call.name} with the same arguments) "
+                    f"{REPEATS} times in one turn: stopped there; everything so far is kept")
+    return None
+
+
+def _canonical(arguments: str) -> str:
+    try:
+        return json.dumps(json.loads(arguments), sort_keys=True)
+    except ValueError:
+        return arguments.strip()
+
+
+def _run_calls(conversation: Conversation, journal: Journal, tools: Tools) -> None:
+    """Run the last reply's calls in order, each result kept and saved as it comes. Ctrl-C
+    stops the call that runs (what it printed is its result) and leaves the rest not run."""
+    reply = conversation.messages[-1]
+    for index, call in enumerate(reply.tool_calls):
+        if call.result is not None:
+            continue
+        try:
+            result = tools.run(call)
+        except KeyboardInterrupt:
+            stopped = tools.stopped() or ToolResult("stopped by the user before it ran",
+                                                    status="interrupted")
+            _answer(conversation, journal, index, stopped)
+            _answer_all(conversation, journal, ToolResult("not run: the user stopped the turn",
+                                                          status="not run"))
+            raise errors.Interrupted("tool call interrupted") from None
+        _answer(conversation, journal, index, result)
+
+
+def _answer(conversation: Conversation, journal: Journal, index: int, result: ToolResult) -> None:
+    with errors.HOLD:
+        reply = conversation.messages[-1] = conversation.messages[-1].with_result(index, result)
+        journal.tool_result(reply, index)
+
+
+def _answer_all(conversation: Conversation, journal: Journal, result: ToolResult) -> None:
+    """Every call of the last reply still without a result gets `result` (the history sent
+    next must answer each call)."""
+    for index, call in enumerate(conversation.messages[-1].tool_calls):
+        if call.result is None:
+            _answer(conversation, journal, index, result)
+
+
+def _request(conversation: Conversation, client: ChatClient, settings: Settings, sink: Sink,
+             journal: Journal, stream: bool, offered: tuple[dict[str, Any], ...]) -> TurnResult:
+    """One request of the window as it stands, and its reply; a refusal for length with the
+    question last is asked once more with older messages left out."""
     window = window_for(conversation, settings)
     _refuse_far_too_big(conversation, settings)
-    journal.answering(conversation.messages[-1])
     try:
-        return _attempt(conversation, window, client, settings, sink, journal, stream)
+        return _attempt(conversation, window, client, settings, sink, journal, stream, offered)
     except errors.ContextTooLongError as exc:
         if conversation.messages[-1].role != USER:
             raise  # part of a reply arrived and is kept: not a request to repeat
         refused = exc
         smaller = _shrunk(conversation, window, settings, refused)
-    result = _attempt(conversation, smaller, client, settings, sink, journal, stream)
+    result = _attempt(conversation, smaller, client, settings, sink, journal, stream, offered)
     note = (f"the server said the conversation was too long; {len(smaller.dropped)} older messages "
             "were left out and it was asked again")
     return replace(result, notice="; ".join(filter(None, (note, result.notice))),
                    context_window=refused.limit)
 
 
+def request_for(settings: Settings, messages: list[dict[str, Any]], *,
+                tools: tuple[dict[str, Any], ...] = (), params: dict[str, Any] | None = None) -> ChatRequest:
+    """The request for `messages` with the settings' model and sampling: the one place a
+    ChatRequest is made from settings."""
+    return ChatRequest(model=settings.model, messages=messages, temperature=settings.temperature,
+                       max_tokens=settings.max_tokens, reasoning_effort=settings.reasoning_effort,
+                       params=dict(settings.params) if params is None else params, tools=tools,
+                       tool_choice="auto" if tools else None)
+
+
 def _attempt(conversation: Conversation, window: Window, client: ChatClient, settings: Settings, sink: Sink,
-             journal: Journal, stream: bool) -> TurnResult:
-    request = ChatRequest(
-        model=settings.model,
-        messages=window.to_api(),
-        temperature=settings.temperature,
-        max_tokens=settings.max_tokens,
-        reasoning_effort=settings.reasoning_effort,
-        params=dict(settings.params),
-    )
+             journal: Journal, stream: bool, offered: tuple[dict[str, Any], ...] = ()) -> TurnResult:
+    request = request_for(settings, window.to_api(), tools=offered)
     if stream:
         return _streamed(conversation, request, window, client, settings, sink, journal)
     return _whole(conversation, request, window, client, settings, sink, journal)
@@ -254,9 +370,7 @@ def continue_reply(conversation: Conversation, *, client: ChatClient, settings: 
         params.update(continue_final_message=True, add_generation_prompt=False)
     else:
         messages.append({"role": USER, "content": CONTINUE_INSTRUCTION})
-    request = ChatRequest(model=settings.model, messages=messages, temperature=settings.temperature,
-                          max_tokens=settings.max_tokens, reasoning_effort=settings.reasoning_effort,
-                          params=params)
+    request = request_for(settings, messages, params=params)
     conversation.messages.pop()
     journal.continuing(last)
     return _streamed(conversation, request, window, client, settings, sink, journal, prefix=last)
@@ -272,71 +386,43 @@ def _streamed(conversation: Conversation, request: ChatRequest, window: Window, 
               settings: Settings, sink: Sink, journal: Journal, *,
               prefix: Message | None = None) -> TurnResult:
     """Stream a reply into the conversation; with `prefix`, the reply it continues (its text and
-    thinking come first, and a failure before any new text leaves it as it was). Each piece is
-    kept and shown under errors.HOLD (a SIGTERM waits for both); Ctrl-C while it is being shown
-    keeps it, since part of it may be on the screen already."""
-    parts = TextBuffer(prefix.content if prefix else "")
-    thinking = TextBuffer(prefix.reasoning if prefix else "")
-    before = (len(parts), len(thinking))
-    reported: UsageReport | None = None
-    finish: str | None = None
+    thinking come first, and a failure before any new text leaves it as it was). Each event is
+    folded into the reply and given to every listener (the sink, the journal) under
+    errors.HOLD (a SIGTERM waits for both); Ctrl-C while it is being shown keeps it, since part
+    of it may be on the screen already."""
+    fold = Fold(prefix)
     started, answer_after = time.monotonic(), None
     events = client.stream(request)
     try:
         for event in events:
-            if isinstance(event, ReasoningDelta):
-                if len(thinking) < MAX_REPLY_CHARS:
-                    piece = event.text[: MAX_REPLY_CHARS - len(thinking)]
-                    with errors.HOLD:  # kept and shown together, or neither
-                        thinking.add(piece)
-                        sink.event(ReasoningDelta(piece))
-                    journal.reply_progress("", piece)
-            elif isinstance(event, TextDelta):
-                if answer_after is None:
-                    answer_after = time.monotonic() - started
-                text = event.text[: MAX_REPLY_CHARS - len(parts)]
-                with errors.HOLD:
-                    parts.add(text)
-                    sink.event(event if text == event.text else TextDelta(text))
-                journal.reply_progress(text, "")
-                if len(parts) >= MAX_REPLY_CHARS:
-                    finish = TOO_LONG
-                    break
-            elif isinstance(event, UsageReport):
-                reported = event
-            elif isinstance(event, RequestSent):
+            with errors.HOLD:  # kept and shown together, or neither
+                shown = fold.feed(event)
+                if shown is not None:
+                    sink.event(shown)
+            if isinstance(shown, TextDelta | ReasoningDelta | ToolCallDelta):
+                journal.event(shown)
+            if isinstance(event, RequestSent):
                 started = time.monotonic()
-            elif isinstance(event, StreamEnd):
-                finish = event.finish_reason
+            elif isinstance(shown, TextDelta | ToolCallDelta) and answer_after is None:
+                answer_after = time.monotonic() - started
+            if fold.full:
+                break
     except KeyboardInterrupt:
-        _keep_partial(conversation, parts, thinking, _ending(INTERRUPTED, prefix, before, parts, thinking),
-                      journal)
+        _keep_partial(conversation, fold, INTERRUPTED, journal)
         _cut(sink, INTERRUPTED)
         raise errors.Interrupted("reply interrupted") from None
     except errors.ChatcliError:
-        _keep_partial(conversation, parts, thinking, _ending(ERROR, prefix, before, parts, thinking), journal)
+        _keep_partial(conversation, fold, ERROR, journal)
         _cut(sink, ERROR)
         raise
     except BaseException:  # SIGTERM/SIGHUP, stdout closed (`| head`), anything: keep the words
-        _keep_partial(conversation, parts, thinking, _ending(INTERRUPTED, prefix, before, parts, thinking),
-                      journal)
+        _keep_partial(conversation, fold, INTERRUPTED, journal)
         _cut(sink, INTERRUPTED)
         raise
     finally:
         events.close()
         sink.end()
-    result = _commit(conversation, parts.text(), finish, reported, window, settings, journal,
-                     reasoning=thinking.text(), estimate=prefix is not None)
-    return replace(result, answer_after=answer_after)
-
-
-def _ending(status: str, prefix: Message | None, before: tuple[int, int], parts: TextBuffer,
-            thinking: TextBuffer) -> str:
-    """How a reply that stopped is marked: `status`, unless it was a continuation that brought
-    nothing new (then it ended as it had)."""
-    if prefix is not None and (len(parts), len(thinking)) == before:
-        return prefix.finish_reason or status
-    return status
+    return replace(_commit(conversation, fold, window, settings, journal), answer_after=answer_after)
 
 
 def _whole(conversation: Conversation, request: ChatRequest, window: Window, client: ChatClient,
@@ -349,62 +435,27 @@ def _whole(conversation: Conversation, request: ChatRequest, window: Window, cli
     except BaseException:
         sink.end()
         raise
-    text, finish = completion.text, completion.finish_reason
-    if len(text) > MAX_REPLY_CHARS:
-        text, finish = text[:MAX_REPLY_CHARS], TOO_LONG
-    reasoning = completion.reasoning[:MAX_REPLY_CHARS]
-    if reasoning:
-        sink.event(ReasoningDelta(reasoning))
-    sink.event(TextDelta(text))
+    fold = Fold()
+    for event in fold.whole(completion):
+        sink.event(event)
     sink.end()
-    result = _commit(conversation, text, finish, completion.usage, window, settings, journal,
-                     reasoning=reasoning)
-    return replace(result, response=completion.response)
+    return replace(_commit(conversation, fold, window, settings, journal), response=completion.response)
 
 
-def _keep_partial(conversation: Conversation, parts: TextBuffer, thinking: TextBuffer, status: str,
-                  journal: Journal) -> None:
-    if parts or thinking:
-        partial = Message(ASSISTANT, parts.text(), finish_reason=status, reasoning=thinking.text())
+def _keep_partial(conversation: Conversation, fold: Fold, status: str, journal: Journal) -> None:
+    partial = fold.partial(status)
+    if partial is not None:
         conversation.messages.append(journal.reply_done(partial))
 
 
-def _commit(
-    conversation: Conversation,
-    text: str,
-    finish: str | None,
-    reported: UsageReport | None,
-    window: Window,
-    settings: Settings,
-    journal: Journal,
-    *,
-    reasoning: str = "",
-    estimate: bool = False,  # the reply's size is not the completion's tokens (a continuation)
-) -> TurnResult:
-    hidden = ""
-    if not reasoning:
-        reasoning, text = unopened_think(text)
-        if reasoning:  # it streamed as if it were the answer: say what it was
-            hidden = ("the reply began with the model's thinking (its template hid the <think> tag): "
-                      "it is kept apart as thinking (/thinking) and not sent again")
-    notice = "; ".join(filter(None, (_notice(finish, settings, empty=not text), hidden))) or None
-    finish = "length" if finish == TOO_LONG else finish
-    if reported is not None:
-        usage = Usage(reported.prompt_tokens, reported.completion_tokens,
-                      reasoning_tokens=reported.reasoning_tokens)
-        # The completion's tokens count the thinking too, which is never sent again: then
-        # the reply's own size is estimated.
-        size = -1 if reasoning or estimate else usage.completion_tokens + MESSAGE_OVERHEAD  # -1: estimate
-        reply = Message(ASSISTANT, text, tokens=size, finish_reason=finish, reasoning=reasoning)
-    else:
-        usage = Usage(window.tokens, estimate_tokens(reasoning + text), estimated=True)
-        reply = Message(ASSISTANT, text, finish_reason=finish, reasoning=reasoning)
+def _commit(conversation: Conversation, fold: Fold, window: Window, settings: Settings,
+            journal: Journal) -> TurnResult:
+    reply, usage, hidden = fold.message(window.tokens)
+    notice = "; ".join(filter(None, (_notice(fold.finish, settings, empty=not reply.content and not
+                                             reply.tool_calls), hidden))) or None
     reply = journal.reply_done(reply)
     conversation.messages.append(reply)
     return TurnResult(reply, usage, window, notice)
-
-
-TOO_LONG = "too long"  # our own ending: the reply passed MAX_REPLY_CHARS (saved as "length")
 
 
 def _notice(finish: str | None, settings: Settings, *, empty: bool = False) -> str | None:

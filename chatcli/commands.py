@@ -303,12 +303,65 @@ def _history(session: Session, value: Any) -> Output:
                                        message.finish_reason if message.finish_reason not in
                                        (None, "stop") else "")))
         rows.append((str(number), message.role, f"{'~' if message.estimated else ''}{message.tokens:,}",
-                     f"{state} {marks}".strip(), _preview(attached(message) + message.content)))
+                     f"{state} {marks}".strip(), _preview(attached(message) + message.content
+                                                          + _calls_preview(session, message))))
     lines = (f"next request: {len(window.messages)} messages, ~{window.tokens:,} of {window.budget:,} "
              f"tokens; {len(window.dropped)} left out"
              + (f" to fit {' and '.join(_LIMITS[limit](session) for limit in window.limited_by)}"
                 if window.limited_by else ""),)
     return Output(lines=lines, table=Table(("#", "role", "tokens", "state", "text"), rows))
+
+
+def _calls_preview(session: Session, message: Any) -> str:
+    """` → read_file #3 ok, run_command #4 refused`: a reply's calls, numbered as /tool-output
+    takes them."""
+    if not message.tool_calls:
+        return ""
+    numbers = {id(call): n for n, (_, call) in enumerate(session.tool_calls(), 1)}
+    return " → " + ", ".join(f"{call.name} #{numbers.get(id(call), '?')} "
+                              f"{call.result.status if call.result else 'not run'}"
+                              for call in message.tool_calls)
+
+
+def _tools(session: Session, value: Any) -> Output:
+    """`/tools`: every tool, whether it is offered and whether it asks; `/tools NAME` turns one
+    on or off, `/tools all` and `/tools none` all of them."""
+    box = session.tools
+    if box is None:
+        raise errors.UsageError("tools cannot be offered in this session")
+    lines: tuple[str, ...] = ()
+    if value in ("all", "none"):
+        for name in session.catalog:
+            session.toggle_tool(name, value == "all")
+        lines = (f"{'every tool is' if value == 'all' else 'no tool is'} offered now",)
+    elif value:
+        on = session.toggle_tool(value)
+        lines = (f"{value} is {'offered now' if on else 'no longer offered'}",)
+    rows = []
+    for name, tool in session.catalog.items():
+        asks = ("runs without asking (--yes)" if box.yes else "runs without asking" if name in box.always
+                else "asks each time")
+        rows.append((name, "on" if name in box.tools else "off", tool.effect, asks,
+                     _preview(tool.description)))
+    return Output(lines=lines, table=Table(("tool", "offered", "effect", "approval", "what it does"), rows))
+
+
+def _tool_output(session: Session, value: Any) -> Output:
+    """`/tool-output [n]`: the whole output of tool call n (default: the last), as /history
+    numbers them."""
+    calls = session.tool_calls()
+    if not calls:
+        raise errors.UsageError("no tool has been called in this conversation")
+    number = len(calls) if value is None else int(value)
+    if not 1 <= number <= len(calls):
+        raise errors.UsageError(f"no tool call {number}; there are {len(calls)}")
+    _, call = calls[number - 1]
+    result = call.result
+    head = f"call {number}: {call.name} {call.arguments}"
+    if result is None:
+        return Output(lines=(head, "(not run)"))
+    return Output(lines=(head, f"({result.status}{', cut for the model' if result.output else ''})",
+                         *result.whole.split("\n")))
 
 
 _LIMITS = {
@@ -517,6 +570,10 @@ COMMANDS: tuple[Command, ...] = (
             _param),
     Command("effort", Arg("word", words=(*EFFORTS, "default")),
             "how hard a reasoning model thinks (reasoning_effort)", _effort),
+    Command("tools", Arg("text", "name", words=("all", "none")),
+            "the tools the model may call; a name turns one on or off", _tools),
+    Command("tool-output", Arg("number", "n", what="the tool call number"),
+            "the whole output of tool call n (default: the last), as /history numbers them", _tool_output),
 )
 _BY_NAME = {name: c for c in COMMANDS for name in (c.name, *c.aliases)}
 

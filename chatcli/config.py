@@ -28,6 +28,7 @@ from chatcli.schema import (
     KEYS_BY_NAME,
     LOCAL,
     ROLE_KEYS_BY_NAME,
+    TOOLS_KEYS_BY_NAME,
     TOP_LEVEL_ONLY,
     ContinueStyle,
     Effort,
@@ -107,6 +108,11 @@ class Settings:
     reasoning: ReasoningMode = DEFAULTS["reasoning"]
     image_detail: ImageDetail | None = DEFAULTS["image_detail"]
     continue_style: ContinueStyle = DEFAULTS["continue_style"]
+    max_tool_rounds: int = DEFAULTS["max_tool_rounds"]
+    tool_output_tokens: int = DEFAULTS["tool_output_tokens"]
+    tools: tuple[str, ...] = ()  # the tools offered: [tools] enabled, a role's, -T
+    approve_tools: tuple[str, ...] = ()  # read-only tools that run without asking
+    custom_tools: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # [tools.NAME]
     profile: str | None = None
     profiles: tuple[str, ...] = ()  # every profile the file defines, for /profile and Tab
     role: str | None = None
@@ -185,6 +191,8 @@ def parse_config(text: str, path: Path) -> dict[str, Any]:
         if key == "profile":
             if not isinstance(value, str):
                 _fail(path, text, (), key, "a string", value)
+        elif key == "tools":
+            _check_tools(path, text, value)
         elif key in ("profiles", "roles"):
             kind = f"[{key}.NAME]"
             if not isinstance(value, dict):
@@ -197,6 +205,19 @@ def parse_config(text: str, path: Path) -> dict[str, Any]:
         else:
             _check_table(path, text, (), {key: value})
     return data
+
+
+def _check_tools(path: Path, text: str, value: Any) -> None:
+    """The [tools] table: its own keys, and [tools.NAME] tables for the user's tools."""
+    from chatcli.tools.command import problem
+
+    if not isinstance(value, dict):
+        _fail(path, text, (), "tools", "a [tools] table (enabled, approve, and [tools.NAME] tables)", value)
+    for name, item in value.items():
+        if name in TOOLS_KEYS_BY_NAME:
+            _check_table(path, text, ("tools",), {name: item}, TOOLS_KEYS_BY_NAME)
+        elif why := problem(name, item):
+            raise ConfigError(f"{path}{_locate(text, ('tools',), name)}: tools.{name}: {why}")
 
 
 def _check_table(path: Path, text: str, table: tuple[str, ...], data: dict[str, Any],
@@ -307,6 +328,7 @@ def merge(
         ({k.name: k.default for k in KEYS if k.default is not None}, "default"),
         (top, f"{path}"),
         (table, f"profile {profile}"),
+        (_tools_layer(data.get("tools", {})), f"{path}"),
         # the role's place is here; with_role puts it there, under what the rest set
         *(({name: env[var]}, f"environment {var}") for var, name in ENV_SETTINGS.items()
           if env.get(var) and not (name == "base_url" and "base_url" in table)),
@@ -330,6 +352,8 @@ def merge(
             raise ConfigError(f"{where}: expected {spec.kind}, got {_shown_value(key, merged[key])}")
     settings = Settings(
         **merged,
+        custom_tools={name: item for name, item in data.get("tools", {}).items()
+                      if name not in TOOLS_KEYS_BY_NAME},
         key_source=_key_source(top, table, env, path, profile, merged["base_url"]),
         profile=profile,
         profiles=tuple(sorted(profiles)),
@@ -339,6 +363,11 @@ def merge(
     )
     settings = localised(settings) if settings.base_url == LOCAL else settings
     return with_role(settings, role.name, env) if role else settings
+
+
+def _tools_layer(table: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: tuple(table[name]) for name, key in (("enabled", "tools"), ("approve", "approve_tools"))
+            if name in table}
 
 
 def _rank(origin: str) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, Literal, get_args
 
@@ -171,6 +171,54 @@ class Part:
         return f"{self.name} ({kind}{size})"
 
 
+ToolStatus = Literal["ok", "error", "refused", "interrupted", "not run"]
+TOOL = "tool"  # the role of a tool's result on the wire (kept with its call here, never apart)
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """What came of one tool call: `content` is what the model reads (cut to the budget),
+    `output` the whole output when that was cut (else empty), `status` how it went."""
+
+    content: str
+    status: ToolStatus = "ok"
+    output: str = ""
+    seconds: float | None = None
+
+    @property
+    def whole(self) -> str:
+        return self.output or self.content
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A call the model made: its id (made up when the server sent none), the tool's name,
+    the arguments as the model wrote them (JSON text, maybe not valid), and, once it has
+    one, its result. A call and its result are one value, so they are kept, trimmed, saved
+    and sent together."""
+
+    id: str
+    name: str
+    arguments: str
+    result: ToolResult | None = None
+
+    @property
+    def tokens(self) -> int:
+        size = estimate_tokens(self.name) + estimate_tokens(self.arguments) + MESSAGE_OVERHEAD
+        return size + (estimate_tokens(self.result.content) + MESSAGE_OVERHEAD if self.result else 0)
+
+    def to_api(self) -> dict[str, Any]:
+        return {"id": self.id, "type": "function",
+                "function": {"name": self.name, "arguments": self.arguments or "{}"}}
+
+    def result_to_api(self) -> dict[str, Any]:
+        content = self.result.content if self.result else NOT_RUN
+        return {"role": TOOL, "tool_call_id": self.id, "content": content}
+
+
+NOT_RUN = "not run: chatcli stopped before running this call"
+
+
 @dataclass(frozen=True)
 class Message:
     """One message of a conversation. `tokens` is its size including framing.
@@ -189,10 +237,12 @@ class Message:
     reasoning: str = field(default="", compare=False)  # the model's thinking: kept, never sent
     parts: tuple[Part, ...] = ()  # files, piped text and images sent before the text
     outcome: str | None = field(default=None, compare=False)  # a suggested command: run, copied, not run
+    tool_calls: tuple[ToolCall, ...] = ()  # an assistant's calls, each with its result once run
 
     def __post_init__(self) -> None:
         if self.tokens < 0:
             size = estimate_tokens(self.content) + sum(part.tokens for part in self.parts)
+            size += sum(call.tokens for call in self.tool_calls)
             object.__setattr__(self, "tokens", size + MESSAGE_OVERHEAD)
             object.__setattr__(self, "estimated", True)
 
@@ -207,6 +257,25 @@ class Message:
             texts = [part.body() for part in self.parts] + ([self.content] if self.content else [])
             return {"role": self.role, "content": "\n\n".join(texts)}
         return {"role": self.role, "content": self.api_parts()}
+
+    def api_messages(self) -> list[dict[str, Any]]:
+        """The message as the API takes it, with its tool calls: the assistant's message with
+        its calls, then each call's result as a `tool` message (a call never runs without
+        one). The thinking goes back only here, inside a tool exchange: DeepSeek's and Kimi's
+        thinking modes refuse a follow-up without it; elsewhere it is never sent again."""
+        if not self.tool_calls:
+            return [self.to_api()]
+        first: dict[str, Any] = {"role": self.role, "content": self.content or None,
+                                 "tool_calls": [call.to_api() for call in self.tool_calls]}
+        if self.reasoning:
+            first["reasoning_content"] = self.reasoning
+        return [first, *(call.result_to_api() for call in self.tool_calls)]
+
+    def with_result(self, index: int, result: ToolResult) -> Message:
+        """This message with call `index` answered (its size estimated again)."""
+        calls = list(self.tool_calls)
+        calls[index] = replace(calls[index], result=result)
+        return replace(self, tool_calls=tuple(calls), tokens=-1)
 
     def api_parts(self) -> list[dict[str, Any]]:
         """The content as a list of parts (the attachments, then the text), as JSON export
@@ -276,6 +345,9 @@ class Window:
         chat templates reject two user messages in a row."""
         sent: list[dict[str, Any]] = []
         for message in self.messages:
+            if message.tool_calls:
+                sent.extend(message.api_messages())
+                continue
             api = message.to_api()
             if sent and sent[-1]["role"] == api["role"]:
                 if api["content"] != sent[-1]["content"]:

@@ -19,6 +19,8 @@ class ChatRequest:
     max_tokens: int | None = None
     reasoning_effort: str | None = None
     params: dict[str, Any] = field(default_factory=dict)  # extra fields (config `params`)
+    tools: tuple[dict[str, Any], ...] = ()  # the tools offered, as the API describes them
+    tool_choice: str | None = None  # "auto", "none", "required"; None: the server's default
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "messages": self.messages}
@@ -28,6 +30,10 @@ class ChatRequest:
             body["max_tokens"] = self.max_tokens
         if self.reasoning_effort is not None:
             body["reasoning_effort"] = self.reasoning_effort
+        if self.tools:
+            body["tools"] = list(self.tools)
+            if self.tool_choice:
+                body["tool_choice"] = self.tool_choice
         if self.params:
             body["extra_body"] = dict(self.params)  # the SDK sends them as fields of the body
         return body
@@ -45,6 +51,19 @@ class ReasoningDelta:
     and saved, never sent back."""
 
     text: str
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of a tool call the model is making, as a server streams it: `index` says which
+    call of the reply it belongs to (None when the server does not say), the id and the name
+    may come only in the first piece, or whole in every piece, or the name in pieces; the
+    arguments come in fragments of JSON text. reply.ToolCalls puts the pieces together."""
+
+    index: int | None
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
 
 
 @dataclass(frozen=True)
@@ -77,7 +96,8 @@ class StreamEnd:
     finish_reason: str | None
 
 
-Event = TextDelta | ReasoningDelta | UsageReport | StreamEnd | RequestSent
+# Everything a listener (the screen, the recorder, --json) can be told about a reply.
+Event = TextDelta | ReasoningDelta | ToolCallDelta | UsageReport | StreamEnd | RequestSent | ReplyCut
 
 
 @dataclass(frozen=True)
@@ -91,3 +111,4 @@ class Completion:
     usage: UsageReport | None
     response: dict[str, Any]
     reasoning: str = ""
+    tool_calls: tuple[ToolCallDelta, ...] = ()  # each call whole, in the order the server gave

@@ -5,10 +5,12 @@ Pure formatting, standard library only.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
 from typing import Any
 
-from chatcli.conversation import NO_REPLY, Message, unanswered
+from chatcli.conversation import NO_REPLY, Message, ToolCall, fence_for, unanswered
 from chatcli.store import ConversationInfo
 
 ROLE_NAMES = {"user": "You", "assistant": "Assistant", "system": "System"}
@@ -41,8 +43,28 @@ def to_markdown(info: ConversationInfo, messages: list[Message], *, reasoning: b
             out += ["*Thinking:*", "", *quoted, ""]
         for part in message.parts:  # text attachments fenced under their name, images named
             out += [part.body() if part.kind == "text" else f"*[image: {part.label()}]*", ""]
-        out += [message.content, ""]
+        out += [message.content, ""] if message.content or not message.tool_calls else []
+        for call in message.tool_calls:
+            out += tool_call_markdown(call)
     return "\n".join(out).rstrip() + "\n"
+
+
+def tool_call_markdown(call: ToolCall) -> list[str]:
+    """A call and its result as Markdown lines: the arguments fenced as JSON, then the whole
+    output (not only what the model read) fenced as text."""
+    arguments = call.arguments
+    with contextlib.suppress(ValueError):
+        arguments = json.dumps(json.loads(arguments), indent=2, ensure_ascii=False)
+    fence = fence_for(arguments)
+    out = [f"*Tool call `{call.name}`:*", "", f"{fence}json", arguments, fence, ""]
+    result = call.result
+    if result is None:
+        return [*out, "*(not run)*", ""]
+    took = f", {result.seconds:.1f} s" if result.seconds is not None else ""
+    cut = "; the model read it cut to its head and tail" if result.output else ""
+    fence = fence_for(result.whole)
+    return [*out, f"*Result ({result.status}{took}{cut}):*", "", f"{fence}text", result.whole.rstrip("\n"),
+            fence, ""]
 
 
 def excerpt(text: str, *, lines: int = 2, width: int = 76) -> list[str]:
@@ -104,9 +126,14 @@ def last_exchange(messages: list[Message]) -> list[str]:
 def to_json(info: ConversationInfo, messages: list[Message], *, reasoning: bool = False) -> dict[str, Any]:
     """The conversation with its messages as the chat-completions API takes them; with
     `reasoning`, a reply's thinking as its `reasoning` field (not for sending back)."""
-    api: list[dict[str, str]] = ([{"role": "system", "content": info.system_prompt}]
+    api: list[dict[str, Any]] = ([{"role": "system", "content": info.system_prompt}]
                                  if info.system_prompt else [])
-    api += [{**_api(m), "reasoning": m.reasoning} if reasoning and m.reasoning else _api(m) for m in messages]
+    for m in messages:
+        if m.tool_calls:  # the assistant's calls, then each result as a tool message
+            api += m.api_messages() if reasoning else [
+                {k: v for k, v in d.items() if k != "reasoning_content"} for d in m.api_messages()]
+        else:
+            api.append({**_api(m), "reasoning": m.reasoning} if reasoning and m.reasoning else _api(m))
     return {"id": info.id, "name": info.name, "title": info.title, "model": info.model,
             "profile": info.profile, "role": info.role, "created": int(info.created_at),
             "updated": int(info.updated_at), "messages": api}

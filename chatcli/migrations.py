@@ -185,6 +185,46 @@ def _schema_8(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE conversations ADD COLUMN forked_at INTEGER")
 
 
+def _schema_9(db: sqlite3.Connection) -> None:
+    """Tool calls: each call an assistant's reply made, in order, with its result once it has
+    one (status NULL until then): what the model read, and the whole output when that was
+    cut. Results are indexed for search like attachments."""
+    _script(db, """
+        CREATE TABLE tool_calls (
+            id INTEGER PRIMARY KEY,
+            message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            call_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            arguments TEXT NOT NULL,
+            status TEXT,
+            result TEXT,
+            output TEXT NOT NULL DEFAULT '',
+            seconds REAL,
+            UNIQUE (message_id, seq)
+        );
+    """)
+    try:
+        db.execute("CREATE VIRTUAL TABLE tool_calls_fts USING fts5(result, content='tool_calls', "
+                   "content_rowid='id', tokenize='trigram')")
+    except sqlite3.OperationalError:
+        db.execute("CREATE VIRTUAL TABLE tool_calls_fts USING fts5(result, content='tool_calls', "
+                   "content_rowid='id')")
+    _script(db, """
+        CREATE TRIGGER tool_calls_ai AFTER INSERT ON tool_calls WHEN new.result IS NOT NULL BEGIN
+            INSERT INTO tool_calls_fts(rowid, result) VALUES (new.id, new.result);
+        END;
+        CREATE TRIGGER tool_calls_ad AFTER DELETE ON tool_calls WHEN old.result IS NOT NULL BEGIN
+            INSERT INTO tool_calls_fts(tool_calls_fts, rowid, result) VALUES ('delete', old.id, old.result);
+        END;
+        CREATE TRIGGER tool_calls_au AFTER UPDATE OF result ON tool_calls BEGIN
+            INSERT INTO tool_calls_fts(tool_calls_fts, rowid, result)
+                SELECT 'delete', old.id, old.result WHERE old.result IS NOT NULL;
+            INSERT INTO tool_calls_fts(rowid, result) SELECT new.id, new.result WHERE new.result IS NOT NULL;
+        END;
+    """)
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_schema_1, _schema_2, _schema_3,
                                                                 _schema_4, _schema_5, _schema_6,
-                                                                _schema_7, _schema_8)
+                                                                _schema_7, _schema_8, _schema_9)

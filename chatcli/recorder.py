@@ -15,8 +15,9 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from chatcli.conversation import ASSISTANT, USER, Message, TextBuffer, title_from
+from chatcli.conversation import ASSISTANT, USER, Message, TextBuffer, ToolCall, title_from
 from chatcli.errors import StorageError
+from chatcli.events import Event, ReasoningDelta, TextDelta
 from chatcli.store import STREAMING, Store
 
 # While saving fails, a reply's progress is tried again no more often than this (a lock
@@ -65,6 +66,7 @@ class Recorder:
         self._seq = 0
         self._started: float | None = None  # when the current reply's first words came
         self._last_write = 0.0
+        self._results: dict[tuple[int, int], tuple[ToolCall, ...]] = {}  # results not written yet
         self.failure: StorageError | None = None  # the write failing now; None while saving works
         self._failed_at = 0.0
 
@@ -73,13 +75,13 @@ class Recorder:
         """Saving fails now: what is said meanwhile is kept in memory until a write works."""
         return self.failure is not None
 
-    def _safely(self, write: Callable[[], int | None]) -> int | None:
+    def _safely(self, write: Callable[[], int | None] | Callable[[], None]) -> int | None:
         """Run `write`; after a failure, first try again what was missed. None if it failed."""
         caught_up = 0
         try:
             if self.failure is not None:
                 self.store.reconnect()
-                caught_up = self._catch_up()
+                caught_up = self._catch_up() + self._write_results()
             result = write()
         except StorageError as exc:
             if self.failure is None:
@@ -135,7 +137,7 @@ class Recorder:
 
     def continuing(self, reply: Message) -> None:
         """The next reply continues `reply` (/continue): its text and thinking are already saved;
-        what reply_progress brings is added to them."""
+        what the next events bring is added to them."""
         if reply.id is None:
             return  # never saved: its whole text is added when it ends
         reply_id = self._reply_id = reply.id  # if reopening fails, its end still updates it
@@ -147,13 +149,16 @@ class Recorder:
 
         self._safely(reopen)
 
-    def reply_progress(self, text: str, thinking: str) -> None:
-        """More of the reply (its new text and thinking): saved at most every `interval`
-        seconds (while saving fails, tried again at most every RETRY_SECONDS)."""
-        if text:
-            self._text.add(text)
-        if thinking:
-            self._thinking.add(thinking)
+    def event(self, event: Event) -> None:
+        """More of the reply (its text and thinking; its tool calls are saved with its end):
+        saved at most every `interval` seconds (while saving fails, tried again at most every
+        RETRY_SECONDS)."""
+        if isinstance(event, TextDelta):
+            self._text.add(event.text)
+        elif isinstance(event, ReasoningDelta):
+            self._thinking.add(event.text)
+        else:
+            return
         now = self._clock()
         if self._started is None:
             self._started = self._last_write = now
@@ -195,6 +200,28 @@ class Recorder:
         saved = self._safely(write)
         self._reply_id, self._seq = None, 0
         return _with_id(message, saved)
+
+
+    def tool_result(self, message: Message, index: int) -> None:
+        """Call `index` of `message` has its result: saved now (a result whose write fails is
+        written when saving works again)."""
+        if message.id is None:
+            return  # the reply itself is unsaved: written whole, results included, on catching up
+        message_id, calls = message.id, message.tool_calls
+        self._results[(message_id, index)] = calls
+
+        def write() -> None:
+            self.store.save_calls(message_id, calls, only=index)
+            self._results.pop((message_id, index), None)
+
+        self._safely(write)
+
+    def _write_results(self) -> int:
+        """The results a failed write missed."""
+        for (message_id, index), calls in list(self._results.items()):
+            self.store.save_calls(message_id, calls, only=index)
+            del self._results[(message_id, index)]
+        return 0
 
 
 def _with_id(message: Message, message_id: int | None) -> Message:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
 from chatcli.conversation import Usage, Window, estimate_tokens
 from chatcli.errors import ChatcliError
-from chatcli.events import ReasoningDelta, ReplyCut, TextDelta
+from chatcli.events import Event, ReasoningDelta, ReplyCut, TextDelta, ToolCallDelta
 from chatcli.schema import ReasoningMode
 from chatcli.textsafe import shown, visible, visible_code
 
@@ -192,10 +192,10 @@ class Waiting:
     reply (or the end) reaches `sink`. Nothing is written when no reply is slow to come."""
 
     def __init__(self, sink: Any, file: TextIO, model: str, *, after: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, what: str | None = None) -> None:
         self.sink = sink
         self._file = file
-        self._what = f"waiting for {shown(model)}"
+        self._what = what or f"waiting for {shown(model)}"
         self._after = after
         self._clock = clock
         self._started = clock()
@@ -239,7 +239,8 @@ class Waiting:
             _WAITING.remove(self)
 
     def event(self, event: Any) -> None:
-        self.stop()
+        if isinstance(event, TextDelta | ReasoningDelta | ToolCallDelta | ReplyCut):
+            self.stop()  # the reply begins (response headers alone are not an answer)
         self.sink.event(event)
 
     def end(self) -> None:
@@ -265,13 +266,11 @@ class PlainSink:
         self._last = "\n"
         self._thought_last = "\n"
 
-    def event(self, event: TextDelta | ReasoningDelta | ReplyCut) -> None:
+    def event(self, event: Event) -> None:
         if isinstance(event, TextDelta):
             self._end_thinking()
             self.text(event.text)
-        elif isinstance(event, ReplyCut):
-            return  # plain text is already as it came
-        elif self.thinking is not None:
+        elif isinstance(event, ReasoningDelta) and self.thinking is not None:
             self.thinking.write(visible(event.text) if is_terminal(self.thinking) else event.text)
             self.thinking.flush()
             self._thought_last = event.text[-1:] or self._thought_last
@@ -329,12 +328,12 @@ class MarkdownSink:
         self._on_screen: str | None = None  # the open block, when the live view shows all of it
         self._drawn_width = 0  # the console's width when the live view was drawn
 
-    def event(self, event: TextDelta | ReasoningDelta | ReplyCut) -> None:
+    def event(self, event: Event) -> None:
         if isinstance(event, ReplyCut):
             self._cut = True  # end() closes what the reply left open
         elif isinstance(event, ReasoningDelta):
             self.reasoning(event.text)
-        else:
+        elif isinstance(event, TextDelta):
             if self._thought.running:
                 self._fold_thinking()
             self.text(event.text)

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
-import subprocess
-import tempfile
 import termios
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -25,6 +22,7 @@ from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 
 from chatcli import commands, errors
+from chatcli.approval import edit_text
 from chatcli.chat import Sink, TurnResult, cannot_continue
 from chatcli.export import excerpt
 from chatcli.keybindings import PROMPT, SlashCompleter, bindings, continuation, toolbar
@@ -418,24 +416,6 @@ def discard_typeahead(keyboard: Any) -> None:
     # Not a terminal (a test's pipe): nothing typed ahead to lose.
     with contextlib.suppress(AttributeError, OSError, ValueError, termios.error, NotImplementedError):
         termios.tcflush(keyboard.fileno(), termios.TCIFLUSH)
-
-
-def edit_text(initial: str, env: Mapping[str, str]) -> str:
-    """Open $VISUAL or $EDITOR (or vi) on `initial`; return what was saved."""
-    editor = env.get("VISUAL") or env.get("EDITOR") or "vi"
-    with tempfile.NamedTemporaryFile("w+", suffix=".md", delete=False, encoding="utf-8") as handle:
-        handle.write(initial)
-        path = handle.name
-    try:
-        done = subprocess.run([*shlex.split(editor), path], check=False)
-        if done.returncode != 0:
-            raise errors.UsageError(f"the editor `{editor}` exited with {done.returncode}; nothing sent")
-        return Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise errors.UsageError(f"cannot run the editor `{editor}`: {exc.strerror}",
-                                hint="set EDITOR") from None
-    finally:
-        os.unlink(path)
 
 
 def terminal_input() -> Any:

@@ -85,7 +85,8 @@ def all_roles(data: Mapping[str, Any], origin: str = "the config file") -> dict[
         tables[name] = {**tables.get(name, {}), **table}
     return {name: Role(name, system=table.get("system"), template=table.get("template"),
                        profile=table.get("profile"),
-                       settings={k: table[k] for k in ROLE_REQUEST_KEYS if k in table},
+                       settings={**{k: table[k] for k in ROLE_REQUEST_KEYS if k in table},
+                                 **({"tools": tuple(table["tools"])} if "tools" in table else {})},
                        origin=origin if name in configured else "built in")
             for name, table in tables.items()}
 

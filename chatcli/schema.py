@@ -251,13 +251,36 @@ KEYS: tuple[Key, ...] = (
         "and their values", _is_options,
         "Settings of the local model's server not covered above, by their llama.cpp "
         "names: n_batch, n_gpu_layers, sampling.top_k, ...", {"n_batch": 512}, {}),
+    Key("max_tool_rounds", "a whole number from 1 to 1000", _is_int(1, 1000),
+        "Most rounds of tool calls in one turn (the model calls, chatcli runs, the model "
+        "reads the results); past it the calls are not run and the turn ends.", 10, 10),
+    Key("tool_output_tokens", "a whole number from 100 to 1000000", _is_int(100, 1_000_000),
+        "A tool's output the model reads, in tokens: longer output is cut to its head and "
+        "tail (the whole output is kept with the conversation; /tool-output shows it).", 4000, 4000),
     Key("markdown", "true or false", _is_bool,
         "Render replies on a terminal as Markdown; false prints the text as it "
         "comes. Flag: --no-markdown.", False, True),
 )
 KEYS_BY_NAME = {k.name: k for k in KEYS}
 DEFAULTS: dict[str, Any] = {k.name: k.default for k in KEYS}  # config.Settings takes its defaults here
-TOP_LEVEL_ONLY = ("profile", "profiles", "roles")
+TOP_LEVEL_ONLY = ("profile", "profiles", "roles", "tools")
+
+
+def _is_names(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) and x for x in v)
+
+
+# The [tools] table: which tools are on (`enabled`), which read-only ones run without asking
+# (`approve`); its [tools.NAME] tables are the user's own tools (tools/command.py).
+TOOLS_KEYS: tuple[Key, ...] = (
+    Key("enabled", "a list of tool names", _is_names,
+        "Tools offered to the model in every session (-T NAME adds one for a command, "
+        "--no-tools offers none).", ["read_file", "list_files", "search_files"], []),
+    Key("approve", "a list of tool names", _is_names,
+        "Read-only tools (read_file, list_files, search_files, your own with read_only = "
+        "true) that run without asking; every other call is shown and asked about.", ["read_file"], []),
+)
+TOOLS_KEYS_BY_NAME = {k.name: k for k in TOOLS_KEYS}
 
 # What a [roles.NAME] table may set: its system prompt, a template for one-shot questions,
 # the profile it runs with, and these request settings.
@@ -272,6 +295,8 @@ ROLE_KEYS: tuple[Key, ...] = (
     Key("profile", "a string", _is_str, "The profile the role runs with, unless --profile or "
         "CHATCLI_PROFILE names another.", "deepseek"),
     *(KEYS_BY_NAME[name] for name in ROLE_REQUEST_KEYS),
+    Key("tools", "a list of tool names", _is_names, "The tools the role offers (instead of the "
+        "[tools] enabled list).", ["read_file", "run_command"]),
 )
 ROLE_KEYS_BY_NAME = {k.name: k for k in ROLE_KEYS}
 

@@ -32,6 +32,7 @@ from chatcli.conversation import (
     Conversation,
     Message,
     Part,
+    ToolCall,
     Usage,
     Window,
     turns,
@@ -40,6 +41,8 @@ from chatcli.conversation import (
 from chatcli.recorder import Recorder
 from chatcli.schema import LOCAL
 from chatcli.store import ConversationInfo, Store
+from chatcli.tools import Tool
+from chatcli.tools.box import ToolBox
 
 ClientFactory = Callable[[Settings], Any]
 PROBE_TOKENS = 1024  # a request this large could overflow a small local server's context
@@ -59,6 +62,8 @@ class Session:
         store: Store | None = None,
         warn: Callable[[str], None] = lambda text: None,
         env: Mapping[str, str] | None = None,
+        tools: ToolBox | None = None,
+        catalog: Mapping[str, Tool] | None = None,
     ) -> None:
         self.settings = settings
         self.conversation = Conversation(system=settings.system_prompt)
@@ -78,6 +83,8 @@ class Session:
         self._window: Window | None = None
         self._journal: Journal = self._recorder(None)
         self._env = os.environ if env is None else env
+        self.tools = tools  # what the model may call (None: nothing, and /tools cannot add any)
+        self.catalog = dict(catalog or {})  # every tool there is, for /tools
 
     @property
     def client(self) -> Any:
@@ -112,7 +119,7 @@ class Session:
         self._size_context()
         with self._learning():
             return self._finish(send(self.conversation, client=self.client, settings=self.settings,
-                                     sink=sink, stream=stream, journal=self._journal))
+                                     sink=sink, stream=stream, journal=self._journal, tools=self.tools))
 
     def attach(self, ref: str, *, stdin: str | None = None, images_only: bool = False) -> attachments.Loaded:
         """Attach a file, a directory's text files, an image or an image URL to the next
@@ -167,7 +174,7 @@ class Session:
         self._size_context()
         with self._learning():
             return self._finish(send(self.conversation, client=self.client, settings=self.settings,
-                                     sink=sink, journal=self._journal))
+                                     sink=sink, journal=self._journal, tools=self.tools))
 
     def _finish(self, result: TurnResult) -> TurnResult:
         self._learn_context(result.context_window)
@@ -175,6 +182,25 @@ class Session:
         self.total = self.total + result.usage
         self._window = None
         return result
+
+    def toggle_tool(self, name: str, on: bool | None = None) -> bool:
+        """Offer tool `name` from now on, or stop offering it (`on` None: the other way round);
+        whether it is offered now."""
+        if self.tools is None or name not in self.catalog:
+            known = ", ".join(self.catalog) or "none"
+            raise errors.UsageError(f"no tool named {name!r} (the tools are: {known})")
+        offered = name in self.tools.tools
+        if on is None:
+            on = not offered
+        if on:
+            self.tools.tools[name] = self.catalog[name]
+        else:
+            self.tools.tools.pop(name, None)
+        return on
+
+    def tool_calls(self) -> list[tuple[Message, ToolCall]]:
+        """Every tool call of the conversation, in order, with the reply that made it."""
+        return [(message, call) for message in self.conversation.messages for call in message.tool_calls]
 
     def turn_failed(self) -> None:
         """After an error or Ctrl-C: the conversation changed, the window is stale."""

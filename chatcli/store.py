@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chatcli.conversation import Message, Part
+from chatcli.conversation import Message, Part, ToolCall, ToolResult
 from chatcli.errors import StorageError, UsageError
 from chatcli.migrations import MIGRATIONS
 
@@ -321,6 +321,8 @@ class Store:
                 db.execute("INSERT INTO message_parts (message_id, seq, digest, name, language, url, detail) "
                            "SELECT ?, seq, digest, name, language, url, detail FROM message_parts "
                            "WHERE message_id = ?", (new, old))
+                db.execute(f"INSERT INTO tool_calls (message_id, {_CALL_COLUMNS}) SELECT ?, {_CALL_COLUMNS} "
+                           "FROM tool_calls WHERE message_id = ?", (new, old))
             return fork_id
 
     def delete(self, conversation_id: int) -> None:
@@ -338,14 +340,33 @@ class Store:
             "FROM messages "
             "WHERE conversation_id = ? ORDER BY coalesce(reply_to, id), id", (conversation_id,))
         parts = self._parts(conversation_id)
+        calls = self._calls(conversation_id)
         messages = []
         for row in rows:
             if row[6] == STREAMING:  # the process ended while this reply was arriving
                 chunks = self._read("SELECT text FROM message_chunks WHERE message_id = ? ORDER BY seq",
                                     (row[0],))
                 row = (row[0], row[1], row[2] + "".join(text for (text,) in chunks), *row[3:])
-            messages.append(_message(row, tuple(parts.get(row[0], ()))))
+            messages.append(_message(row, tuple(parts.get(row[0], ())), tuple(calls.get(row[0], ()))))
         return messages
+
+    def _calls(self, conversation_id: int) -> dict[int, list[ToolCall]]:
+        """The tool calls of a conversation's replies, by message, in order, with their results."""
+        rows = self._read(
+            f"SELECT message_id, {_CALL_COLUMNS} FROM tool_calls WHERE message_id IN "
+            "(SELECT id FROM messages WHERE conversation_id = ?) ORDER BY message_id, seq",
+            (conversation_id,))
+        found: dict[int, list[ToolCall]] = {}
+        for message_id, _, call_id, name, arguments, status, result, output, seconds in rows:
+            outcome = (ToolResult(result or "", status=status, output=output, seconds=seconds)
+                       if status else None)
+            found.setdefault(message_id, []).append(ToolCall(call_id, name, arguments, outcome))
+        return found
+
+    def save_calls(self, message_id: int, calls: Sequence[ToolCall], only: int | None = None) -> None:
+        """A reply's calls (or only call `only`), with their results where they have them."""
+        with self._write() as db:
+            _write_calls(db, message_id, calls, only)
 
     def _parts(self, conversation_id: int) -> dict[int, list[Part]]:
         """The attachments of a conversation's messages, by message, in order."""
@@ -384,6 +405,7 @@ class Store:
                 db.execute("INSERT INTO message_parts (message_id, seq, digest, name, language, url, detail) "
                            "VALUES (?, ?, ?, ?, ?, ?, ?)", (message_id, seq, part.digest or None, part.name,
                                                             part.language, part.url, part.detail))
+            _write_calls(db, message_id, message.tool_calls)
             # The conversation's model is the one that answered last (what resuming goes on with).
             db.execute("UPDATE conversations SET updated_at = ?, model = CASE WHEN ? = 'assistant' AND ? "
                        "IS NOT NULL THEN ? ELSE model END WHERE id = ?",
@@ -411,6 +433,7 @@ class Store:
                 (message.content, message.tokens, int(message.estimated), message.finish_reason,
                  int(message.pinned), self._clock(), message.reasoning, message_id))
             db.execute("DELETE FROM message_chunks WHERE message_id = ?", (message_id,))
+            _write_calls(db, message_id, message.tool_calls)
 
     def reopen(self, message_id: int) -> None:
         """A reply about to be continued (/continue): receiving again, its new text saved as it
@@ -433,7 +456,8 @@ class Store:
         """Messages containing `text`, in what was said or in an attached text file (the
         file's name before the snippet), newest first, the matching part marked by [ ]."""
         text = text.strip()
-        hits = [*self._found(text, limit, _IN_MESSAGES), *self._found(text, limit, _IN_ATTACHMENTS)]
+        hits = [*self._found(text, limit, _IN_MESSAGES), *self._found(text, limit, _IN_ATTACHMENTS),
+                *self._found(text, limit, _IN_TOOLS)]
         return sorted(hits, key=lambda hit: hit.message_id, reverse=True)[:limit]
 
     def _found(self, text: str, limit: int, where: _Where) -> list[SearchHit]:
@@ -477,18 +501,45 @@ _IN_ATTACHMENTS = _Where("attachments_fts", f"JOIN attachments a ON a.id = attac
                          f"attachments a {_ATTACHED}", "a.text", "p.name || ': '")
 
 
+_CALLED = "JOIN messages m ON m.id = t.message_id"
+_IN_TOOLS = _Where("tool_calls_fts", f"JOIN tool_calls t ON t.id = tool_calls_fts.rowid {_CALLED}",
+                   f"tool_calls t {_CALLED}", "t.result", "t.name || ': '")
+
+
 def is_number(ref: str) -> bool:
     """A conversation number as typed: ASCII digits that fit SQLite's integers."""
     return ref.isascii() and ref.isdigit() and int(ref) < 2**63
 
 
-def _message(row: tuple[Any, ...], parts: tuple[Part, ...]) -> Message:
+_CALL_COLUMNS = "seq, call_id, name, arguments, status, result, output, seconds"
+
+
+def _write_calls(db: sqlite3.Connection, message_id: int, calls: Sequence[ToolCall],
+                 only: int | None = None) -> None:
+    for seq, call in enumerate(calls):
+        if only is not None and seq != only:
+            continue
+        result = call.result
+        db.execute(
+            f"INSERT INTO tool_calls (message_id, {_CALL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (message_id, seq) DO UPDATE SET call_id = excluded.call_id, name = excluded.name, "
+            "arguments = excluded.arguments, status = coalesce(excluded.status, status), "
+            "result = coalesce(excluded.result, result), output = CASE WHEN excluded.status IS NULL "
+            "THEN output ELSE excluded.output END, seconds = coalesce(excluded.seconds, seconds)",
+            (message_id, seq, call.id, call.name, call.arguments, result.status if result else None,
+             result.content if result else None, result.output if result else "",
+             result.seconds if result else None))
+
+
+def _message(row: tuple[Any, ...], parts: tuple[Part, ...], calls: tuple[ToolCall, ...] = ()) -> Message:
     message_id, role, content, tokens, estimated, pinned, finish, reasoning, outcome = row
     if finish == STREAMING:
         finish = "interrupted"  # the process ended while this reply was arriving
+    if calls:
+        tokens = None  # estimated with the calls' results, which came after the reply's count
     return Message(role, content, tokens=-1 if tokens is None else tokens, pinned=bool(pinned),
                    finish_reason=finish, estimated=bool(estimated), id=message_id, reasoning=reasoning,
-                   parts=parts, outcome=outcome)
+                   parts=parts, outcome=outcome, tool_calls=calls)
 
 
 def _drop_unused_attachments(db: sqlite3.Connection) -> None:

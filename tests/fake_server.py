@@ -71,6 +71,55 @@ class Reply:
     # or "think" (<think>...</think> opening the content: Ollama, distilled R1 models).
     reasoning: str = ""
     dialect: str = "reasoning_content"
+    # Tool calls the reply makes, each {"id", "name", "arguments"} (arguments as JSON text, or
+    # an object for the "object_arguments" shape), streamed in one of the shapes real servers
+    # send (CALL_SHAPES), after the text.
+    tool_calls: list[dict[str, Any]] | None = None
+    call_shape: str = "openai"
+
+
+# How servers stream tool calls, as recorded from them (see call_deltas):
+# openai: id, type and name in the first piece, the arguments in fragments after it;
+# whole: each call whole in one piece (vLLM, Ollama); one_chunk: every call in one chunk
+# (Ollama); no_index: no index at all, the id on each call's first piece (Gemini's
+# compatible API); index_zero: index 0 for every call, each with its own id (some
+# proxies); from_one: indexes that start at 1; name_pieces: the name split in two;
+# repeated: id and name sent again with every fragment (LiteLLM); no_id: no id ever;
+# object_arguments: the arguments as a JSON object, not text.
+CALL_SHAPES = ("openai", "whole", "one_chunk", "no_index", "index_zero", "from_one", "name_pieces",
+               "repeated", "no_id", "object_arguments")
+
+
+def call_deltas(calls: list[dict[str, Any]], shape: str) -> list[list[dict[str, Any]]]:
+    """The `tool_calls` list of each streamed chunk for `calls`, in `shape`."""
+    chunks: list[list[dict[str, Any]]] = []
+    if shape == "one_chunk":
+        return [[{"index": n, "id": c["id"], "type": "function",
+                  "function": {"name": c["name"], "arguments": c["arguments"]}} for n, c in enumerate(calls)]]
+    for n, call in enumerate(calls):
+        args = call["arguments"]
+        if shape in ("whole", "object_arguments"):
+            value = json.loads(args or "{}") if shape == "object_arguments" else args
+            chunks.append([{"index": n, "id": call["id"], "type": "function",
+                            "function": {"name": call["name"], "arguments": value}}])
+            continue
+        pieces = [args[i:i + 5] for i in range(0, len(args), 5)]
+        index: dict[str, Any] = {} if shape == "no_index" else {"index": 0 if shape == "index_zero" else
+                                                                n + (shape == "from_one")}
+        ident = {} if shape == "no_id" else {"id": call["id"]}
+        if shape == "name_pieces":
+            half = len(call["name"]) // 2
+            chunks.append([{**index, **ident, "type": "function", "function": {"name": call["name"][:half]}}])
+            chunks.append([{**index, "function": {"name": call["name"][half:], "arguments": ""}}])
+        else:
+            chunks.append([{**index, **ident, "type": "function",
+                            "function": {"name": call["name"], "arguments": ""}}])
+        for piece in pieces:
+            extra = {**ident, "type": "function"} if shape == "repeated" else {}
+            function = {"name": call["name"], "arguments": piece} if shape == "repeated" else \
+                {"arguments": piece}
+            chunks.append([{**index, **extra, "function": function}])
+    return chunks
 
 
 @dataclass
@@ -107,6 +156,7 @@ class FakeServer:
         # A model that reads no images: a request with an image_url part gets a 400 in these
         # words (as DeepSeek, llama.cpp without a projector, or OpenAI's text models answer).
         self.refuses_images: str | None = None
+        self.refuses_tools: str | None = None  # a request with `tools` gets a 400 in these words
         self.responder: Callable[[dict[str, Any]], Reply] | None = None  # picks a reply by request
         self.stopping = threading.Event()
         self.abandoned = 0  # bodies the client stopped reading before their end
@@ -214,6 +264,9 @@ class _Handler(BaseHTTPRequestHandler):
                 isinstance(m.get("content"), list) and any(p.get("type") == "image_url" for p in m["content"])
                 for m in body.get("messages", [])):
             self._json(400, error_body(self.fake.refuses_images, "invalid_request_error"))
+            return
+        if self.fake.refuses_tools and body.get("tools"):
+            self._json(400, error_body(self.fake.refuses_tools, "invalid_request_error"))
             return
         reply = self.fake.next_reply(body)
         if reply.fault == "slow_headers":
@@ -337,6 +390,11 @@ class _Handler(BaseHTTPRequestHandler):
                     return
                 self._event({**base, "choices": [{"index": 0, "delta": {"content": piece},
                                                    "finish_reason": None}]})
+            for calls in call_deltas(reply.tool_calls or [], reply.call_shape):
+                if reply.delay:
+                    time.sleep(reply.delay)
+                self._event({**base, "choices": [{"index": 0, "delta": {"tool_calls": calls},
+                                                   "finish_reason": None}]})
             if reply.fault == "no_finish":
                 self._end()
                 return
@@ -394,6 +452,11 @@ def completion(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
         message["content"] = f"<think>\n{reply.reasoning}\n</think>\n\n{text}"
     elif reply.reasoning:
         message[reply.dialect] = reply.reasoning
+    if reply.tool_calls:
+        message["tool_calls"] = [{"id": c["id"], "type": "function",
+                                  "function": {"name": c["name"], "arguments": c["arguments"]}}
+                                 for c in reply.tool_calls]
+        message["content"] = text or None
     payload: dict[str, Any] = {
         "id": "chatcmpl-test", "object": "chat.completion", "created": 1700000000,
         "model": body["model"],

@@ -17,6 +17,7 @@ from rich.console import Console
 from chatcli.client import OpenAIClient
 from chatcli.config import merge
 from chatcli.conversation import Message
+from chatcli.events import TextDelta
 from chatcli.render import Diagnostics, PlainSink
 from chatcli.repl import Repl
 from chatcli.session import Session
@@ -262,8 +263,8 @@ def test_a_continuation_is_saved_as_it_arrives(tmp_path):
                                reply_to=question))
     recorder = Recorder(store, conversation, meta=dict, interval=0)
     recorder.continuing(cut)
-    recorder.reply_progress(" and", "")
-    recorder.reply_progress(" more", "")
+    recorder.event(TextDelta(" and"))
+    recorder.event(TextDelta(" more"))
     crashed = store.load(conversation)[-1]  # what chatcli -c finds if the process dies now
     assert (crashed.content, crashed.finish_reason) == ("The first half and more", "interrupted")
     assert len(store.load(conversation)) == 2  # the same message, not a new one

@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chatcli.chat import run_turn
-from chatcli.client.think import ThinkSplitter, split_think
 from chatcli.conversation import Conversation
 from chatcli.events import ReasoningDelta, TextDelta
 from chatcli.store import Store
+from chatcli.think import ThinkSplitter, split_think
 from tests.fake_server import Reply
 from tests.test_chat import Collect, setup
 
@@ -316,6 +316,6 @@ def test_thinking_whose_opening_tag_was_swallowed_is_not_sent_back(run, endpoint
 @pytest.mark.parametrize("answer", ["The closing tag is </think>.", "Write <think> then </think>\nlater.",
                                     "Use `</think>` to close."])
 def test_an_answer_that_mentions_the_tag_is_an_answer(answer):
-    from chatcli.client.think import unopened_think
+    from chatcli.think import unopened_think
 
     assert unopened_think(answer) == ("", answer)

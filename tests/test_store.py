@@ -12,6 +12,7 @@ import pytest
 
 from chatcli.conversation import ASSISTANT, USER, Message
 from chatcli.errors import StorageError
+from chatcli.events import TextDelta
 from chatcli.recorder import Recorder
 from chatcli.store import MIGRATIONS, STREAMING, Store
 
@@ -163,7 +164,7 @@ def test_recorder_saves_the_question_first_and_the_reply_at_a_bounded_rate(store
     for n in range(100):
         parts.append(f"w{n} ")
         clock.now = n * 0.05  # five seconds of streaming, a chunk every 50 ms
-        recorder.reply_progress(parts[-1], "")
+        recorder.event(TextDelta(parts[-1]))
         writes.append(store.load(cid)[-1].content)
     assert len(set(writes)) <= 12  # about two writes a second, not one per chunk
     assert store.load(cid)[-1].finish_reason == "interrupted"  # still arriving: a crash now keeps it
@@ -203,7 +204,7 @@ def test_saving_that_fails_is_tried_again_and_writes_what_it_missed_in_order(sto
         recorder.answering(conversation[-1])
         for word in reply.split(" "):
             clock.now += 10
-            recorder.reply_progress(word + " ", "")
+            recorder.event(TextDelta(word + " "))
         conversation.append(recorder.reply_done(Message(ASSISTANT, reply + " ", finish_reason="stop")))
 
     turn("first", "one")
@@ -231,9 +232,9 @@ def test_a_reply_whose_saving_failed_half_way_is_saved_whole_when_it_works_again
     for n, piece in enumerate(["part one, ", "part two, ", "part three"]):
         faulty.failing = n == 1  # the second write fails: its text must not be lost
         clock.now += 10
-        recorder.reply_progress(piece, "")
+        recorder.event(TextDelta(piece))
     clock.now += 10
-    recorder.reply_progress("", "")
+    recorder.event(TextDelta(""))
     crashed = store.load(recorder.conversation_id)[-1]  # what a crash now would leave
     assert crashed.content == "part one, part two, part three"
 

@@ -14,6 +14,7 @@ import pexpect
 import pytest
 
 from chatcli.conversation import ASSISTANT, USER, Message
+from chatcli.events import TextDelta
 from chatcli.migrations import MIGRATIONS
 from chatcli.recorder import Recorder
 from chatcli.store import STREAMING, Store
@@ -34,7 +35,7 @@ def test_saving_a_streaming_reply_costs_the_new_text_not_the_whole_reply(tmp_pat
     for n in range(400):  # 4 MB arriving in 10 kB pieces, a write every half second
         parts.append(f"{n:04d}" + "x" * 9996)
         clock.now += 0.5
-        recorder.reply_progress(parts[-1], "")
+        recorder.event(TextDelta(parts[-1]))
     written = sum(len(s) for s in statements)
     assert written < 2 * len("".join(parts))  # the old way wrote every prefix again: 800 MB
     assert store.search("0123xxx") == []  # not indexed while it streams...

@@ -52,6 +52,10 @@ class Flags:
     image_detail: ImageDetail | None = None
     code: bool | None = None  # -x: print only the reply's code
     local_model: str | None = None  # --local-model: a local model's name or .gguf path, used now
+    tools: list[str] | None = None  # -T NAME: tools offered besides the configured ones
+    all_tools: bool | None = None  # --tools
+    no_tools: bool | None = None  # --no-tools
+    yes: bool | None = None  # --yes: tool calls run without asking
 
     def over(self, base: Flags | None) -> Flags:
         """These flags, falling back to `base` (the options given before the subcommand)."""
@@ -88,6 +92,8 @@ class Flags:
             raise errors.UsageError("--file needs a path", hint="chatcli ask -f notes.txt \"summarise\"")
         if self.role is not None and not self.role.strip():
             raise errors.UsageError("--role needs a role name", hint="chatcli roles lists them")
+        if self.no_tools and (self.tools or self.all_tools):
+            raise errors.UsageError("--no-tools cannot be used with -T or --tools")
         if self.session is not None and not self.session.strip():
             raise errors.UsageError("--session needs a name or a number",
                                     hint="chatcli sessions list shows them")

@@ -79,7 +79,8 @@ def must_save(flags: Flags) -> bool:
 
 
 def open_session(flags: Flags, settings: Settings, diag: Diagnostics, *,
-                 key: str | None = None, interactive: bool = False) -> Session:
+                 key: str | None = None, interactive: bool = False, console: Any = None,
+                 keyboard: Any = None) -> Session:
     """A session wired to the client, the store and the profiles, resumed as the flags ask.
 
     `key`, when already resolved for `settings`, is used as it is: api_key_cmd may be a
@@ -113,8 +114,11 @@ def open_session(flags: Flags, settings: Settings, diag: Diagnostics, *,
             diag.warning(f"{exc.line()}; this conversation will not be saved")
     # A one-shot answer that must be saved says so once, at the end, as its exit code.
     warn = (lambda text: None) if must_save(flags) and not interactive else diag.warning
+    from chatcli.cli.tooling import toolbox
+
+    tools, every = toolbox(settings, flags, diag, console=console, keyboard=keyboard)
     session = Session(settings, client_factory=make_client, load_profile=load_profile,
-                      profiles=list(settings.profiles), store=store, warn=warn)
+                      profiles=list(settings.profiles), store=store, warn=warn, tools=tools, catalog=every)
     if flags.session:
         session.open(flags.session)
     elif flags.resume_latest and session.resume_latest() is None:
@@ -207,8 +211,10 @@ def interact(flags: Flags, settings: Settings | None = None, *, first: str | Non
     settings = settings or build_settings(flags, diag)
     if settings.key_source.kind in ("none", "env", "value") and settings.base_url != LOCAL:
         resolve_key(settings)  # a first run without a key learns how to set one up now
-    session = open_session(flags, settings, diag, interactive=True)
     color = wants_color(sys.stdout, env)
+    console = make_console(sys.stdout, color=color)
+    keyboard = repl.terminal_input() if first is not None or not sys.stdin.isatty() else None
+    session = open_session(flags, settings, diag, interactive=True, console=console, keyboard=keyboard)
     role = f" · role {settings.role}" if settings.role else ""
     where = "on this machine" if settings.base_url == LOCAL else f"at {url_shown(settings.base_url)}"
     diag.usage(f"chatcli {__version__} · {settings.model} {where}{role} · "
@@ -225,14 +231,14 @@ def interact(flags: Flags, settings: Settings | None = None, *, first: str | Non
             diag.usage(line)
     loop = repl.Repl(
         session,
-        console=make_console(sys.stdout, color=color),
+        console=console,
         diag=diag,
         markdown=color and settings.markdown and not flags.no_markdown,
         history_path=data_dir(env, settings) / "input_history",
         # --no-save writes nothing typed anywhere; a data directory that failed was told once.
         keep_history=saving(flags, settings) and session.store is not None,
         vi_mode=settings.vi_mode,
-        input=repl.terminal_input() if first is not None or not sys.stdin.isatty() else None,
+        input=keyboard,
         on_first_draw=client.warm_up,
     )
     code = loop.run(first_message=first)

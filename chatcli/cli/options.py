@@ -140,6 +140,14 @@ SHARED: tuple[tuple[str, str, Any], ...] = (
         autocompletion=complete_conversations)]),
     ("resume", "resume_latest", _flag("--continue", "-c", help="Continue the most recent conversation.")),
     ("no_save", "no_save", _flag("--no-save", help="Do not save this conversation, nor what you type.")),
+    ("tool", "tools", Annotated[list[str] | None, typer.Option(
+        "--tool", "-T", metavar="NAME", help="Offer the model this tool (repeatable): read_file, list_files, "
+        "search_files, run_command, write_file, edit_file, fetch_url, or one of your [tools.NAME].")]),
+    ("all_tools", "all_tools", _flag("--tools", help="Offer every tool (built in and your own).")),
+    ("no_tools", "no_tools", _flag("--no-tools", help="Offer no tools, whatever the config enables.")),
+    ("yes", "yes", _flag("--yes", "-y", help="Run every tool call without asking (said once on stderr). "
+                                             "Without it and without a terminal, calls that need a yes "
+                                             "are refused.")),
 )
 
 

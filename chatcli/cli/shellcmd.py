@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 from chatcli import errors
+from chatcli.approval import read_key
 from chatcli.cli.base import Flags, build_settings, diagnostics, key_for, read_stdin
 from chatcli.config import with_role
 from chatcli.render import Diagnostics, wants_color
@@ -102,14 +103,14 @@ class _Waiting:
         self.drawn = float("-inf")
 
     def event(self, event: Any) -> None:
-        from chatcli.events import ReasoningDelta
+        from chatcli.events import ReasoningDelta, TextDelta
 
         now = self._clock()
         if isinstance(event, ReasoningDelta) and now - self.drawn >= 0.5:
             self.file.write(f"\rthinking… {now - self.started:.0f} s")
             self.file.flush()
             self.drawn = now
-        elif not isinstance(event, ReasoningDelta):
+        elif isinstance(event, TextDelta):
             self.end()
 
     def end(self) -> None:
@@ -189,56 +190,6 @@ def _menu(session: Session, command: str, diag: Diagnostics) -> str | int:
             session.record_outcome("not run")
             diag.note("nothing was run")
             return errors.EXIT_INTERRUPTED if key == "\x03" else errors.EXIT_OK
-
-
-def discard_typeahead(fd: int, settle: float, *outputs: Any) -> None:
-    """Let what was just drawn reach the screen, wait `settle` seconds, then throw away every
-    key typed until now: only a key pressed after the question is on screen answers it."""
-    import contextlib
-    import termios
-    import time
-
-    for out in outputs:
-        out.flush()
-        with contextlib.suppress(OSError, ValueError, termios.error):  # not a terminal: no wait
-            termios.tcdrain(out.fileno())
-    time.sleep(settle)
-    termios.tcflush(fd, termios.TCIFLUSH)
-
-
-def read_key(prompt: str, *, settle: float = 0.0, keyboard: Any = None, screen: Any = None) -> str:
-    """One key from the terminal, without Enter: a letter in lower case, "\\r" for Enter,
-    "\\x1b" for Esc (or any key that sends an escape sequence), "\\x03" for Ctrl-C. Keys typed
-    before the prompt is drawn are thrown away (after `settle` seconds of the screen as it is).
-    `keyboard` and `screen` are stdin and stderr unless given."""
-    import select
-    import termios
-    import tty
-
-    keyboard, screen = keyboard or sys.stdin, screen or sys.stderr
-    fd = keyboard.fileno()
-    key = b"\x03"  # Ctrl-C pressed before the terminal was in raw mode arrives as a signal
-    saved = termios.tcgetattr(fd)
-    try:
-        discard_typeahead(fd, settle, sys.stdout, screen)
-        screen.write(prompt)
-        screen.flush()
-        # Raw: Ctrl-C arrives as a key (it aborts like Esc). TCSANOW, not setraw's default
-        # TCSAFLUSH: a key pressed once the prompt is drawn counts, however soon.
-        tty.setraw(fd, termios.TCSANOW)
-        key = os.read(fd, 1)
-        if key == b"\x1b" or key[0] >= 0x80:  # the rest of an arrow key, or of a wide character
-            while select.select([fd], [], [], 0.05)[0]:
-                key += os.read(fd, 16)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
-    screen.write("\n")
-    screen.flush()
-    if key.startswith(b"\x1b"):
-        return "\x1b"
-    return key.decode("utf-8", "replace").lower() if len(key) == 1 else ""
 
 
 def _execute(session: Session, command: str, diag: Diagnostics) -> int:

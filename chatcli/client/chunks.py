@@ -17,9 +17,9 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-from chatcli.events import Event, ReasoningDelta, StreamEnd, TextDelta, UsageReport
+from chatcli.events import Event, ReasoningDelta, StreamEnd, TextDelta, ToolCallDelta, UsageReport
 
 MAX_TOKENS_FIGURE = 10**9  # no request uses a billion tokens: a larger figure is nonsense
 _FINISH_CHARS = 40
@@ -209,6 +209,7 @@ def chunk_events(data: Any, mender: SurrogateMender, thinking: SurrogateMender |
         text = mender.feed(content)
         if text:
             events.append(TextDelta(text))
+        events.extend(read_tool_calls((delta or {}).get("tool_calls")))
         finish = read_finish(choice.get("finish_reason"))
         if finish is not None:
             events.append(StreamEnd(finish))
@@ -218,9 +219,55 @@ def chunk_events(data: Any, mender: SurrogateMender, thinking: SurrogateMender |
     return events
 
 
-def completion_events(data: Any, unknown: Callable[[str], None] | None = None,
-                      ) -> tuple[str, str | None, UsageReport | None, str]:
-    """A whole (non-streamed) response: its text, finish reason, usage and reasoning."""
+MAX_NAME_CHARS = 200  # a tool's name; the API allows 64
+
+
+def read_tool_calls(value: Any) -> list[ToolCallDelta]:
+    """The tool calls of a delta or a message, each as the piece it is: the index when it is
+    a number, the id and the name when they are text, the arguments as JSON text (an object
+    some servers send is written as JSON; anything else is malformed). Calls are read as
+    servers send them, not as the API says they should: see reply.ToolCalls."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        value = [value]  # one call sent as an object, not a list of one
+    pieces = []
+    for call in value:
+        if not isinstance(call, dict):
+            raise Malformed(f"a tool call that is not an object ({type(call).__name__})")
+        function = call.get("function")
+        function = function if isinstance(function, dict) else {}
+        index, ident, name = call.get("index"), call.get("id"), function.get("name")
+        arguments = function.get("arguments")
+        if isinstance(arguments, dict | list):
+            arguments = json.dumps(arguments, ensure_ascii=False)
+        elif arguments is not None and not isinstance(arguments, str):
+            raise Malformed(f"tool call arguments that are not text ({type(arguments).__name__})")
+        pieces.append(ToolCallDelta(
+            index=index if isinstance(index, int) and not isinstance(index, bool) and index >= 0 else None,
+            id=ident if isinstance(ident, str) and ident else None,
+            name=_repaired(name[:MAX_NAME_CHARS]) if isinstance(name, str) and name else None,
+            arguments=_repaired(arguments or "")))
+    return pieces
+
+
+def _repaired(text: str) -> str:
+    """Text without lone surrogates (a whole field, so no pair is split)."""
+    if _SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+class Whole(NamedTuple):
+    text: str
+    finish: str | None
+    usage: UsageReport | None
+    reasoning: str
+    tool_calls: list[ToolCallDelta]
+
+
+def completion_events(data: Any, unknown: Callable[[str], None] | None = None) -> Whole:
+    """A whole (non-streamed) response: its text, finish reason, usage, reasoning and calls."""
     if not isinstance(data, dict):
         raise Malformed(f"a response that is not a JSON object ({type(data).__name__})")
     choice = _first_choice(data)
@@ -234,7 +281,8 @@ def completion_events(data: Any, unknown: Callable[[str], None] | None = None,
     text = mender.feed(content) + mender.close()
     thinking = SurrogateMender()
     reasoning = thinking.feed(read_reasoning(message or {}) + thought) + thinking.close()
-    return text, read_finish(choice.get("finish_reason")), read_usage(data.get("usage")), reasoning
+    return Whole(text, read_finish(choice.get("finish_reason")), read_usage(data.get("usage")), reasoning,
+                 read_tool_calls((message or {}).get("tool_calls")))
 
 
 class SurrogateMender:

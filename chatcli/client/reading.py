@@ -28,9 +28,18 @@ from chatcli.client.chunks import (
 from chatcli.client.deadline import Deadlines
 from chatcli.client.failures import from_body
 from chatcli.client.sse import NoEvents, NotEventStream, SSEDecoder, TooLarge
-from chatcli.client.think import ThinkSplitter, split_think
-from chatcli.events import ChatRequest, Completion, Event, ReasoningDelta, StreamEnd, TextDelta, UsageReport
+from chatcli.events import (
+    ChatRequest,
+    Completion,
+    Event,
+    ReasoningDelta,
+    StreamEnd,
+    TextDelta,
+    ToolCallDelta,
+    UsageReport,
+)
 from chatcli.textsafe import shown, url_host
+from chatcli.think import ThinkSplitter, split_think
 
 if TYPE_CHECKING:
     from chatcli.config import Settings
@@ -73,9 +82,10 @@ class BodyReader:
             self._debug("← " + self.redact(raw[:DEBUG_CHARS].decode("utf-8", "replace")))
         data = self._json_body(raw)
         self._raise_error_in(data, request)
-        text, finish, usage, reasoning = completion_events(data, self._unknown_part)
+        text, finish, usage, reasoning, calls = completion_events(data, self._unknown_part)
         inline, text = split_think(text)
-        return Completion(text, finish, usage, data, reasoning=reasoning or inline)
+        return Completion(text, finish, usage, data, reasoning=reasoning or inline,
+                          tool_calls=tuple(calls))
 
     def model_ids(self, http: Any) -> list[str]:
         data = self._json_body(b"".join(self._bytes(http, MAX_LIST_BYTES, self._deadline())))
@@ -162,7 +172,7 @@ class BodyReader:
                     counted = counted or (finish is not None and isinstance(event, UsageReport))
                     # Content may open with a <think> block: its text is reasoning too.
                     for part in think.feed(event.text) if isinstance(event, TextDelta) else [event]:
-                        answered = answered or isinstance(part, TextDelta | ReasoningDelta)
+                        answered = answered or isinstance(part, TextDelta | ReasoningDelta | ToolCallDelta)
                         yield part
         for part in think.feed(mender.close()) + think.close():
             answered = True
@@ -200,15 +210,16 @@ class BodyReader:
             self._debug("← " + self.redact(raw[:DEBUG_CHARS].decode("utf-8", "replace")))
         data = self._json_body(raw)
         self._raise_error_in(data, request)
-        text, finish, usage, reasoning = completion_events(data, self._unknown_part)
+        text, finish, usage, reasoning, calls = completion_events(data, self._unknown_part)
         inline, text = split_think(text)
-        if not text and not (reasoning or inline) and finish is None:
+        if not text and not (reasoning or inline) and not calls and finish is None:
             raise errors.ServerError("the server answered without any reply",
                                      hint="try again; --debug shows what came back")
         if reasoning or inline:
             yield ReasoningDelta(reasoning or inline)
         if text:
             yield TextDelta(text)
+        yield from calls
         if usage is not None:
             yield usage
         yield StreamEnd(finish)

@@ -1,0 +1,153 @@
+"""Tools as this command line asks for them: which are offered, who approves, what shows.
+
+The composition of tools/ for `ask` and the session: the tools named by the config's
+[tools] enabled (or the role's `tools`), -T and --tools, less all of them with
+--no-tools; the approval menu when there is a terminal to ask on (approval.py), --yes,
+or a refusal; and the lines that say what runs, for how long, and how it ended.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from chatcli import errors
+from chatcli.cli.base import Flags
+from chatcli.config import Settings
+from chatcli.conversation import ToolCall, ToolResult
+from chatcli.render import Diagnostics
+from chatcli.textsafe import shown
+from chatcli.tools import Context, Tool, ToolError
+from chatcli.tools.box import ToolBox, choose, refuse_all
+
+
+def catalog(settings: Settings) -> dict[str, Tool]:
+    """Every tool there is: the built-in ones, then the user's [tools.NAME] (which may not
+    take a built-in name)."""
+    from chatcli.tools.builtin import BUILTIN_BY_NAME
+    from chatcli.tools.command import command_tool
+
+    tools: dict[str, Tool] = dict(BUILTIN_BY_NAME)
+    for name, table in settings.custom_tools.items():
+        if name in tools:
+            raise errors.ConfigError(f"{settings.config_path}: [tools.{name}] has the name of a "
+                                     "built-in tool",
+                                     hint="give your tool another name")
+        tools[name] = command_tool(name, table)
+    return tools
+
+
+def chosen(settings: Settings, flags: Flags, tools: dict[str, Tool]) -> list[Tool]:
+    """The tools offered now, or a UsageError naming one that does not exist."""
+    if flags.no_tools:
+        return []
+    names = list(tools) if flags.all_tools else [*settings.tools, *(flags.tools or ())]
+    try:
+        picked = choose(names, tools)
+    except ToolError as exc:
+        raise errors.UsageError(str(exc), hint="chatcli tools lists them; [tools.NAME] in the config "
+                                "adds your own") from None
+    for name in settings.approve_tools:
+        if name in tools and not tools[name].read_only:
+            raise errors.ConfigError(f"{settings.config_path}: [tools] approve names {name}, which "
+                                     f"{_effects(tools[name])}: only tools that read may run without asking",
+                                     hint="remove it from approve (it is asked about each time)")
+    return picked
+
+
+def _effects(tool: Tool) -> str:
+    from chatcli.approval import EFFECTS
+
+    return EFFECTS[tool.effect]
+
+
+def can_ask(env: Any = os.environ) -> bool:
+    """A person can answer: stdin and stderr on a terminal, and not CI."""
+    ci = env.get("CI", "").lower() not in ("", "0", "false")
+    return sys.stdin.isatty() and sys.stderr.isatty() and not ci
+
+
+def toolbox(settings: Settings, flags: Flags, diag: Diagnostics, *, console: Any = None,
+            keyboard: Any = None) -> tuple[ToolBox, dict[str, Tool]]:
+    """The tools for this command, and every tool there is (for /tools)."""
+    tools = catalog(settings)
+    picked = chosen(settings, flags, tools)
+    if flags.yes and picked:
+        diag.warning("--yes: every tool call runs without asking")
+    if console is None:
+        from chatcli.render import make_console, wants_color
+
+        console = make_console(sys.stderr, color=wants_color(sys.stderr, os.environ))
+    approve: Any = refuse_all
+    if can_ask() or keyboard is not None:
+        from chatcli.approval import TerminalApproval
+
+        approve = TerminalApproval(console, keyboard=keyboard)
+    box = ToolBox(picked, approve=approve, pre_approved=settings.approve_tools, yes=bool(flags.yes),
+                  budget_tokens=settings.tool_output_tokens, context=Context(cwd=_cwd()),
+                  progress=Progress(console, asking=approve is not refuse_all))
+    return box, tools
+
+
+def _cwd() -> Any:
+    from pathlib import Path
+
+    return Path.cwd()
+
+
+class Progress:
+    """What the screen says of a call: a line when it starts, a live `running NAME… N s` while
+    it runs (on a terminal, after a second), and how it ended."""
+
+    def __init__(self, console: Any, *, asking: bool) -> None:
+        self.console = console
+        self.asking = asking
+        self._ticker: Any = None
+        self._started: str | None = None  # the call whose first line is on the screen
+
+    def __call__(self, tool: Tool, call: ToolCall, result: ToolResult | None) -> None:
+        from chatcli.render import Waiting
+
+        if result is None or self._started != call.id:
+            self._line(f"▸ {tool.name} {_brief(call.arguments)}", "dim")
+            self._started = call.id
+        if result is None:
+            if self.console.is_terminal:
+                self._ticker = Waiting(_Nothing(), self.console.file, tool.name,
+                                       what=f"running {shown(tool.name)}")
+            return
+        if self._ticker is not None:
+            self._ticker.stop()
+            self._ticker = None
+        self._line(f"  {describe(result)}", "dim" if result.status == "ok" else "yellow")
+
+    def _line(self, text: str, style: str) -> None:
+        self.console.print(text, style=style, markup=False, highlight=False, crop=False, soft_wrap=True)
+
+
+class _Nothing:
+    def event(self, event: Any) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
+
+
+def describe(result: ToolResult) -> str:
+    """How a call ended, in one line: `done in 0.2 s · 12 lines`, `refused`, `error: ...`."""
+    lines = result.whole.count("\n") + 1 if result.whole else 0
+    took = f" in {result.seconds:.1f} s" if result.seconds is not None else ""
+    if result.status == "ok":
+        cut = " (cut for the model; /tool-output shows it whole)" if result.output else ""
+        return f"done{took} · {lines} line{'' if lines == 1 else 's'}{cut}"
+    if result.status == "error":
+        return shown(result.content)[:200]
+    if result.status == "interrupted":
+        return f"stopped{took}; its output so far is kept"
+    return shown(result.content)[:200]
+
+
+def _brief(arguments: str, width: int = 100) -> str:
+    text = " ".join(shown(arguments).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
