@@ -30,6 +30,8 @@ from chatcli.tools.box import Decision, parse_arguments
 # Between the call appearing and the menu that answers for it: keys typed before (type-ahead,
 # a key meant for the reply) are thrown away.
 SETTLE_SECONDS = 0.3
+NO_KEYS = ("n", "\r", "\n", "\x1b", "\x04", "q")
+ANSWER_KEYS = ("y", "a", "e", "x", "\x03", *NO_KEYS)
 EFFECTS = {"read": "reads files", "write": "changes files", "run": "runs a program",
            "network": "fetches from the network"}
 
@@ -104,6 +106,11 @@ def edit_text(initial: str, env: Mapping[str, str], *, suffix: str = ".md") -> s
 
 
 
+def confirm(question: str, *, keyboard: Any = None, screen: Any = None) -> bool:
+    """A yes (y) or no (anything else) from one key pressed after the question is shown."""
+    return read_key(question, settle=SETTLE_SECONDS, keyboard=keyboard, screen=screen) == "y"
+
+
 class TerminalApproval:
     """The approval menu on a terminal: `console` draws (Rich), `keyboard` is read raw."""
 
@@ -129,15 +136,20 @@ class TerminalApproval:
                     f"run it? [y]es  [n]o  [e]dit  [a]lways {tool.name} this session  e[x]plain "
                     "(Enter, Esc: no) ")
             key = read_key(menu, settle=self.settle, keyboard=self.keyboard, screen=self.screen)
+            while (key in ("y", "a") and tall) or key not in ANSWER_KEYS:
+                self.console.print("the call is not shown whole, so it cannot be approved here" if tall and
+                                   key in ("y", "a") else f"{key!r} is not an answer", style="yellow",
+                                   markup=False, highlight=False)
+                key = read_key(menu, settle=self.settle, keyboard=self.keyboard, screen=self.screen)
             if key == "\x03":
                 raise KeyboardInterrupt
-            if key in ("y", "a") and not tall:
+            if key in ("y", "a"):
                 return Decision("yes" if key == "y" else "always", edited)
             if key == "e":
                 edited = self._edit(tool, args)
             elif key == "x":
                 self._explain(tool)
-            elif key in ("n", "\r", "\n", "\x1b", "\x04", "q"):
+            elif key in NO_KEYS:
                 return Decision("no")
 
     def _draw(self, tool: Tool, call: ToolCall, args: dict[str, Any]) -> int:

@@ -107,13 +107,17 @@ class Tools(Protocol):
     """The tools a turn offers (chatcli/tools builds them; the shell layer supplies approval):
     their descriptions for the request, and `run`, which asks for the user's yes when the
     tool needs one and returns the result (a refusal is a result). Ctrl-C while it asks or
-    runs raises KeyboardInterrupt, with what the tool printed so far in `stopped`."""
+    runs raises KeyboardInterrupt, with what the tool printed so far in `stopped`. `without`
+    says whether a question the endpoint refused because of its tools is asked without them
+    (the user's yes, or tool_fallback)."""
 
     def offered(self) -> Sequence[dict[str, Any]]: ...
 
     def run(self, call: ToolCall) -> ToolResult: ...
 
     def stopped(self) -> ToolResult | None: ...
+
+    def without(self, refusal: errors.ToolsUnsupported) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -174,8 +178,16 @@ def send(
     journal = journal or NoJournal()
     journal.answering(conversation.messages[-1])
     offered = tuple(tools.offered()) if tools is not None else ()
-    result = _request(conversation, client, settings, sink, journal, stream, offered)
-    usage, replies, notices = result.usage, [result.reply], [result.notice]
+    notices: list[str | None] = []
+    try:
+        result = _request(conversation, client, settings, sink, journal, stream, offered)
+    except errors.ToolsUnsupported as exc:
+        if tools is None or not tools.without(exc):
+            raise
+        offered = ()
+        notices.append(f"{exc.message}: asked without them")
+        result = _request(conversation, client, settings, sink, journal, stream, offered)
+    usage, replies, notices = result.usage, [result.reply], [*notices, result.notice]
     seen: dict[tuple[str, str], int] = {}
     rounds = 0
     while result.reply.tool_calls:
@@ -237,7 +249,7 @@ def _run_calls(conversation: Conversation, journal: Journal, tools: Tools) -> No
             _answer(conversation, journal, index, stopped)
             _answer_all(conversation, journal, ToolResult("not run: the user stopped the turn",
                                                           status="not run"))
-            raise errors.Interrupted("tool call interrupted") from None
+            raise errors.ToolInterrupted("the tool was stopped; its output so far is kept") from None
         _answer(conversation, journal, index, result)
 
 

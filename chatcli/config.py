@@ -35,6 +35,7 @@ from chatcli.schema import (
     Key,
     ReasoningMode,
     TokenLimitParam,
+    ToolFallback,
     model_name,
     owned_param,
 )
@@ -110,6 +111,7 @@ class Settings:
     continue_style: ContinueStyle = DEFAULTS["continue_style"]
     max_tool_rounds: int = DEFAULTS["max_tool_rounds"]
     tool_output_tokens: int = DEFAULTS["tool_output_tokens"]
+    tool_fallback: ToolFallback = DEFAULTS["tool_fallback"]
     tools: tuple[str, ...] = ()  # the tools offered: [tools] enabled, a role's, -T
     approve_tools: tuple[str, ...] = ()  # read-only tools that run without asking
     custom_tools: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # [tools.NAME]
@@ -124,6 +126,32 @@ class Settings:
     role_base: Mapping[str, tuple[Any, str]] = field(default_factory=dict)
     config_path: Path | None = None
     origins: Mapping[str, str] = field(default_factory=dict)  # key -> the layer its value came from
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where requests go and how: all the client is given. A profile's endpoint, the local
+    model's in-process server (its own URL and key), or any other provider of one is a
+    value of this kind; the key is never shown by repr."""
+
+    base_url: str
+    api_key: str = field(repr=False)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    timeout: float = DEFAULTS["timeout"]
+    reply_timeout: float = DEFAULTS["reply_timeout"]
+    connect_timeout: float = DEFAULTS["connect_timeout"]
+    max_retries: int = DEFAULTS["max_retries"]
+    ca_bundle: str | None = None
+    max_tokens_param: TokenLimitParam = DEFAULTS["max_tokens_param"]
+
+
+def endpoint_of(settings: Settings, api_key: str, *, base_url: str | None = None) -> Endpoint:
+    """The endpoint the settings name, with `api_key` (and another base_url, for a server
+    chatcli started itself)."""
+    return Endpoint(base_url or settings.base_url, api_key, headers=dict(settings.headers),
+                    timeout=settings.timeout, reply_timeout=settings.reply_timeout,
+                    connect_timeout=settings.connect_timeout, max_retries=settings.max_retries,
+                    ca_bundle=settings.ca_bundle, max_tokens_param=settings.max_tokens_param)
 
 
 def default_config_path(env: Mapping[str, str]) -> Path:

@@ -97,6 +97,11 @@ class ContextTooLongError(RequestError):
         self.used = used
 
 
+class ToolsUnsupported(RequestError):
+    """The endpoint's model takes no tools (said by the server, or remembered from when it
+    said so): the question may be asked again without them."""
+
+
 class StorageError(ChatcliError):
     """The conversation database cannot be opened or written."""
 
@@ -148,3 +153,8 @@ class Interrupted(ChatcliError):
 
     def __init__(self, message: str = "interrupted") -> None:
         super().__init__(message)
+
+
+class ToolInterrupted(Interrupted):
+    """The user pressed Ctrl-C while a tool ran or was being asked about: the turn ends, the
+    output so far is kept with the call."""

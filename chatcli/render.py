@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, ClassVar, TextIO
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TextIO
 
 from chatcli.conversation import Usage, Window, estimate_tokens
 from chatcli.errors import ChatcliError
@@ -43,6 +43,45 @@ def wants_color(stream: TextIO, env: Mapping[str, str]) -> bool:
     """Styled output only for a terminal, and never when NO_COLOR is set."""
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty()) and "NO_COLOR" not in env and env.get("TERM") != "dumb"
+
+
+Drawing = Literal["markdown", "plain", "none"]
+
+
+def drawing(file: TextIO, env: Mapping[str, str], *, markdown: bool, quiet: bool = False) -> Drawing:
+    """How a reply is drawn on `file`, decided here and nowhere else: not at all (quiet:
+    --json, --code, a command's hidden request), as Markdown (a terminal that takes styles,
+    with markdown on), or as plain text (a pipe, NO_COLOR, --no-markdown)."""
+    if quiet:
+        return "none"
+    return "markdown" if markdown and wants_color(file, env) else "plain"
+
+
+def reply_sink(how: Drawing, file: TextIO, *, reasoning: ReasoningMode = "collapse",
+               console: Console | None = None, thinking: TextIO | None = None, raw: bool | None = None,
+               waiting: TextIO | None = None, model: str = "") -> Any:
+    """The listener that draws a reply as `drawing` chose; behind a waiting line on `waiting`
+    (a terminal's stderr) until the reply begins."""
+    sink: Any
+    if how == "none":
+        sink = NullSink()
+    elif how == "markdown":
+        sink = MarkdownSink(console, file=None if console else file, reasoning=reasoning)
+    else:  # the thinking, when asked for, goes to `thinking`: stdout carries the answer alone
+        sink = PlainSink(file, raw=raw, thinking=thinking if reasoning == "show" else None)
+    if waiting is not None and is_terminal(waiting):
+        sink = Waiting(sink, waiting, model)
+    return sink
+
+
+class NullSink:
+    """A listener that draws nothing."""
+
+    def event(self, event: Any) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
 
 
 class Diagnostics:
@@ -416,6 +455,18 @@ class MarkdownSink:
                 self._live = None
             for block in blocks:
                 self._print_block(block)
+        self._fresh()
+
+    def _fresh(self) -> None:
+        """Ready for the next reply of a tool loop, drawn below what this one printed."""
+        from chatcli.mdblocks import BlockSplitter
+
+        self._splitter = BlockSplitter()
+        self._thought = _Thought(self._clock)
+        self._cut = False
+        self._shown_before = ""
+        self._on_screen = None
+        self._printed = 0
 
     def _new_part(self, block: str) -> str:
         """What of the block /continue took up is new: the text after what was shown before,

@@ -28,15 +28,13 @@ from chatcli.export import excerpt
 from chatcli.keybindings import PROMPT, SlashCompleter, bindings, continuation, toolbar
 from chatcli.render import (
     Diagnostics,
-    MarkdownSink,
-    PlainSink,
-    Waiting,
     answer_note,
     dropped_note,
     format_usage,
     osc52,
     print_lines,
     print_table,
+    reply_sink,
 )
 from chatcli.session import Session
 
@@ -323,17 +321,21 @@ class Repl:
 
     def _turn(self, run: Callable[[Sink], TurnResult], *, after: str = "") -> None:
         """One request, its reply drawn as it arrives; `after`: the text it continues."""
-        mode = self.session.settings.reasoning
-        sink: Sink = (MarkdownSink(self.console, reasoning=mode) if self.markdown else
-                      PlainSink(self.console.file, raw=False,
-                                thinking=self.console.file if mode == "show" else None))
-        if after and isinstance(sink, MarkdownSink):
-            sink.resume_after(after)
-        if self.console.is_terminal:  # until the reply begins, what it waits for and how long
-            sink = Waiting(sink, self.console.file, self.session.settings.model)
+        settings = self.session.settings
+        # self.markdown was decided by render.drawing when the session began
+        sink: Sink = reply_sink("markdown" if self.markdown else "plain", self.console.file,
+                                reasoning=settings.reasoning, console=self.console,
+                                thinking=self.console.file, raw=False, model=settings.model,
+                                waiting=self.console.file if self.console.is_terminal else None)
+        if after and self.markdown:
+            sink.resume_after(after)  # type: ignore[attr-defined]
         try:
             with typeahead_mode(self.prompt.input):
                 result = run(sink)
+        except errors.ToolInterrupted:
+            self.session.turn_failed()
+            self.diag.note("stopped; what the tool printed is kept with the call (/tool-output shows it), "
+                           "and the model has not read it yet: say how to go on")
         except errors.Interrupted:
             self.session.turn_failed()
             self.diag.note("interrupted; the partial reply is kept (/retry asks again)"

@@ -135,6 +135,7 @@ ReasoningMode = Literal["show", "collapse", "hide"]
 Effort = Literal["minimal", "low", "medium", "high"]  # reasoning_effort, as the API names it
 TokenLimitParam = Literal["auto", "max_tokens", "max_completion_tokens"]
 ContinueStyle = Literal["instruction", "prefix", "continue_final_message"]  # chat.continue_reply
+ToolFallback = Literal["ask", "answer", "stop"]  # a model that takes no tools: tools/box.py
 REASONING_MODES: tuple[ReasoningMode, ...] = get_args(ReasoningMode)
 EFFORTS: tuple[Effort, ...] = get_args(Effort)
 TOKEN_LIMIT_PARAMS: tuple[TokenLimitParam, ...] = get_args(TokenLimitParam)
@@ -257,6 +258,10 @@ KEYS: tuple[Key, ...] = (
     Key("tool_output_tokens", "a whole number from 100 to 1000000", _is_int(100, 1_000_000),
         "A tool's output the model reads, in tokens: longer output is cut to its head and "
         "tail (the whole output is kept with the conversation; /tool-output shows it).", 4000, 4000),
+    Key("tool_fallback", "ask, answer or stop", lambda v: v in get_args(ToolFallback),
+        "When the model takes no tools (the server says so; remembered for the endpoint and "
+        "model): ask on a terminal whether to answer without them, answer without them, or "
+        "stop with the error.", "answer", "ask"),
     Key("markdown", "true or false", _is_bool,
         "Render replies on a terminal as Markdown; false prints the text as it "
         "comes. Flag: --no-markdown.", False, True),
@@ -395,7 +400,24 @@ def render_template() -> str:
         "key. A role may set:"), ""]
     for key in ROLE_KEYS[:3]:
         out += [*_wrap(f"{key.name}: {key.help}")]
-    out += _wrap(f"{', '.join(ROLE_REQUEST_KEYS)}: as above, for this role.")
+    out += _wrap(f"{', '.join(ROLE_REQUEST_KEYS)}: as above, for this role. tools: {ROLE_KEYS[-1].help}")
     out += ["", "# [roles.translate]"]
     out += [f"# {k} = {toml_value(v)}" for k, v in EXAMPLE_ROLE.items()]
+    out += ["", *_wrap(
+        "Tools the model may call (docs/tools.md). In the [tools] table: "
+        + " ".join(f"{key.name}: {key.help}" for key in TOOLS_KEYS)
+        + " A [tools.NAME] table is a tool of your own: a description, a JSON schema of its "
+        "parameters, and a command that gets the arguments as JSON on stdin and prints the result "
+        "(read_only = true lets approve name it; timeout in seconds, default 60)."), "", "# [tools]"]
+    out += [f"# {key.name} = {toml_value(key.example)}" for key in TOOLS_KEYS]
+    out += ["", "# [tools.wordcount]"]
+    out += [f"# {k} = {toml_value(v)}" for k, v in EXAMPLE_TOOL.items()]
     return "\n".join(out) + "\n"
+
+
+EXAMPLE_TOOL: dict[str, Any] = {
+    "description": "Count the words of a text.",
+    "parameters": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+    "command": "python3 -c 'import json, sys; print(len(json.load(sys.stdin)[\"text\"].split()))'",
+    "read_only": True,
+}

@@ -15,10 +15,10 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "chatcli"
 
 # Higher layers may import lower ones (later in the list), never the reverse.
-LAYERS = ["cli", "repl", "keybindings", "commands", "session", "doctor", "approval", "chat", "render", "client", "local",
-          "quirks", "export", "recorder", "store", "migrations", "config", "tools", "roles", "schema",
-          "attachments", "reply", "think", "conversation", "mdblocks", "cmdview", "textsafe", "events",
-          "errors"]
+LAYERS = ["cli", "repl", "keybindings", "commands", "session", "doctor", "approval", "chat", "render",
+          "client", "local", "quirks", "export", "recorder", "store", "migrations", "config", "tools",
+          "roles", "schema", "attachments", "reply", "think", "conversation", "mdblocks", "cmdview",
+          "textsafe", "events", "errors"]
 HOMES = {"openai": {"client"}, "rich": {"render"}, "typer": {"cli"},
          "prompt_toolkit": {"repl", "keybindings"}, "sqlite3": {"store", "migrations"}, "click": set(),
          "xllamacpp": {"local"}}

@@ -7,7 +7,7 @@ import pytest
 from chatcli import errors
 from chatcli.chat import run_turn, send, window_for
 from chatcli.client import OpenAIClient
-from chatcli.config import merge
+from chatcli.config import endpoint_of, merge
 from chatcli.conversation import ASSISTANT, USER, Conversation, Message
 from chatcli.events import ReasoningDelta, TextDelta
 from tests.conftest import TEST_KEY
@@ -38,7 +38,7 @@ class Collect:
 def setup(server, **overrides):
     settings = merge({"base_url": server.base_url, "model": "test-model", "max_retries": 0,
                       "timeout": 5, **overrides}, {}, {})
-    return settings, OpenAIClient(settings, TEST_KEY)
+    return settings, OpenAIClient(endpoint_of(settings, TEST_KEY))
 
 
 def test_a_turn_sends_system_first_then_history_then_the_question(server):

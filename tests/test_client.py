@@ -10,7 +10,7 @@ import pytest
 from chatcli import errors
 from chatcli.client import ChatRequest, OpenAIClient, StreamEnd, TextDelta, UsageReport
 from chatcli.client.failures import is_context_too_long
-from chatcli.config import merge
+from chatcli.config import endpoint_of, merge
 from chatcli.events import RequestSent
 from tests.conftest import TEST_KEY
 from tests.fake_server import CONTEXT_TOO_LONG, Reply, error_body
@@ -20,7 +20,7 @@ REQUEST = ChatRequest(model="test-model", messages=[{"role": "user", "content": 
 
 def make_client(server, *, debug=None, **overrides) -> OpenAIClient:
     data = {"base_url": server.base_url, "max_retries": 0, "timeout": 5, **overrides}
-    return OpenAIClient(merge(data, {}, {}), TEST_KEY, debug=debug)
+    return OpenAIClient(endpoint_of(merge(data, {}, {}), TEST_KEY), debug=debug)
 
 
 def collect(client, request=REQUEST):
@@ -162,8 +162,8 @@ def test_connection_refused():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    client = OpenAIClient(merge({"base_url": f"http://127.0.0.1:{port}/v1", "max_retries": 0}, {}, {}),
-                          TEST_KEY)
+    client = OpenAIClient(endpoint_of(merge({"base_url": f"http://127.0.0.1:{port}/v1", "max_retries": 0},
+                                            {}, {}), TEST_KEY))
     with pytest.raises(errors.NetworkError, match="cannot reach"):
         collect(client)
 

@@ -15,7 +15,7 @@ import pytest
 from rich.console import Console
 
 from chatcli.client import OpenAIClient
-from chatcli.config import merge
+from chatcli.config import endpoint_of, merge
 from chatcli.conversation import Message
 from chatcli.events import TextDelta
 from chatcli.render import Diagnostics, PlainSink
@@ -36,7 +36,8 @@ class Saved:
                 **settings}
         self.err = io.StringIO()
         self.out = io.StringIO()
-        self.session = Session(merge(data, {}, {}), client_factory=lambda s: OpenAIClient(s, TEST_KEY),
+        self.session = Session(merge(data, {}, {}),
+                               client_factory=lambda s: OpenAIClient(endpoint_of(s, TEST_KEY)),
                                store=self.store, warn=Diagnostics(self.err, color=False).warning)
 
     def run(self, keys: str, env: dict[str, str] | None = None) -> None:
@@ -226,8 +227,8 @@ def test_after_kill_9_resume_and_continue_finishes_the_reply(endpoint, tmp_path)
     process.send_signal(signal.SIGKILL)
     process.wait()
     store = Store(database)
-    session = Session(merge({}, os.environ, {}), client_factory=lambda s: OpenAIClient(s, TEST_KEY),
-                      store=store)
+    session = Session(merge({}, os.environ, {}),
+                      client_factory=lambda s: OpenAIClient(endpoint_of(s, TEST_KEY)), store=store)
     assert session.resume_latest() is not None  # chatcli -c
     cut = session.conversation.messages[-1]
     assert cut.finish_reason == "interrupted" and cut.content.startswith("word word")

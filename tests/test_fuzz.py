@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from chatcli import errors
 from chatcli.client import ChatRequest, OpenAIClient, StreamEnd, TextDelta
 from chatcli.commands import dispatch
-from chatcli.config import merge, parse_config
+from chatcli.config import endpoint_of, merge, parse_config
 from chatcli.conversation import ASSISTANT, USER, Message
 from chatcli.schema import KEYS
 from chatcli.session import Session
@@ -112,8 +112,8 @@ def test_sse_streams_cut_anywhere_or_mixed_with_garbage(cut, garbage, where):
     data = data[:at] + garbage + data[at:]
     with FakeServer() as server:
         server.queue(Reply(raw=data))
-        client = OpenAIClient(merge({"base_url": server.base_url, "max_retries": 0, "timeout": 5},
-                                    {}, {}), TEST_KEY)
+        client = OpenAIClient(endpoint_of(merge({"base_url": server.base_url, "max_retries": 0, "timeout": 5},
+                                                {}, {}), TEST_KEY))
         try:
             events = list(client.stream(ChatRequest("test-model", [{"role": "user", "content": "hi"}])))
         except errors.ChatcliError as exc:
@@ -180,8 +180,8 @@ def test_streams_of_wrongly_typed_chunks_end_in_events_or_one_line(data):
     body = "".join(f"data: {json.dumps(item)}\n\n" for item in data) + "data: [DONE]\n\n"
     with FakeServer() as server:
         server.queue(Reply(raw=body.encode()))
-        client = OpenAIClient(merge({"base_url": server.base_url, "max_retries": 0, "timeout": 5},
-                                    {}, {}), TEST_KEY)
+        client = OpenAIClient(endpoint_of(merge({"base_url": server.base_url, "max_retries": 0, "timeout": 5},
+                                                {}, {}), TEST_KEY))
         try:
             events = list(client.stream(ChatRequest("test-model", [{"role": "user", "content": "hi"}])))
         except errors.ChatcliError as exc:

@@ -21,7 +21,7 @@ from prompt_toolkit.output import DummyOutput
 from rich.console import Console
 
 from chatcli.client import OpenAIClient
-from chatcli.config import merge
+from chatcli.config import endpoint_of, merge
 from chatcli.keybindings import SlashCompleter, toolbar
 from chatcli.render import Diagnostics
 from chatcli.repl import Repl
@@ -40,7 +40,7 @@ class Harness:
         self.settings = merge(data, {}, {})
         self.out = io.StringIO()
         self.err = io.StringIO()
-        self.session = Session(self.settings, client_factory=lambda s: OpenAIClient(s, TEST_KEY),
+        self.session = Session(self.settings, client_factory=lambda s: OpenAIClient(endpoint_of(s, TEST_KEY)),
                                load_profile=self._profile, profiles=["other"],
                                warn=Diagnostics(self.err, color=False).warning)
         self.history = tmp_path / "history"

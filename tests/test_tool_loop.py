@@ -97,7 +97,8 @@ def test_a_refused_call_is_told_as_refused_and_nothing_runs(server):
 
 def test_an_unknown_tool_is_an_error_result_not_a_crash(server):
     settings, client = setup(server)
-    server.queue(Reply(text="", tool_calls=[{"id": "x", "name": "rm_rf", "arguments": "{}"}]), Reply(text="ok"))
+    server.queue(Reply(text="", tool_calls=[{"id": "x", "name": "rm_rf", "arguments": "{}"}]),
+                 Reply(text="ok"))
     run_turn(Conversation(), "go", client=client, settings=settings, sink=Collect(), tools=weather_box())
     assert "there is no tool named 'rm_rf'" in server.chat_requests[1]["messages"][2]["content"]
 

@@ -141,13 +141,13 @@ def test_after_a_stream_left_open_the_next_request_has_no_stale_deadline(server,
     """A stream ended by the wait after its finish, then a question long after the first
     reply's deadline would have passed: it is answered (a stale deadline failed it at once)."""
     from chatcli.client import OpenAIClient
-    from chatcli.config import merge
+    from chatcli.config import endpoint_of, merge
     from chatcli.events import ChatRequest, TextDelta
 
     now = [1000.0]
     settings = merge({"base_url": server.base_url, "model": "test-model", "max_retries": 0,
                       "reply_timeout": 600}, {}, {})
-    client = OpenAIClient(settings, TEST_KEY, clock=lambda: now[0])
+    client = OpenAIClient(endpoint_of(settings, TEST_KEY), clock=lambda: now[0])
     server.queue(holding(chunk("first"), chunk(finish="stop"), released=released), Reply(text="second"))
 
     def text(question: str) -> str:

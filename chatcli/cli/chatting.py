@@ -12,7 +12,7 @@ from typing import Any
 
 from chatcli import __version__, errors
 from chatcli.cli.base import Flags, build_settings, diagnostics, key_for, read_stdin, resolve_key
-from chatcli.config import Settings, data_dir
+from chatcli.config import Settings, data_dir, endpoint_of
 from chatcli.export import last_exchange
 from chatcli.render import (
     Diagnostics,
@@ -98,7 +98,7 @@ def open_session(flags: Flags, settings: Settings, diag: Diagnostics, *,
 
             return local_client(s, diag, debug=bool(flags.debug))
         resolved = key if key is not None and s is settings else resolve_key(s)
-        return client.OpenAIClient(s, resolved, notify=diag.note, quirks=quirks,
+        return client.OpenAIClient(endpoint_of(s, resolved), notify=diag.note, quirks=quirks,
                                    debug=diag.debug if flags.debug else None)
 
     def load_profile(name: str | None) -> Settings:
@@ -116,7 +116,7 @@ def open_session(flags: Flags, settings: Settings, diag: Diagnostics, *,
     warn = (lambda text: None) if must_save(flags) and not interactive else diag.warning
     from chatcli.cli.tooling import toolbox
 
-    tools, every = toolbox(settings, flags, diag, console=console, keyboard=keyboard)
+    tools, every = toolbox(settings, flags, diag, console=console, keyboard=keyboard, interactive=interactive)
     session = Session(settings, client_factory=make_client, load_profile=load_profile,
                       profiles=list(settings.profiles), store=store, warn=warn, tools=tools, catalog=every)
     if flags.session:
@@ -141,7 +141,7 @@ def with_template(settings: Settings, question: str, piped: str | None,
 
 def answer(question: str | None, piped: str | None, flags: Flags, settings: Settings) -> None:
     """Send one message and print the reply: the body of `ask` and of piped `chatcli`."""
-    from chatcli.render import MarkdownSink, PlainSink, Waiting
+    from chatcli.render import drawing, reply_sink
 
     diag = diagnostics()
     key = key_for(settings)  # fail before saving a question that cannot be sent
@@ -153,14 +153,11 @@ def answer(question: str | None, piped: str | None, flags: Flags, settings: Sett
                    f"{url_shown(settings.base_url)}, key from {settings.key_source.describe(os.environ)}")
     question, piped = with_template(settings, (question or "").strip(), piped, flags.files)
     attach_all(session, flags.files, piped, diag)
-    if flags.json or flags.code:
-        sink: Any = NullSink()
-    elif wants_color(sys.stdout, os.environ) and settings.markdown and not flags.no_markdown:
-        sink = MarkdownSink(file=sys.stdout, reasoning=settings.reasoning)
-    else:  # stdout gets the answer alone; the thinking, when asked for, goes to stderr
-        sink = PlainSink(sys.stdout, thinking=sys.stderr if settings.reasoning == "show" else None)
-    if sys.stderr.isatty() and not flags.json:  # on the terminal only, never into a pipe or a log
-        sink = Waiting(sink, sys.stderr, settings.model)
+    how = drawing(sys.stdout, os.environ, markdown=settings.markdown and not flags.no_markdown,
+                  quiet=bool(flags.json or flags.code))
+    # The waiting line on the terminal only, never into a pipe or a log.
+    sink = reply_sink(how, sys.stdout, reasoning=settings.reasoning, thinking=sys.stderr,
+                      waiting=None if flags.json else sys.stderr, model=settings.model)
     try:
         result = session.ask(question, sink, stream=not (flags.no_stream or flags.json))
     except errors.ChatcliError:
@@ -168,7 +165,15 @@ def answer(question: str | None, piped: str | None, flags: Flags, settings: Sett
             diag.warning(f"{session.save_failure.message}; this conversation was not saved")
         raise
     if flags.json:
-        sys.stdout.write(json_safe(json.dumps(result.response, indent=2, ensure_ascii=False)) + "\n")
+        payload = dict(result.response or {})
+        calls = [call for reply in result.replies for call in reply.tool_calls]
+        if calls:  # what ran before this response, in the order it ran
+            payload["chatcli_tool_calls"] = [
+                {"id": c.id, "name": c.name, "arguments": c.arguments,
+                 "status": c.result.status if c.result else "not run",
+                 "result": c.result.content if c.result else None,
+                 "output": c.result.whole if c.result else None} for c in calls]
+        sys.stdout.write(json_safe(json.dumps(payload, indent=2, ensure_ascii=False)) + "\n")
         sys.stdout.flush()
     if flags.code:
         print_code(result.reply.content, diag)
@@ -187,18 +192,10 @@ def answer(question: str | None, piped: str | None, flags: Flags, settings: Sett
         diag.warning("the reply was not saved (see above)")
 
 
-class NullSink:
-    def event(self, event: Any) -> None:
-        pass
-
-    def end(self) -> None:
-        pass
-
-
 def interact(flags: Flags, settings: Settings | None = None, *, first: str | None = None) -> int:
     """The interactive session: prompt_toolkit in, Rich out. Returns the exit code."""
     from chatcli import client, repl
-    from chatcli.render import make_console
+    from chatcli.render import drawing, make_console
 
     env = os.environ
     if flags.code:
@@ -233,7 +230,7 @@ def interact(flags: Flags, settings: Settings | None = None, *, first: str | Non
         session,
         console=console,
         diag=diag,
-        markdown=color and settings.markdown and not flags.no_markdown,
+        markdown=drawing(sys.stdout, env, markdown=settings.markdown and not flags.no_markdown) == "markdown",
         history_path=data_dir(env, settings) / "input_history",
         # --no-save writes nothing typed anywhere; a data directory that failed was told once.
         keep_history=saving(flags, settings) and session.store is not None,

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import replace
 from typing import Any
 
 from chatcli import errors
 from chatcli.cli.base import REDACT
-from chatcli.config import Settings
+from chatcli.config import Settings, endpoint_of
 from chatcli.local import BUNDLED_NAME, INSTALL_HINT, available
 from chatcli.local.discovery import locate, model_ref
 from chatcli.local.server import Served
@@ -67,7 +66,7 @@ def local_client(settings: Settings, diag: Diagnostics, *, debug: bool) -> Local
         diag.note(f"answering with the local model {settings.model} (offline); set OPENAI_API_KEY or a "
                   "profile for another endpoint")
     # Learnt quirks are not kept: the endpoint's port is new each run.
-    inner = client.OpenAIClient(replace(settings, base_url=served.url), served.key, notify=diag.note,
+    inner = client.OpenAIClient(endpoint_of(settings, served.key, base_url=served.url), notify=diag.note,
                                 debug=diag.debug if debug else None)
     return LocalClient(inner)
 

@@ -22,7 +22,7 @@ from chatcli.cli.options import (
     complete_conversations,
     complete_roles,
 )
-from chatcli.config import Settings, data_dir, default_config_path
+from chatcli.config import Settings, data_dir, default_config_path, endpoint_of
 from chatcli.render import counted, for_terminal, wants_color
 from chatcli.store import ConversationInfo, SearchHit, Store, open_store
 from chatcli.textsafe import json_safe, shown, url_secrets, visible
@@ -278,6 +278,22 @@ def sessions_rm(
     diagnostics().note(f"removed {counted(len(found), 'conversation')}")
 
 
+@app.command("tools", short_help="List the tools the model can be offered.")
+def tools_list(ctx: typer.Context, config: ConfigOpt = None) -> None:
+    """The tools (built in, and yours from [tools.NAME]): whether the config offers each, what
+    it can do, and whether it asks before it runs. -T NAME offers one for a command."""
+    from chatcli.cli.tooling import catalog
+    from chatcli.export import columns
+
+    settings = build_settings(Flags(config=config).over(ctx.find_root().obj))
+    rows: list[tuple[str, ...]] = [("TOOL", "OFFERED", "EFFECT", "APPROVAL", "WHAT IT DOES")]
+    for name, tool in catalog(settings).items():
+        approval = "runs without asking" if name in settings.approve_tools and tool.read_only else "asks"
+        rows.append((name, "yes" if name in settings.tools else "-T", tool.effect, approval,
+                     _cell(tool.description)))
+    sys.stdout.write(columns(rows))
+
+
 @roles_app.callback()
 def roles_list(ctx: typer.Context, config: ConfigOpt = None) -> None:
     """The roles, built in and from the config file, each with the first line of its system
@@ -326,7 +342,7 @@ def doctor(ctx: typer.Context, model: ModelOpt = None, profile: ProfileOpt = Non
     flags = Flags(model=model, profile=profile, config=config).over(ctx.find_root().obj)
     def make_client(settings: Settings, key: str) -> OpenAIClient:
         REDACT.add(key, *settings.headers.values(), *url_secrets(settings.base_url))
-        return OpenAIClient(settings, key)
+        return OpenAIClient(endpoint_of(settings, key))
 
     checks = run_checks(lambda: load_settings(flags), make_client, os.environ, progress=diagnostics().note)
     marks = {True: "ok", False: "FAIL", None: "note"}

@@ -121,8 +121,8 @@ class _Waiting:
 
 
 def _ask(session: Session, text: str, diag: Diagnostics, *, shown: bool) -> str:
-    from chatcli.cli.chatting import NullSink
     from chatcli.cmdview import refusal
+    from chatcli.render import NullSink
 
     if shown:
         diag.note(f"asking {session.settings.model}…")
@@ -216,7 +216,7 @@ def _describe(session: Session, command: str, diag: Diagnostics) -> None:
     """The describe role explains the command (a request of its own, not saved)."""
     from chatcli.chat import run_turn
     from chatcli.conversation import Conversation
-    from chatcli.render import MarkdownSink, PlainSink
+    from chatcli.render import drawing, reply_sink
 
     if "describe" not in session.settings.roles:
         diag.error("no describe role")
@@ -224,8 +224,7 @@ def _describe(session: Session, command: str, diag: Diagnostics) -> None:
     settings = with_role(session.settings, "describe", os.environ)
     # its own conversation, whose system prompt is the role's even when a flag gave cmd one
     system = settings.roles["describe"].layer(os.environ, sys.platform).get("system_prompt")
-    sink: Any = (MarkdownSink(file=sys.stdout) if wants_color(sys.stdout, os.environ) and settings.markdown
-                 else PlainSink(sys.stdout))
+    sink = reply_sink(drawing(sys.stdout, os.environ, markdown=settings.markdown), sys.stdout)
     try:
         run_turn(Conversation(system=system), command, client=session.client, settings=settings, sink=sink)
     except errors.Interrupted:

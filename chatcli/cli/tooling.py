@@ -69,8 +69,11 @@ def can_ask(env: Any = os.environ) -> bool:
 
 
 def toolbox(settings: Settings, flags: Flags, diag: Diagnostics, *, console: Any = None,
-            keyboard: Any = None) -> tuple[ToolBox, dict[str, Tool]]:
-    """The tools for this command, and every tool there is (for /tools)."""
+            keyboard: Any = None, interactive: bool = False) -> tuple[ToolBox | None, dict[str, Tool]]:
+    """The tools for this command, and every tool there is (for /tools). A one-shot command
+    that offers none builds nothing (start-up stays as it was)."""
+    if not interactive and (flags.no_tools or not (settings.tools or flags.tools or flags.all_tools)):
+        return None, {}
     tools = catalog(settings)
     picked = chosen(settings, flags, tools)
     if flags.yes and picked:
@@ -80,13 +83,17 @@ def toolbox(settings: Settings, flags: Flags, diag: Diagnostics, *, console: Any
 
         console = make_console(sys.stderr, color=wants_color(sys.stderr, os.environ))
     approve: Any = refuse_all
+    ask: Any = None
     if can_ask() or keyboard is not None:
-        from chatcli.approval import TerminalApproval
+        from functools import partial
+
+        from chatcli.approval import TerminalApproval, confirm
 
         approve = TerminalApproval(console, keyboard=keyboard)
+        ask = partial(confirm, keyboard=keyboard, screen=console.file)
     box = ToolBox(picked, approve=approve, pre_approved=settings.approve_tools, yes=bool(flags.yes),
                   budget_tokens=settings.tool_output_tokens, context=Context(cwd=_cwd()),
-                  progress=Progress(console, asking=approve is not refuse_all))
+                  progress=Progress(console), fallback=settings.tool_fallback, confirm=ask)
     return box, tools
 
 
@@ -100,9 +107,8 @@ class Progress:
     """What the screen says of a call: a line when it starts, a live `running NAME… N s` while
     it runs (on a terminal, after a second), and how it ended."""
 
-    def __init__(self, console: Any, *, asking: bool) -> None:
+    def __init__(self, console: Any) -> None:
         self.console = console
-        self.asking = asking
         self._ticker: Any = None
         self._started: str | None = None  # the call whose first line is on the screen
 
@@ -149,5 +155,10 @@ def describe(result: ToolResult) -> str:
 
 
 def _brief(arguments: str, width: int = 100) -> str:
+    import contextlib
+    import json
+
+    with contextlib.suppress(ValueError):
+        arguments = json.dumps(json.loads(arguments), ensure_ascii=False)
     text = " ".join(shown(arguments).split())
     return text if len(text) <= width else text[: width - 1] + "…"

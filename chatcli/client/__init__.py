@@ -22,17 +22,16 @@ from chatcli import errors
 from chatcli.client.deadline import Deadlines, install
 from chatcli.client.failures import describe_for_retry, images_refused, retry_delay, translate
 from chatcli.client.reading import BodyReader, capped_body
-from chatcli.config import same_endpoint
+from chatcli.config import Endpoint, same_endpoint
 from chatcli.events import ChatRequest, Completion, Event, RequestSent, StreamEnd, TextDelta, UsageReport
 from chatcli.quirks import Quirks
-from chatcli.textsafe import Redactor, url_host, url_secrets, url_shown
+from chatcli.textsafe import Redactor, shown, url_host, url_secrets, url_shown
 
 if TYPE_CHECKING:
     import ssl
 
     import openai
 
-    from chatcli.config import Settings
 
 __all__ = ["ChatRequest", "Completion", "Event", "OpenAIClient", "StreamEnd", "TextDelta",
            "UsageReport", "warm_up"]
@@ -47,8 +46,7 @@ class OpenAIClient:
 
     def __init__(
         self,
-        settings: Settings,
-        api_key: str,
+        endpoint: Endpoint,
         *,
         debug: Debug | None = None,
         notify: Callable[[str], None] | None = None,
@@ -56,25 +54,25 @@ class OpenAIClient:
         clock: Callable[[], float] = time.monotonic,
         quirks: Quirks | None = None,
     ) -> None:
-        self.settings = settings
+        self.endpoint = endpoint
         self._quirks = quirks or Quirks(None)
-        self._key = api_key
+        self._key = endpoint.api_key
         self._debug = debug
         self._notify = notify
         self._sleep = sleep
         self._clock = clock
         self._sdk: openai.OpenAI | None = None
-        self.redact = Redactor(api_key, *settings.headers.values(), *url_secrets(settings.base_url))
+        self.redact = Redactor(endpoint.api_key, *endpoint.headers.values(), *url_secrets(endpoint.base_url))
         self.usage_in_stream = True  # False once the server rejects stream_options
         self._deadlines = Deadlines(clock)
-        self._reader = BodyReader(settings, clock=clock, redact=self.redact, debug=debug,
+        self._reader = BodyReader(endpoint, clock=clock, redact=self.redact, debug=debug,
                                   deadlines=self._deadlines, notify=notify)
 
     def _client(self) -> openai.OpenAI:
         if self._sdk is None:
             import openai
 
-            s = self.settings
+            s = self.endpoint
             # HTTPS_PROXY, HTTP_PROXY and NO_PROXY are honoured by the HTTP client itself.
             http_client = openai.DefaultHttpxClient(
                 verify=_trust(s.ca_bundle) if s.ca_bundle else True,
@@ -99,8 +97,8 @@ class OpenAIClient:
         """A redirect anywhere but base_url's own scheme, host and port gets none of our
         headers: the key and every configured header (an Azure `api-key`, say) stay with
         the endpoint they were configured for, as the HTTP client does for Authorization."""
-        if not same_endpoint(str(request.url), self.settings.base_url):
-            for name in ("authorization", *self.settings.headers):
+        if not same_endpoint(str(request.url), self.endpoint.base_url):
+            for name in ("authorization", *self.endpoint.headers):
                 if name in request.headers:
                     del request.headers[name]
 
@@ -111,14 +109,14 @@ class OpenAIClient:
             try:
                 return call()
             except Exception as exc:
-                delay = retry_delay(exc, attempt, self.settings.max_retries)
+                delay = retry_delay(exc, attempt, self.endpoint.max_retries)
                 if delay is None:
                     raise
                 attempt += 1
                 if self._notify:
                     wait = f"{delay:.1f}" if delay < 10 else f"{delay:.0f}"
                     self._notify(f"{describe_for_retry(exc)}; trying again in {wait} s "
-                                 f"({attempt} of {self.settings.max_retries})")
+                                 f"({attempt} of {self.endpoint.max_retries})")
                 self._sleep(delay)
 
     # --- requests ----------------------------------------------------------------
@@ -173,7 +171,7 @@ class OpenAIClient:
         are not asked (it would cost every session a request)."""
         from chatcli.config import is_local
 
-        if not is_local(self.settings.base_url):
+        if not is_local(self.endpoint.base_url):
             return None
         try:
             return self._guard(lambda: self._stated_context(model), None)
@@ -185,7 +183,7 @@ class OpenAIClient:
 
         sdk: Any = self._client()
         raw = {"headers": {"X-Stainless-Raw-Response": "stream"}}  # the body is read here, bounded
-        root = self.settings.base_url.partition("?")[0].rstrip("/").removesuffix("/v1")
+        root = self.endpoint.base_url.partition("?")[0].rstrip("/").removesuffix("/v1")
         for path, find in (("/models", _listed_context), (root + "/props", _props_context)):
             def get(path: str = path) -> Any:
                 return sdk.get(path, cast_to=httpx2.Response, options=raw)
@@ -207,7 +205,7 @@ class OpenAIClient:
                                      .__enter__())
 
     def _headers_in_time(self, send: Callable[[], T]) -> T:
-        seconds = min(self.settings.timeout, self.settings.reply_timeout or self.settings.timeout)
+        seconds = min(self.endpoint.timeout, self.endpoint.reply_timeout or self.endpoint.timeout)
         until = self._clock() + seconds
         with self._deadlines.until(until, "response headers"):
             try:
@@ -215,7 +213,7 @@ class OpenAIClient:
             except Exception:
                 if not self._deadlines.passed(until) or not self._deadlines.received:
                     raise  # a failure, or a server that sent nothing at all (said as such)
-        host = url_host(self.settings.base_url)
+        host = url_host(self.endpoint.base_url)
         raise errors.NetworkError(f"{host} did not finish sending its response headers within {seconds:g} s",
                                   hint="the server, or a proxy on the way, is stalling; try again, or raise "
                                   "`timeout` in the config")
@@ -227,16 +225,24 @@ class OpenAIClient:
 
     def _send_adapting(self, body: dict[str, Any]) -> Any:
         """Send `body` as this endpoint's model takes it, learning from a refusal what it
-        does not take (stream_options, max_tokens, a temperature) and asking again."""
+        does not take (stream_options, max_tokens, a temperature) and asking again. Tools
+        offered to a model that takes none are not sent again: ToolsUnsupported says so."""
         import openai
 
+        model = str(body.get("model"))
+        if body.get("tools") and self._quirks.get(self.endpoint.base_url, model).get("tools") is False:
+            raise _no_tools(model, remembered=True)
         for _ in range(4):  # each refusal is learnt once: a few rounds at most
             adapted = self._adapted(body)
             self._show_request(adapted)
             try:
                 return self._retrying(lambda: self._send(adapted))  # noqa: B023 (called at once)
-            except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
-                if not self._learn(f"{exc.message} {exc.param}", adapted):
+            except (openai.BadRequestError, openai.UnprocessableEntityError, openai.NotFoundError) as exc:
+                if adapted.get("tools") and refuses_tools(f"{exc.message}"):
+                    self._quirks.learn(self.endpoint.base_url, model, "tools", False)
+                    raise _no_tools(model, remembered=False) from None
+                if isinstance(exc, openai.NotFoundError) or not self._learn(f"{exc.message} {exc.param}",
+                                                                            adapted):
                     raise
         return self._retrying(lambda: self._send(self._adapted(body)))
 
@@ -244,8 +250,8 @@ class OpenAIClient:
         body = dict(body)
         if body.get("stream") and self.usage_in_stream:
             body["stream_options"] = {"include_usage": True}
-        known = self._quirks.get(self.settings.base_url, str(body.get("model")))
-        field = self.settings.max_tokens_param
+        known = self._quirks.get(self.endpoint.base_url, str(body.get("model")))
+        field = self.endpoint.max_tokens_param
         if field == "auto":
             field = known.get("max_tokens_param", "max_tokens")
         if field == "max_completion_tokens" and "max_tokens" in body:
@@ -265,16 +271,16 @@ class OpenAIClient:
             if self._debug:
                 self._debug("server rejected stream_options; retrying without it")
             return True
-        automatic = self.settings.max_tokens_param == "auto"
+        automatic = self.endpoint.max_tokens_param == "auto"
         if "max_tokens" in body and "max_completion_tokens" in refusal and automatic:
-            self._quirks.learn(self.settings.base_url, model, "max_tokens_param", "max_completion_tokens")
+            self._quirks.learn(self.endpoint.base_url, model, "max_tokens_param", "max_completion_tokens")
             self._tell(f"{model} takes max_completion_tokens, not max_tokens: sent as that from now on "
                        "(remembered for this endpoint and model)")
             return True
         lowered = refusal.lower()
         if "temperature" in body and "temperature" in lowered and ("only the default" in lowered
                                                                     or "unsupported" in lowered):
-            self._quirks.learn(self.settings.base_url, model, "temperature", False)
+            self._quirks.learn(self.endpoint.base_url, model, "temperature", False)
             self._tell(f"{model} takes only its default temperature: none is sent from now on "
                        "(remembered for this endpoint and model)")
             return True
@@ -282,7 +288,7 @@ class OpenAIClient:
         for role, instead, how in (("system", "developer", "as a developer message"),
                                    ("developer", "user", "at the start of the first question")):
             if role in roles and f"'{role}'" in refusal and ".role" in refusal:
-                self._quirks.learn(self.settings.base_url, model, "system_role", instead)
+                self._quirks.learn(self.endpoint.base_url, model, "system_role", instead)
                 self._tell(f"{model} does not take a {role} message: the system prompt is sent {how} "
                            "from now on (remembered for this endpoint and model)")
                 return True
@@ -310,8 +316,8 @@ class OpenAIClient:
 
             from chatcli.config import visible_headers
 
-            headers = {"Authorization": "Bearer ***", **visible_headers(self.settings.headers)}
-            base, mark, query = self.settings.base_url.partition("?")
+            headers = {"Authorization": "Bearer ***", **visible_headers(self.endpoint.headers)}
+            base, mark, query = self.endpoint.base_url.partition("?")
             self._debug(f"→ POST {url_shown(base.rstrip('/') + '/chat/completions' + mark + query)}")
             self._debug(f"→ headers {self.redact(json.dumps(headers))}")
             shown = {k: v for k, v in body.items() if k != "extra_body"} | body.get("extra_body", {})
@@ -328,7 +334,29 @@ class OpenAIClient:
 
     def _translate(self, exc: Exception, request: ChatRequest | None, *,
                    midstream: bool) -> errors.ChatcliError:
-        return translate(exc, self.settings, request, redact=self.redact, midstream=midstream)
+        return translate(exc, self.endpoint, request, redact=self.redact, midstream=midstream)
+
+
+# How servers say a model takes no tools: Ollama ("... does not support tools"), llama.cpp
+# started without --jinja ("tools param requires --jinja flag"), OpenRouter ("No endpoints
+# found that support tool use"), vLLM without --enable-auto-tool-choice ("auto" tool choice
+# requires --enable-auto-tool-choice and --tool-call-parser to be set), and the like.
+_TOOL_REFUSALS = ("does not support tools", "requires --jinja", "support tool use",
+                  "enable-auto-tool-choice", "tools are not supported", "tool use is not supported",
+                  "does not support function calling", "function calling is not supported",
+                  "tool calling is not supported", "tool_choice is not supported")
+
+
+def refuses_tools(message: str) -> bool:
+    lowered = message.lower()
+    return any(words in lowered for words in _TOOL_REFUSALS)
+
+
+def _no_tools(model: str, *, remembered: bool) -> errors.ToolsUnsupported:
+    said = "said before (remembered for this endpoint and model)" if remembered else "says the server"
+    return errors.ToolsUnsupported(f"{shown(model)} does not take tools ({said})",
+                                   hint="ask without them (tool_fallback = \"answer\" does so each time), "
+                                   "or use a model that calls tools")
 
 
 def _short_images(text: str) -> str:

@@ -18,7 +18,7 @@ from chatcli.client.sse import TooLarge
 from chatcli.textsafe import url_host, url_shown
 
 if TYPE_CHECKING:
-    from chatcli.config import Settings
+    from chatcli.config import Endpoint
     from chatcli.events import ChatRequest
 
 # Codes, types and phrases different servers use for "the prompt does not fit":
@@ -44,7 +44,7 @@ def is_context_too_long(code: str | None, type_: str | None, message: str) -> bo
 
 def translate(
     exc: Exception,
-    settings: Settings,
+    endpoint: Endpoint,
     request: ChatRequest | None,
     *,
     redact: Callable[[str], str],
@@ -54,11 +54,11 @@ def translate(
     import httpx2
     import openai
 
-    host = url_host(settings.base_url)
-    model = request.model if request else settings.model
+    host = url_host(endpoint.base_url)
+    model = request.model if request else "the model"
     if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
         return errors.NetworkError(
-            f"{host} sent nothing for {settings.timeout:g}s"
+            f"{host} sent nothing for {endpoint.timeout:g}s"
             + (" in the middle of the reply" if midstream else ""),
             hint="the server may be overloaded; try again, or raise `timeout` in the config",
         )
@@ -69,11 +69,11 @@ def translate(
             return errors.NetworkError(f"the connection to {host} broke during the reply: {cause}",
                                        hint="try again")
         return errors.NetworkError(
-            f"cannot reach {url_shown(settings.base_url)}: {cause}",
+            f"cannot reach {url_shown(endpoint.base_url)}: {cause}",
             hint="check base_url, your network, and HTTPS_PROXY if you use a proxy",
         )
     if isinstance(exc, openai.APIStatusError):
-        return _from_status(exc, settings, model, redact)
+        return _from_status(exc, endpoint, model, redact)
     if isinstance(exc, TooLarge):
         return errors.ServerError(f"{host} sent {exc}, which no chat-completions reply holds; "
                                   "reading stopped there",
@@ -116,14 +116,14 @@ def _server_message(exc: Any) -> str:
     return re.sub(r"^Error code: \d+ - ", "", str(exc.message))
 
 
-def _from_status(exc: Any, settings: Settings, model: str,
+def _from_status(exc: Any, endpoint: Endpoint, model: str,
                  redact: Callable[[str], str]) -> errors.ChatcliError:
     retry = exc.response.headers.get("retry-after")
-    return classify(exc.status_code, redact(_server_message(exc)), exc.code, exc.type, settings, model,
+    return classify(exc.status_code, redact(_server_message(exc)), exc.code, exc.type, endpoint, model,
                     retry_after=retry, quota=_is_quota(exc), details=exc.body)
 
 
-def from_body(error: BodyError, settings: Settings, model: str, redact: Callable[[str], str], *,
+def from_body(error: BodyError, endpoint: Endpoint, model: str, redact: Callable[[str], str], *,
               midstream: bool = False) -> errors.ChatcliError:
     """An error a server put in a body (a 200 whose JSON is an `error`, an error event in a
     stream), classified as the same error with a proper HTTP status would be."""
@@ -137,7 +137,7 @@ def from_body(error: BodyError, settings: Settings, model: str, redact: Callable
     elif status is None and _AUTH_WORDS.search(f"{error.code} {error.type}"):
         status = 401
     if status is not None:
-        return classify(status, message, error.code, error.type, settings, model, quota="quota" in words,
+        return classify(status, message, error.code, error.type, endpoint, model, quota="quota" in words,
                         details=error.details)
     where = "during the reply" if midstream else "instead of a reply"
     return errors.ServerError(f"the server reported an error {where}: {message}",
@@ -147,7 +147,7 @@ def from_body(error: BodyError, settings: Settings, model: str, redact: Callable
 _AUTH_WORDS = re.compile(r"api[ _-]?key|unauthori[sz]ed|authenticat|permission|forbidden", re.IGNORECASE)
 
 
-def classify(status: int, message: str, code: str | None, type_: str | None, settings: Settings,
+def classify(status: int, message: str, code: str | None, type_: str | None, endpoint: Endpoint,
              model: str, *, retry_after: str | None = None, quota: bool = False,
              details: Any = None) -> errors.ChatcliError:
     """The chatcli error for a server's error with this HTTP status, words and codes."""
@@ -160,10 +160,10 @@ def classify(status: int, message: str, code: str | None, type_: str | None, set
                                 hint="check your account's access to this model and region")
     if status == 404:
         if code == "model_not_found" or "model" in message.lower():
-            return errors.RequestError(f"model {model!r} was not found at {url_shown(settings.base_url)}",
+            return errors.RequestError(f"model {model!r} was not found at {url_shown(endpoint.base_url)}",
                                        hint="pick another: --model, /model in a session, or `model` in "
                                             "the config (`chatcli doctor` lists them)")
-        return errors.RequestError(f"{url_shown(settings.base_url)} has no chat-completions endpoint (404)",
+        return errors.RequestError(f"{url_shown(endpoint.base_url)} has no chat-completions endpoint (404)",
                                    hint="base_url usually ends in /v1")
     if status == 429:
         if quota:

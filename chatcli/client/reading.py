@@ -42,7 +42,7 @@ from chatcli.textsafe import shown, url_host
 from chatcli.think import ThinkSplitter, split_think
 
 if TYPE_CHECKING:
-    from chatcli.config import Settings
+    from chatcli.config import Endpoint
 
 # Bounds on what a server can make us hold. No real reply comes near them.
 MAX_EVENT_BYTES = 4_000_000  # one line, or one event, of a stream
@@ -56,12 +56,12 @@ FINISH_GRACE_SECONDS = 2.0
 
 
 class BodyReader:
-    """Reads response bodies for one client: its settings, clock, --debug and redaction."""
+    """Reads response bodies for one client: its endpoint, clock, --debug and redaction."""
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], float],
+    def __init__(self, endpoint: Endpoint, *, clock: Callable[[], float],
                  redact: Callable[[str], str], debug: Callable[[str], None] | None,
                  deadlines: Deadlines | None = None, notify: Callable[[str], None] | None = None) -> None:
-        self.settings = settings
+        self.endpoint = endpoint
         self._clock = clock
         self.redact = redact
         self._debug = debug
@@ -100,7 +100,7 @@ class BodyReader:
 
     def _deadline(self, started: float | None = None) -> float | None:
         """When the reply must be complete: reply_timeout after the request was sent."""
-        limit = self.settings.reply_timeout
+        limit = self.endpoint.reply_timeout
         return (self._clock() if started is None else started) + limit if limit else None
 
     def _bytes(self, http: Any, limit: int | None, deadline: float | None) -> Iterator[bytes]:
@@ -123,7 +123,7 @@ class BodyReader:
 
     def _too_late(self) -> errors.NetworkError:
         return errors.NetworkError(
-            f"the reply was still not complete after {self.settings.reply_timeout:g} s (reply_timeout)",
+            f"the reply was still not complete after {self.endpoint.reply_timeout:g} s (reply_timeout)",
             hint="raise reply_timeout in the config (0 means no limit), or ask for less")
 
     def events(self, http: Any, request: ChatRequest, *, started: float | None = None) -> Iterator[Event]:
@@ -201,7 +201,7 @@ class BodyReader:
         if error is None and name == "error":
             error = BodyError(data if not isinstance(parsed, dict) else str(parsed.get("message", data)))
         if error is not None:
-            raise from_body(error, self.settings, request.model, self.redact, midstream=True)
+            raise from_body(error, self.endpoint, request.model, self.redact, midstream=True)
         return chunk_events(parsed, mender, thinking, self._unknown_part)
 
     def _whole_as_events(self, raw: bytes, request: ChatRequest) -> Iterator[Event]:
@@ -233,10 +233,10 @@ class BodyReader:
     def _raise_error_in(self, data: Any, request: ChatRequest) -> None:
         error = find_error(data)
         if error is not None:
-            raise from_body(error, self.settings, request.model, self.redact)
+            raise from_body(error, self.endpoint, request.model, self.redact)
 
     def _not_chat_data(self, start: str) -> errors.ServerError:
-        host = url_host(self.settings.base_url)
+        host = url_host(self.endpoint.base_url)
         kind = "an HTML page" if start.lstrip().startswith("<") else "something else"
         quoted = " ".join(self.redact(start).split())[:80]
         return errors.ServerError(

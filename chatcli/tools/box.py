@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from chatcli.conversation import ToolCall, ToolResult, estimate_tokens
+from chatcli.schema import ToolFallback as Fallback
 from chatcli.textsafe import without_controls
 from chatcli.tools import Context, Stopped, Tool, ToolError
 
 Answer = Literal["yes", "no", "always"]
+
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,8 @@ def refuse_all(tool: Tool, call: ToolCall, arguments: dict[str, Any]) -> Decisio
 class ToolBox:
     def __init__(self, tools: Sequence[Tool], *, approve: Approver = refuse_all,
                  pre_approved: Sequence[str] = (), yes: bool = False, budget_tokens: int = 4000,
-                 context: Context, progress: Progress | None = None) -> None:
+                 context: Context, progress: Progress | None = None, fallback: Fallback = "ask",
+                 confirm: Callable[[str], bool] | None = None) -> None:
         self.tools: dict[str, Tool] = {tool.name: tool for tool in tools}
         self._approve = approve
         self.always = {name for name in pre_approved if name in self.tools and self.tools[name].read_only}
@@ -56,6 +59,15 @@ class ToolBox:
         self.context = context
         self._progress = progress
         self._stopped: ToolResult | None = None
+        self.fallback = fallback
+        self._confirm = confirm  # a yes or no from the user, when there is one to ask
+
+    def without(self, refusal: Exception) -> bool:
+        """Whether a question refused for its tools is asked without them: tool_fallback
+        "answer" says yes, "stop" no, "ask" asks the user (no one to ask: no)."""
+        if self.fallback == "ask" and self._confirm is not None:
+            return self._confirm(f"{refusal}: ask without tools? [y/N] ")
+        return self.fallback == "answer"
 
     def offered(self) -> list[dict[str, Any]]:
         return [tool.spec() for tool in self.tools.values()]
