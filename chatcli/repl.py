@@ -334,8 +334,8 @@ class Repl:
                 result = run(sink)
         except errors.ToolInterrupted:
             self.session.turn_failed()
-            self.diag.note("stopped; what the tool printed is kept with the call (/tool-output shows it), "
-                           "and the model has not read it yet: say how to go on")
+            self.diag.note("stopped; nothing more runs, and what ran is kept with its output (/tool-output "
+                           "shows it): the model reads it with your next message")
         except errors.Interrupted:
             self.session.turn_failed()
             self.diag.note("interrupted; the partial reply is kept (/retry asks again)"

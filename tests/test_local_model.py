@@ -238,3 +238,17 @@ def test_the_session_lists_and_switches_local_models(offline, tmp_path):
     expect(child, "could not load tiny-q4")
     child.sendcontrol("d")
     child.expect(pexpect.EOF)
+
+
+def test_tools_offered_to_the_local_model_are_taken_by_its_server(offline, tmp_path):
+    """The in-process llama.cpp server runs the model's own (jinja) template, so a request
+    with tools is accepted, not refused as "tools param requires --jinja". The bundled 0.5B
+    model writes a call as JSON text rather than in its template's <tool_call> tag, so the
+    server returns text: what it says is answered like any reply (see docs/tools.md)."""
+    (tmp_path / "a.txt").write_text("hello\n")
+    result = subprocess.run([str(BIN), "ask", "-t", "0", "--max-tokens", "48", "-T", "list_files", "--yes",
+                             "List the files in this directory."], env=offline, capture_output=True, text=True,
+                            timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
+    assert "does not take tools" not in result.stderr and "list_files" in result.stdout + result.stderr

@@ -187,3 +187,28 @@ def test_long_output_is_cut_to_head_and_tail_and_kept_whole():
                   approve=lambda *a: Decision("yes"), context=Context(cwd="."), budget_tokens=500)
     result = box.run(ToolCall("1", "big", "{}"))
     assert result.content == short and result.output == output and result.whole == output
+
+
+def test_slash_tools_turns_tools_on_and_off_and_tool_output_shows_the_whole_output(server, tmp_path):
+    from tests.test_repl import CTRL_D, ENTER, Harness
+
+    harness = Harness(server, tmp_path)
+    box = weather_box(budget_tokens=100)
+    catalog = dict(box.tools)
+    box.tools.clear()
+    harness.session.tools, harness.session.catalog = box, catalog
+    long = "\n".join(f"row {n}" for n in range(500))
+    box_tools = catalog["get_time"]
+    catalog["get_time"] = Tool("get_time", "the time", box_tools.parameters, lambda a, c: long, "read")
+    server.queue(Reply(text="no tools yet"), Reply(text="", tool_calls=[TIME]), Reply(text="it is late"))
+    harness.run(f"hi{ENTER}/tools get_time{ENTER}time?{ENTER}/tools{ENTER}/history{ENTER}/tool-output{ENTER}"
+                f"{CTRL_D}")
+    out = harness.out.getvalue()
+    assert "tools" not in server.chat_requests[0]
+    assert [t["function"]["name"] for t in server.chat_requests[1]["tools"]] == ["get_time"]
+    assert "get_time is offered now" in out
+    assert "get_time #1 ok" in out  # /history names the call by its number
+    assert "row 499" in out and "row 250" in out  # the whole output, though the model read it cut
+    assert "row 250" not in server.chat_requests[2]["messages"][-1]["content"]
+    listed = {line.split()[0]: line.split()[1] for line in out.splitlines() if line.startswith("get_")}
+    assert listed == {"get_time": "on", "get_weather": "off"}

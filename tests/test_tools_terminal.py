@@ -91,7 +91,7 @@ def test_ctrl_c_stops_the_tool_keeps_its_output_and_the_session_goes_on(endpoint
     expect(child, "▸ run_command")
     time.sleep(1.5)
     child.sendintr()
-    expect(child, "stopped; what the tool printed is kept with the call")
+    expect(child, "stopped; nothing more runs, and what ran is kept")
     expect(child, PROMPT)
     endpoint.queue(Reply(text="It printed started."))
     child.send("what happened?\r")
