@@ -123,10 +123,34 @@ def cases(env: dict[str, str], sdk: str) -> list[Case]:
              lambda: run_piped(chatcli("ask", "--session", "big", "capital?"), env),
              "resume an empty conversation", "+ 0.15 s at most",
              lambda r: r["resume 10,000 messages"].wall <= r["resume an empty conversation"].wall + 0.15),
+        # The tool loop, in one process (benchmarks/rounds.py): chatcli's own CPU a request.
+        Case("a plain turn, in process (per request)", lambda: in_process("plain", env)),
+        Case("three tool rounds and the answer, in process (per request)", lambda: in_process("tools", env),
+             "a plain turn, in process (per request)", "CPU <= 1.2x",
+             lambda r: r["three tool rounds and the answer, in process (per request)"].cpu
+             <= 1.2 * r["a plain turn, in process (per request)"].cpu),
+        Case("a tool round with 1 MB of output, in process", lambda: in_process("out1m", env)),
+        Case("a tool round with 4 MB of output, in process", lambda: in_process("out4m", env),
+             "a tool round with 1 MB of output, in process", "CPU <= 4.5x (linear 4x)",
+             lambda r: r["a tool round with 4 MB of output, in process"].cpu
+             <= 4.5 * r["a tool round with 1 MB of output, in process"].cpu),
+        Case("ask, three tool rounds (pipe)",
+             lambda: run_piped(chatcli("ask", "--no-save", "-T", "read_file", "--yes", "tools3"), env),
+             "ask one line (pipe)"),
         Case("sessions list, 1,000 conversations",
              lambda: run_piped(chatcli("sessions", "list", "-n", "1000"), env),
              "python -c pass"),
     ]
+
+
+def in_process(kind: str, env: dict[str, str]) -> Sample:
+    """benchmarks/rounds.py's figures for `kind`: CPU and wall time a request, peak RSS."""
+    import json
+
+    done = subprocess.run([PY, "-m", "benchmarks.rounds", kind, "10", env["OPENAI_BASE_URL"]], cwd=ROOT,
+                          env=env, capture_output=True, text=True, check=True)
+    figures = json.loads(done.stdout)
+    return Sample(figures["wall"], figures["cpu"], figures["rss_mb"])
 
 
 def machine() -> str:

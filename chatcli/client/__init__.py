@@ -200,9 +200,17 @@ class OpenAIClient:
     def _send(self, body: dict[str, Any]) -> Any:
         """Send, and wait for the response's headers, for no longer than `timeout` however they
         trickle in; the body is not read yet (that is done here, with bounds)."""
-        sdk = self._client()
-        return self._headers_in_time(lambda: sdk.chat.completions.with_streaming_response.create(**body)
-                                     .__enter__())
+        import httpx2
+
+        sdk: Any = self._client()
+        # The body is plain JSON already: posted as it is (the SDK's create() would walk every
+        # message and tool schema against its types first, a cost that grows with the history),
+        # with the SDK's key, headers, base URL, errors and streaming all the same.
+        payload = {k: v for k, v in body.items() if k != "extra_body"} | dict(body.get("extra_body") or {})
+        raw = {"headers": {"X-Stainless-Raw-Response": "stream"}}
+        http = self._headers_in_time(lambda: sdk.post("/chat/completions", body=payload,
+                                                      cast_to=httpx2.Response, options=raw))
+        return _Sent(http)
 
     def _headers_in_time(self, send: Callable[[], T]) -> T:
         seconds = min(self.endpoint.timeout, self.endpoint.reply_timeout or self.endpoint.timeout)
@@ -357,6 +365,13 @@ def _no_tools(model: str, *, remembered: bool) -> errors.ToolsUnsupported:
     return errors.ToolsUnsupported(f"{shown(model)} does not take tools ({said})",
                                    hint="ask without them (tool_fallback = \"answer\" does so each time), "
                                    "or use a model that calls tools")
+
+
+class _Sent:
+    """A sent request's response, its body not read yet."""
+
+    def __init__(self, http: Any) -> None:
+        self.http_response = http
 
 
 def _short_images(text: str) -> str:
