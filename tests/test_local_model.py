@@ -247,8 +247,8 @@ def test_tools_offered_to_the_local_model_are_taken_by_its_server(offline, tmp_p
     server returns text: what it says is answered like any reply (see docs/tools.md)."""
     (tmp_path / "a.txt").write_text("hello\n")
     result = subprocess.run([str(BIN), "ask", "-t", "0", "--max-tokens", "48", "-T", "list_files", "--yes",
-                             "List the files in this directory."], env=offline, capture_output=True, text=True,
-                            timeout=120, cwd=tmp_path)
+                             "List the files in this directory."], env=offline, capture_output=True,
+                            text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
     assert "does not take tools" not in result.stderr and "list_files" in result.stdout + result.stderr
