@@ -358,6 +358,9 @@ CONTINUE_INSTRUCTION = ("Your last message was cut off. Continue it exactly wher
 def cannot_continue(conversation: Conversation) -> errors.UsageError | None:
     """Why the last reply cannot be continued, or None when it can (cut off, with text)."""
     last = conversation.messages[-1] if conversation.messages else None
+    if last is not None and last.tool_calls:
+        return errors.UsageError("nothing to continue: the last reply called tools",
+                                 hint="/retry asks again; or say how to go on")
     if last is not None and last.role == ASSISTANT and last.content and last.finish_reason in CONTINUABLE:
         return None
     return errors.UsageError("nothing to continue: the last reply " + (

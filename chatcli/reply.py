@@ -168,8 +168,11 @@ class Fold:
             return None
         if self.prefix is not None and not self.new():
             status = self.prefix.finish_reason or status
+        # A call cut off before its arguments were whole was never made: only whole ones are kept
+        # (each will be answered as not run, so the history stays one the API takes).
+        calls = tuple(call for call in self.calls.calls() if _whole_json(call.arguments))
         return Message(ASSISTANT, self.text.text(), finish_reason=status, reasoning=self.thinking.text(),
-                       tool_calls=self.calls.calls())
+                       tool_calls=calls)
 
     def message(self, window_tokens: int) -> tuple[Message, Usage, str | None]:
         """The reply as it ended, its usage (estimated when the server gave none) and the

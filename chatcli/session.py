@@ -198,6 +198,12 @@ class Session:
             self.tools.tools.pop(name, None)
         return on
 
+    def _offer(self, names: tuple[str, ...]) -> None:
+        """Offer exactly the tools `names` (those that exist), from the next turn on."""
+        if self.tools is not None:
+            self.tools.tools.clear()
+            self.tools.tools.update({name: self.catalog[name] for name in names if name in self.catalog})
+
     def tool_calls(self) -> list[tuple[Message, ToolCall]]:
         """Every tool call of the conversation, in order, with the reply that made it."""
         return [(message, call) for message in self.conversation.messages for call in message.tool_calls]
@@ -336,6 +342,8 @@ class Session:
         restored = dict(before.role_base)
         self.settings = with_role(before, name, self._env, skip=("system_prompt",) if resumed else ())
         self._window = None
+        if self.settings.tools != before.tools:
+            self._offer(self.settings.tools)  # a role chooses its tools; leaving it, they go back
         if resumed:
             return []
         self._save_conversation(role=name)

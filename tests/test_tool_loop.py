@@ -212,3 +212,27 @@ def test_slash_tools_turns_tools_on_and_off_and_tool_output_shows_the_whole_outp
     assert "row 250" not in server.chat_requests[2]["messages"][-1]["content"]
     listed = {line.split()[0]: line.split()[1] for line in out.splitlines() if line.startswith("get_")}
     assert listed == {"get_time": "on", "get_weather": "off"}
+
+
+def test_a_role_chooses_its_tools_and_leaving_it_puts_them_back(server, tmp_path):
+    from tests.test_repl import Harness
+
+    harness = Harness(server, tmp_path, roles={"coder": {"tools": ["get_weather"]}},
+                      tools={"enabled": ["get_time"]})
+    box = weather_box()
+    harness.session.tools, harness.session.catalog = box, dict(box.tools)
+    box.tools.pop("get_weather")
+    harness.session.set_role("coder")
+    assert list(box.tools) == ["get_weather"]
+    harness.session.set_role(None)
+    assert list(box.tools) == ["get_time"]
+
+
+def test_cmd_offers_no_tools_whatever_the_config_enables(endpoint, run, tmp_path):
+    config = tmp_path / "config" / "config.toml"
+    config.parent.mkdir()
+    config.write_text('[tools]\nenabled = ["run_command"]\n')
+    endpoint.queue(Reply(text="ls -la"))
+    result = run("cmd", "list the files")
+    assert result.code == 0 and result.stdout == "ls -la\n"
+    assert "tools" not in endpoint.chat_requests[0]

@@ -119,3 +119,15 @@ def test_tools_lists_them_with_what_they_can_do(run, tmp_path):
     assert "yes" in rows["read_file"] and "runs without asking" in rows["read_file"]
     assert "run" in rows["run_command"] and "asks" in rows["run_command"]
     assert "Count words." in rows["count"]
+
+
+def test_a_command_the_model_runs_cannot_read_the_api_keys(endpoint, run, monkeypatch, tmp_path):
+    monkeypatch.setenv("DEEPSEEK_API_KEY", "sk-deepseek-secret")
+    monkeypatch.setenv("PLAIN_VARIABLE", "kept")
+    monkeypatch.chdir(tmp_path)
+    command = 'echo "[$OPENAI_API_KEY][$DEEPSEEK_API_KEY][$PLAIN_VARIABLE]"'
+    endpoint.queue(Reply(text="", tool_calls=[{"id": "c", "name": "run_command",
+                                                "arguments": json.dumps({"command": command})}]),
+                   Reply(text="done"))
+    run("ask", "-T", "run_command", "--yes", "show the environment")
+    assert endpoint.chat_requests[1]["messages"][-1]["content"] == "[][][kept]\n[exit code 0]"

@@ -102,3 +102,38 @@ def test_ctrl_c_stops_the_tool_keeps_its_output_and_the_session_goes_on(endpoint
     child.sendcontrol("d")
     child.expect(pexpect.EOF)
     assert not marker.exists()
+
+
+def test_edit_changes_the_call_which_is_shown_again_before_it_runs(endpoint, tmp_path):
+    endpoint.queue(command_call("touch first.txt"), Reply(text="edited"))
+    child = spawn(endpoint, tmp_path, "-T", "run_command", cwd=str(tmp_path),
+                  EDITOR="sed -i s/first.txt/second.txt/", VISUAL="")
+    expect(child, PROMPT)
+    child.send("go\r")
+    expect(child, MENU)
+    child.send("e")
+    expect(child, r"touch second\.txt[\s\S]*" + MENU)  # what will run now, asked about again
+    child.send("y")
+    expect(child, "edited")
+    assert (tmp_path / "second.txt").exists() and not (tmp_path / "first.txt").exists()
+    told = endpoint.chat_requests[1]["messages"][-1]["content"]
+    assert told.startswith('(the user edited the arguments to: {"command": "touch second.txt"})')
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
+
+
+def test_a_model_without_tools_is_asked_about_once_then_answered_without_them(endpoint, tmp_path):
+    endpoint.refuses_tools = "registry.ollama.ai/library/gemma2:latest does not support tools"
+    endpoint.queue(Reply(text="plain answer"), Reply(text="second answer"))
+    child = spawn(endpoint, tmp_path, "-T", "read_file", cwd=str(tmp_path))
+    expect(child, PROMPT)
+    child.send("hi\r")
+    expect(child, r"does not take tools \(says the server\): ask without tools")
+    child.send("y")
+    expect(child, "plain answer")
+    expect(child, PROMPT)
+    child.send("again\r")
+    expect(child, "second answer")
+    assert [("tools" in body) for body in endpoint.chat_requests] == [True, False, False]
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)

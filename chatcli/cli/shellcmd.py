@@ -60,6 +60,8 @@ def shell_command(flags: Flags, words: list[str], *, one_line: bool = False) -> 
 
     flags = flags.check()
     diag = diagnostics()
+    # One suggested command, shown and run by its own menu: no tools, whatever the config offers.
+    flags = replace(flags, tools=None, all_tools=None, no_tools=True)
     settings = build_settings(replace(flags, role=flags.role or SHELL_ROLE), diag)
     text = " ".join(words).strip()
     if not text:

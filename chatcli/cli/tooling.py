@@ -62,6 +62,18 @@ def _effects(tool: Tool) -> str:
     return EFFECTS[tool.effect]
 
 
+def without_keys(env: Any, settings: Settings) -> dict[str, str]:
+    """The environment the tools' programs get: yours, less the API keys chatcli knows of (the
+    key in use, OPENAI_API_KEY and the providers' variables), so a command the model asks for
+    cannot read one and send it to another endpoint."""
+    from chatcli.schema import PROVIDERS
+
+    keys = {"OPENAI_API_KEY", *(p["api_key_env"] for p in PROVIDERS.values() if "api_key_env" in p)}
+    if settings.key_source.kind == "env":
+        keys.add(settings.key_source.detail)
+    return {name: value for name, value in env.items() if name not in keys}
+
+
 def can_ask(env: Any = os.environ) -> bool:
     """A person can answer: stdin and stderr on a terminal, and not CI."""
     ci = env.get("CI", "").lower() not in ("", "0", "false")
@@ -92,7 +104,8 @@ def toolbox(settings: Settings, flags: Flags, diag: Diagnostics, *, console: Any
         approve = TerminalApproval(console, keyboard=keyboard)
         ask = partial(confirm, keyboard=keyboard, screen=console.file)
     box = ToolBox(picked, approve=approve, pre_approved=settings.approve_tools, yes=bool(flags.yes),
-                  budget_tokens=settings.tool_output_tokens, context=Context(cwd=_cwd()),
+                  budget_tokens=settings.tool_output_tokens,
+                  context=Context(cwd=_cwd(), env=without_keys(os.environ, settings)),
                   progress=Progress(console), fallback=settings.tool_fallback, confirm=ask)
     return box, tools
 

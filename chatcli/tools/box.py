@@ -66,7 +66,11 @@ class ToolBox:
         """Whether a question refused for its tools is asked without them: tool_fallback
         "answer" says yes, "stop" no, "ask" asks the user (no one to ask: no)."""
         if self.fallback == "ask" and self._confirm is not None:
-            return self._confirm(f"{refusal}: ask without tools? [y/N] ")
+            said = getattr(refusal, "message", str(refusal))
+            if not self._confirm(f"{said}: ask without tools, for the rest of this session? [y/N] "):
+                return False
+            self.tools.clear()  # not offered again to be refused again (/tools turns them on)
+            return True
         return self.fallback == "answer"
 
     def offered(self) -> list[dict[str, Any]]:
