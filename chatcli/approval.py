@@ -31,7 +31,7 @@ from chatcli.tools.box import Decision, parse_arguments
 # a key meant for the reply) are thrown away.
 SETTLE_SECONDS = 0.3
 NO_KEYS = ("n", "\r", "\n", "\x1b", "\x04", "q")
-ANSWER_KEYS = ("y", "a", "e", "x", "\x03", *NO_KEYS)
+ANSWER_KEYS = ("y", "a", "e", "x", "v", "\x03", *NO_KEYS)
 EFFECTS = {"read": "reads files", "write": "changes files", "run": "runs a program",
            "network": "fetches from the network"}
 
@@ -124,15 +124,17 @@ class TerminalApproval:
 
     def __call__(self, tool: Tool, call: ToolCall, arguments: dict[str, Any]) -> Decision:
         edited: dict[str, Any] | None = None
+        paged = False  # the call was read whole in the pager: it may be approved, though tall
         while True:
             args = edited if edited is not None else arguments
-            lines = self._draw(tool, call, args)
-            tall = lines > max(self.console.height - 3, 3)
+            if not paged:
+                lines = self._draw(tool, call, args)
+            tall = not paged and lines > max(self.console.height - 3, 3)
             if tall:
                 self.console.print(f"the call takes {lines} lines, more than the screen shows: it cannot "
-                                   "be approved from here; e shows it whole in $EDITOR", style="yellow",
-                                   markup=False, highlight=False)
-            menu = ("[n]o  [e]dit  e[x]plain (Enter, Esc: no) " if tall else
+                                   "be approved from here; v shows it whole in a pager, then asks",
+                                   style="yellow", markup=False, highlight=False)
+            menu = ("[v]iew whole  [n]o  [e]dit  e[x]plain (Enter, Esc: no) " if tall else
                     f"run it? [y]es  [n]o  [e]dit  [a]lways {tool.name} this session  e[x]plain "
                     "(Enter, Esc: no) ")
             key = read_key(menu, settle=self.settle, keyboard=self.keyboard, screen=self.screen)
@@ -143,10 +145,12 @@ class TerminalApproval:
                 key = read_key(menu, settle=self.settle, keyboard=self.keyboard, screen=self.screen)
             if key == "\x03":
                 raise KeyboardInterrupt
-            if key in ("y", "a"):
+            if key == "v":
+                paged = tall and self._page(tool, args)
+            elif key in ("y", "a"):
                 return Decision("yes" if key == "y" else "always", edited)
-            if key == "e":
-                edited = self._edit(tool, args)
+            elif key == "e":
+                edited, paged = self._edit(tool, args) or edited, False
             elif key == "x":
                 self._explain(tool)
             elif key in NO_KEYS:
@@ -173,6 +177,19 @@ class TerminalApproval:
                           highlight=False)
         width = max(int(console.width) - 2, 20)
         return 1 + sum(max(1, -(-_width(line) // width)) for line in text.split("\n")) + bool(found)
+
+    def _page(self, tool: Tool, args: dict[str, Any]) -> bool:
+        """The call whole in $PAGER (less by default), signs for hidden characters as on the
+        screen; True once the pager has shown it and exited."""
+        text = f"{tool.name} ({EFFECTS[tool.effect]}):\n" + visible_code(_body(tool, args, self._context()))
+        pager = shlex.split(self.env.get("PAGER") or "less") or ["less"]
+        try:
+            done = subprocess.run(pager, input=text.encode("utf-8"), check=False)
+        except OSError as exc:
+            self.console.print(f"cannot run the pager `{pager[0]}`: {exc.strerror}; set PAGER",
+                               style="red", markup=False, highlight=False)
+            return False
+        return done.returncode == 0
 
     def _context(self) -> Any:
         from chatcli.tools import Context

@@ -366,16 +366,38 @@ class MarkdownSink:
         self._shown_before = ""  # the open block as it was on the screen before /continue
         self._on_screen: str | None = None  # the open block, when the live view shows all of it
         self._drawn_width = 0  # the console's width when the live view was drawn
+        self._call_name = ""  # the tool call being written, while it streams
+        self._call_chars = 0
 
     def event(self, event: Event) -> None:
         if isinstance(event, ReplyCut):
             self._cut = True  # end() closes what the reply left open
         elif isinstance(event, ReasoningDelta):
             self.reasoning(event.text)
+        elif isinstance(event, ToolCallDelta):
+            self._calling(event)
         elif isinstance(event, TextDelta):
             if self._thought.running:
                 self._fold_thinking()
             self.text(event.text)
+
+    def _calling(self, piece: ToolCallDelta) -> None:
+        """While the model writes a tool call (a long file for write_file takes a while): one
+        live line saying which and how much, drawn where the answer's open block is; it goes
+        at the end of the reply, when the call itself is shown for approval."""
+        if self._thought.running:
+            self._fold_thinking()
+        self._call_name = piece.name if piece.name and not self._call_name else self._call_name
+        self._call_chars += len(piece.arguments)
+        now = self._clock()
+        if now - self._last_draw < self._refresh:
+            return
+        self._last_draw = now
+        from rich.text import Text
+
+        with _uninterrupted():
+            self._show_live(Text(f"calling {shown(self._call_name or 'a tool')}… "
+                                 f"{self._call_chars:,} characters", style="dim"))
 
     def reasoning(self, delta: str) -> None:
         """The thinking, while it lasts: its last lines, dim, in the live view (or only how
@@ -450,6 +472,8 @@ class MarkdownSink:
             if cut and blocks:  # a reply cut short: its last block is finished as the live view was
                 blocks[-1] = _closed(blocks[-1], fence)
             if self._live is not None:
+                if self._call_chars or self._call_name:
+                    self._live.update("", refresh=True)  # the call is shown next, whole
                 self._live.stop()
                 _LIVE.remove(self._live)
                 self._live = None
@@ -467,6 +491,7 @@ class MarkdownSink:
         self._shown_before = ""
         self._on_screen = None
         self._printed = 0
+        self._call_name, self._call_chars = "", 0
 
     def _new_part(self, block: str) -> str:
         """What of the block /continue took up is new: the text after what was shown before,

@@ -137,3 +137,20 @@ def test_a_model_without_tools_is_asked_about_once_then_answered_without_them(en
     assert [("tools" in body) for body in endpoint.chat_requests] == [True, False, False]
     child.sendcontrol("d")
     child.expect(pexpect.EOF)
+
+
+def test_a_tall_call_read_whole_in_the_pager_may_then_be_approved(endpoint, tmp_path):
+    marker = tmp_path / "ran.txt"
+    command = "\n".join([*(f"echo {n}" for n in range(60)), f"touch {marker}"])
+    endpoint.queue(command_call(command), Reply(text="ran it"))
+    child = spawn(endpoint, tmp_path, "-T", "run_command", cwd=str(tmp_path), rows=30, PAGER="cat")
+    expect(child, PROMPT)
+    child.send("go\r")
+    expect(child, r"\[v\]iew whole")
+    child.send("v")
+    expect(child, r"touch [\s\S]*" + MENU)  # the pager showed it to its end; now it may be approved
+    child.send("y")
+    expect(child, "ran it")
+    assert marker.exists()
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
