@@ -96,7 +96,7 @@ def toolbox(settings: Settings, flags: Flags, diag: Diagnostics, *, console: Any
         console = make_console(sys.stderr, color=wants_color(sys.stderr, os.environ))
     approve: Any = refuse_all
     ask: Any = None
-    if can_ask() or keyboard is not None:
+    if interactive or can_ask():  # the session runs on a terminal only: there is someone to ask
         from functools import partial
 
         from chatcli.approval import TerminalApproval, confirm
