@@ -326,7 +326,7 @@ def _calls_preview(session: Session, message: Any) -> str:
 def _tools(session: Session, value: Any) -> Output:
     """`/tools`: every tool, whether it is offered and whether it asks; `/tools NAME` turns one
     on or off, `/tools all` and `/tools none` all of them."""
-    box = session.tools
+    box = session.ensure_tools()
     if box is None:
         raise errors.UsageError("tools cannot be offered in this session")
     lines: tuple[str, ...] = ()

@@ -64,6 +64,7 @@ class Session:
         env: Mapping[str, str] | None = None,
         tools: ToolBox | None = None,
         catalog: Mapping[str, Tool] | None = None,
+        tools_factory: Callable[[], tuple[ToolBox | None, Mapping[str, Tool]]] | None = None,
     ) -> None:
         self.settings = settings
         self.conversation = Conversation(system=settings.system_prompt)
@@ -85,6 +86,14 @@ class Session:
         self._env = os.environ if env is None else env
         self.tools = tools  # what the model may call (None: nothing, and /tools cannot add any)
         self.catalog = dict(catalog or {})  # every tool there is, for /tools
+        self._tools_factory = tools_factory  # builds them when first asked for (start-up stays fast)
+
+    def ensure_tools(self) -> ToolBox | None:
+        """The session's tools, built now if they were left for later."""
+        if self.tools is None and self._tools_factory is not None:
+            tools, catalog = self._tools_factory()
+            self.tools, self.catalog, self._tools_factory = tools, dict(catalog), None
+        return self.tools
 
     @property
     def client(self) -> Any:
@@ -186,9 +195,10 @@ class Session:
     def toggle_tool(self, name: str, on: bool | None = None) -> bool:
         """Offer tool `name` from now on, or stop offering it (`on` None: the other way round);
         whether it is offered now."""
-        if self.tools is None or name not in self.catalog:
+        if self.ensure_tools() is None or name not in self.catalog:
             known = ", ".join(self.catalog) or "none"
             raise errors.UsageError(f"no tool named {name!r} (the tools are: {known})")
+        assert self.tools is not None
         offered = name in self.tools.tools
         if on is None:
             on = not offered
@@ -200,7 +210,8 @@ class Session:
 
     def _offer(self, names: tuple[str, ...]) -> None:
         """Offer exactly the tools `names` (those that exist), from the next turn on."""
-        if self.tools is not None:
+        if self.ensure_tools() is not None:
+            assert self.tools is not None
             self.tools.tools.clear()
             self.tools.tools.update({name: self.catalog[name] for name in names if name in self.catalog})
 

@@ -114,11 +114,16 @@ def open_session(flags: Flags, settings: Settings, diag: Diagnostics, *,
             diag.warning(f"{exc.line()}; this conversation will not be saved")
     # A one-shot answer that must be saved says so once, at the end, as its exit code.
     warn = (lambda text: None) if must_save(flags) and not interactive else diag.warning
-    from chatcli.cli.tooling import toolbox
+    from chatcli.cli.tooling import offers_tools, toolbox
 
-    tools, every = toolbox(settings, flags, diag, console=console, keyboard=keyboard, interactive=interactive)
+    def make_tools() -> Any:
+        return toolbox(settings, flags, diag, console=console, keyboard=keyboard, interactive=interactive)
+
+    # A session that offers none builds its tools when /tools or a role first asks for them.
+    tools, every = make_tools() if offers_tools(settings, flags) else (None, {})
     session = Session(settings, client_factory=make_client, load_profile=load_profile,
-                      profiles=list(settings.profiles), store=store, warn=warn, tools=tools, catalog=every)
+                      profiles=list(settings.profiles), store=store, warn=warn, tools=tools, catalog=every,
+                      tools_factory=make_tools if interactive and tools is None else None)
     if flags.session:
         session.open(flags.session)
     elif flags.resume_latest and session.resume_latest() is None:

@@ -38,6 +38,11 @@ def catalog(settings: Settings) -> dict[str, Tool]:
     return tools
 
 
+def offers_tools(settings: Settings, flags: Flags) -> bool:
+    """Whether this command line offers any tool (the config's, the role's, -T, --tools)."""
+    return not flags.no_tools and bool(settings.tools or flags.tools or flags.all_tools)
+
+
 def chosen(settings: Settings, flags: Flags, tools: dict[str, Tool]) -> list[Tool]:
     """The tools offered now, or a UsageError naming one that does not exist."""
     if flags.no_tools:
@@ -84,16 +89,12 @@ def toolbox(settings: Settings, flags: Flags, diag: Diagnostics, *, console: Any
             keyboard: Any = None, interactive: bool = False) -> tuple[ToolBox | None, dict[str, Tool]]:
     """The tools for this command, and every tool there is (for /tools). A one-shot command
     that offers none builds nothing (start-up stays as it was)."""
-    if not interactive and (flags.no_tools or not (settings.tools or flags.tools or flags.all_tools)):
+    if not interactive and not offers_tools(settings, flags):
         return None, {}
     tools = catalog(settings)
     picked = chosen(settings, flags, tools)
     if flags.yes and picked:
         diag.warning("--yes: every tool call runs without asking")
-    if console is None:
-        from chatcli.render import make_console, wants_color
-
-        console = make_console(sys.stderr, color=wants_color(sys.stderr, os.environ))
     approve: Any = refuse_all
     ask: Any = None
     if interactive or can_ask():  # the session runs on a terminal only: there is someone to ask
@@ -101,13 +102,28 @@ def toolbox(settings: Settings, flags: Flags, diag: Diagnostics, *, console: Any
 
         from chatcli.approval import TerminalApproval, confirm
 
+        if console is None:
+            from chatcli.render import make_console, wants_color
+
+            console = make_console(sys.stderr, color=wants_color(sys.stderr, os.environ))
         approve = TerminalApproval(console, keyboard=keyboard)
         ask = partial(confirm, keyboard=keyboard, screen=console.file)
+    # No one to ask (a pipe, a script): the lines go through the diagnostics, without Rich.
+    terminal = (console.file if console.is_terminal else None) if console is not None else \
+        (sys.stderr if sys.stderr.isatty() else None)
+    progress = Progress(console.print if console is not None else _plain(diag), terminal)
     box = ToolBox(picked, approve=approve, pre_approved=settings.approve_tools, yes=bool(flags.yes),
                   budget_tokens=settings.tool_output_tokens,
                   context=Context(cwd=_cwd(), env=without_keys(os.environ, settings)),
-                  progress=Progress(console), fallback=settings.tool_fallback, confirm=ask)
+                  progress=progress, fallback=settings.tool_fallback, confirm=ask)
     return box, tools
+
+
+def _plain(diag: Diagnostics) -> Any:
+    def write(text: str, style: str | None = None, **_: Any) -> None:
+        diag.usage(text)
+
+    return write
 
 
 def _cwd() -> Any:
@@ -120,8 +136,9 @@ class Progress:
     """What the screen says of a call: a line when it starts, a live `running NAME… N s` while
     it runs (on a terminal, after a second), and how it ended."""
 
-    def __init__(self, console: Any) -> None:
-        self.console = console
+    def __init__(self, print_line: Any, terminal: Any = None) -> None:
+        self._print = print_line  # a Rich console's print, or the diagnostics' plain lines
+        self._terminal = terminal  # where the live `running NAME… N s` goes, if anywhere
         self._ticker: Any = None
         self._started: str | None = None  # the call whose first line is on the screen
 
@@ -132,8 +149,8 @@ class Progress:
             self._line(f"▸ {tool.name} {_brief(call.arguments)}", "dim")
             self._started = call.id
         if result is None:
-            if self.console.is_terminal:
-                self._ticker = Waiting(_Nothing(), self.console.file, tool.name,
+            if self._terminal is not None:
+                self._ticker = Waiting(_Nothing(), self._terminal, tool.name,
                                        what=f"running {shown(tool.name)}")
             return
         if self._ticker is not None:
@@ -142,7 +159,7 @@ class Progress:
         self._line(f"  {describe(result)}", "dim" if result.status == "ok" else "yellow")
 
     def _line(self, text: str, style: str) -> None:
-        self.console.print(text, style=style, markup=False, highlight=False, crop=False, soft_wrap=True)
+        self._print(text, style=style, markup=False, highlight=False, crop=False, soft_wrap=True)
 
 
 class _Nothing:
