@@ -236,3 +236,17 @@ def test_cmd_offers_no_tools_whatever_the_config_enables(endpoint, run, tmp_path
     result = run("cmd", "list the files")
     assert result.code == 0 and result.stdout == "ls -la\n"
     assert "tools" not in endpoint.chat_requests[0]
+
+
+def test_ctrl_c_in_a_tool_that_runs_no_program_ends_its_lines_too():
+    ended: list = []
+
+    def reading(args, ctx):
+        raise KeyboardInterrupt
+
+    box = ToolBox([Tool("slow_read", "reads", {"type": "object"}, reading, "read")],
+                  pre_approved=["slow_read"], context=Context(cwd="."), progress=lambda tool, call, result: ended.append(result))
+    with pytest.raises(KeyboardInterrupt):
+        box.run(ToolCall("1", "slow_read", "{}"))
+    assert ended[0] is None and ended[1].status == "interrupted"  # started, then ended: no ticker left
+    assert box.stopped().content == "stopped by the user"

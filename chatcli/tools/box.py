@@ -114,10 +114,11 @@ class ToolBox:
             output = tool.run(arguments, self.context)
         except ToolError as exc:
             output, status = f"error: {exc}", "error"
-        except Stopped as exc:
-            self._stopped = self._result(exc.output, "interrupted", time.monotonic() - started)
+        except (Stopped, KeyboardInterrupt) as exc:  # Ctrl-C: a program's output so far, or none
+            so_far = exc.output if isinstance(exc, Stopped) else "stopped by the user"
+            self._stopped = self._result(so_far, "interrupted", time.monotonic() - started)
             if self._progress:
-                self._progress(tool, call, self._stopped)
+                self._progress(tool, call, self._stopped)  # the live line ends with it
             raise KeyboardInterrupt from None
         except Exception as exc:  # a tool's own failure is the model's to read, not a crash
             output, status = f"error: {type(exc).__name__}: {exc}", "error"
