@@ -245,7 +245,8 @@ def test_ctrl_c_in_a_tool_that_runs_no_program_ends_its_lines_too():
         raise KeyboardInterrupt
 
     box = ToolBox([Tool("slow_read", "reads", {"type": "object"}, reading, "read")],
-                  pre_approved=["slow_read"], context=Context(cwd="."), progress=lambda tool, call, result: ended.append(result))
+                  pre_approved=["slow_read"], context=Context(cwd="."),
+                  progress=lambda tool, call, result: ended.append(result))
     with pytest.raises(KeyboardInterrupt):
         box.run(ToolCall("1", "slow_read", "{}"))
     assert ended[0] is None and ended[1].status == "interrupted"  # started, then ended: no ticker left
