@@ -100,7 +100,7 @@ class ToolCalls:
 def _name(known: str, piece: str) -> str:
     """A tool's name from its pieces: the same name again (sent whole each time) changes
     nothing, a longer one starting with it replaces it, anything else continues it."""
-    if piece == known or (known.endswith(piece) and len(known) > len(piece) * 2):
+    if piece == known:
         return known
     return piece if piece.startswith(known) else known + piece
 
