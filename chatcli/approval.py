@@ -23,7 +23,7 @@ from typing import Any
 
 from chatcli import errors
 from chatcli.conversation import ToolCall
-from chatcli.textsafe import describe_hidden, hidden_characters, visible_code
+from chatcli.textsafe import describe_hidden, hidden_characters, shown, visible_code
 from chatcli.tools import Tool, ToolError
 from chatcli.tools.box import Decision, parse_arguments
 
@@ -159,7 +159,7 @@ class TerminalApproval:
     def _draw(self, tool: Tool, call: ToolCall, args: dict[str, Any]) -> int:
         """The call as it will run; how many lines it took."""
         console = self.console
-        console.print(f"▶ the model calls {tool.name} ({EFFECTS[tool.effect]}):", style="bold",
+        console.print(f"▶ the model calls {shown(tool.name)} ({EFFECTS[tool.effect]}):", style="bold",
                       markup=False, highlight=False)
         body = _body(tool, args, self._context())
         text = visible_code(body)
@@ -218,7 +218,8 @@ class TerminalApproval:
         return new if new != args else None
 
     def _explain(self, tool: Tool) -> None:
-        self.console.print(f"{tool.name}: {tool.description}", markup=False, highlight=False)
+        # a tool's description may come from a server (MCP): data, like the call
+        self.console.print(shown(f"{tool.name}: {tool.description}"), markup=False, highlight=False)
         self.console.print("y runs it once; a runs this tool without asking for the rest of the session; "
                            "n tells the model it was refused; e changes the arguments first (what runs "
                            "is shown again)", style="dim", markup=False, highlight=False)

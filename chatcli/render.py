@@ -339,6 +339,10 @@ MAX_RENDERED_BLOCK = 256_000  # characters of one finished block rendered as Mar
 class MarkdownSink:
     """Renders the reply as Markdown while it streams, each finished block once."""
 
+    _on_screen: str | None  # the open block, when the live view shows all of it
+    _call_name: str  # the tool call being written, while it streams, and how much of it
+    _call_chars: int
+
     def __init__(
         self,
         console: Console | None = None,
@@ -350,24 +354,15 @@ class MarkdownSink:
     ) -> None:
         from rich.console import Console
 
-        from chatcli.mdblocks import BlockSplitter
-
         _wrap_cjk_too()
         self.console = console or Console(file=file, highlight=False)
-        self._splitter = BlockSplitter()
         self._live: Live | None = None
         self._refresh = refresh
         self._clock = clock
         self._last_draw = float("-inf")
-        self._printed = 0
         self.reasoning_mode = reasoning
-        self._thought = _Thought(clock)
-        self._cut = False
-        self._shown_before = ""  # the open block as it was on the screen before /continue
-        self._on_screen: str | None = None  # the open block, when the live view shows all of it
         self._drawn_width = 0  # the console's width when the live view was drawn
-        self._call_name = ""  # the tool call being written, while it streams
-        self._call_chars = 0
+        self._fresh()
 
     def event(self, event: Event) -> None:
         if isinstance(event, ReplyCut):
@@ -482,16 +477,18 @@ class MarkdownSink:
         self._fresh()
 
     def _fresh(self) -> None:
-        """Ready for the next reply of a tool loop, drawn below what this one printed."""
+        """The state of one reply: at the start, and again for the next reply of a tool loop,
+        drawn below what this one printed."""
         from chatcli.mdblocks import BlockSplitter
 
         self._splitter = BlockSplitter()
         self._thought = _Thought(self._clock)
         self._cut = False
-        self._shown_before = ""
+        self._shown_before = ""  # the open block as it was on the screen before /continue
         self._on_screen = None
         self._printed = 0
-        self._call_name, self._call_chars = "", 0
+        self._call_name = ""
+        self._call_chars = 0
 
     def _new_part(self, block: str) -> str:
         """What of the block /continue took up is new: the text after what was shown before,

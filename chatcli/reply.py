@@ -201,7 +201,3 @@ class Fold:
         reply = Message(ASSISTANT, text, tokens=size, finish_reason=finish, reasoning=reasoning,
                         tool_calls=calls)
         return reply, usage, hidden
-
-    @property
-    def too_long(self) -> bool:
-        return self.finish == TOO_LONG

@@ -39,15 +39,21 @@ class Host:
         return False
 
 
-def test_calls_are_saved_before_they_run_and_each_result_as_it_comes(server, tmp_path):
+def find_both(server, store: Store, host: Host | None = None, **recording) -> Conversation:
+    """One turn that calls `lookup` twice, saved by a Recorder into `store`."""
     settings, client = setup(server)
-    store = Store(tmp_path / "chatcli.db")
     conversation = Conversation()
-    recorder = Recorder(store, None, meta=lambda: {}, messages=lambda: conversation.messages)
+    recorder = Recorder(store, None, meta=lambda: {}, messages=lambda: conversation.messages, **recording)
     server.queue(Reply(text="", tool_calls=CALLS), Reply(text="both found"))
-    host = Host(store)
     run_turn(conversation, "find both", client=client, settings=settings, sink=Collect(), journal=recorder,
-             tools=host)
+             tools=host or Host(store))
+    return conversation
+
+
+def test_calls_are_saved_before_they_run_and_each_result_as_it_comes(server, tmp_path):
+    store = Store(tmp_path / "chatcli.db")
+    host = Host(store)
+    conversation = find_both(server, store, host)
     assert host.seen == [[("a", None), ("b", None)], [("a", "found 一"), ("b", None)]]
     loaded = store.load(1)
     assert [m.content for m in loaded] == ["find both", "", "both found"]
@@ -82,13 +88,8 @@ def test_a_result_whose_write_failed_is_written_when_saving_works_again(server, 
 
 
 def test_a_fork_copies_calls_and_results(server, tmp_path):
-    settings, client = setup(server)
     store = Store(tmp_path / "chatcli.db")
-    conversation = Conversation()
-    recorder = Recorder(store, None, meta=lambda: {}, messages=lambda: conversation.messages)
-    server.queue(Reply(text="", tool_calls=CALLS), Reply(text="both found"))
-    run_turn(conversation, "find both", client=client, settings=settings, sink=Collect(), journal=recorder,
-             tools=Host(store))
+    find_both(server, store)
     fork = store.fork(1, upto=2)
     copied = store.load(fork)
     assert [c.result.content for c in copied[1].tool_calls] == ["found 一", "found 二"]

@@ -20,6 +20,11 @@ def command_call(command: str) -> Reply:
                                                     "arguments": json.dumps({"command": command})}])
 
 
+def tall_command(marker) -> str:
+    """61 lines, the last making `marker`: taller than a 30-row screen."""
+    return "\n".join([*(f"echo {n}" for n in range(60)), f"touch {marker}"])
+
+
 def test_a_key_typed_before_the_menu_does_not_answer_it(endpoint, tmp_path):
     marker = tmp_path / "ran.txt"
     endpoint.queue(Reply(text="Let me check.", delay=0.2, chunk_chars=2, tool_calls=[
@@ -64,7 +69,7 @@ def test_direction_changing_characters_are_shown_as_signs(endpoint, tmp_path):
 
 def test_a_call_taller_than_the_screen_cannot_be_approved(endpoint, tmp_path):
     marker = tmp_path / "ran.txt"
-    command = "\n".join([*(f"echo {n}" for n in range(60)), f"touch {marker}"])
+    command = tall_command(marker)
     endpoint.queue(command_call(command), Reply(text="fine"))
     child = spawn(endpoint, tmp_path, "-T", "run_command", cwd=str(tmp_path), rows=30)
     expect(child, PROMPT)
@@ -141,7 +146,7 @@ def test_a_model_without_tools_is_asked_about_once_then_answered_without_them(en
 
 def test_a_tall_call_read_whole_in_the_pager_may_then_be_approved(endpoint, tmp_path):
     marker = tmp_path / "ran.txt"
-    command = "\n".join([*(f"echo {n}" for n in range(60)), f"touch {marker}"])
+    command = tall_command(marker)
     endpoint.queue(command_call(command), Reply(text="ran it"))
     child = spawn(endpoint, tmp_path, "-T", "run_command", cwd=str(tmp_path), rows=30, PAGER="cat")
     expect(child, PROMPT)

@@ -33,10 +33,11 @@ ABORT_KEYS = {"a", "\r", "\n", "\x1b", "\x04", "q"}
 SETTLE_SECONDS = 0.3
 
 
-def interactive(env: Any = os.environ) -> bool:
-    """The menu needs a person: stdin and stdout on a terminal, and not CI."""
+def interactive(env: Any = os.environ, *, screen: Any = None) -> bool:
+    """The menu needs a person: stdin and the `screen` it is drawn on (stdout) on a
+    terminal, and not CI."""
     ci = env.get("CI", "").lower() not in ("", "0", "false")
-    return sys.stdin.isatty() and sys.stdout.isatty() and not ci
+    return sys.stdin.isatty() and (screen or sys.stdout).isatty() and not ci
 
 
 def command_of(reply: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from chatcli import errors
@@ -80,9 +81,10 @@ def without_keys(env: Any, settings: Settings) -> dict[str, str]:
 
 
 def can_ask(env: Any = os.environ) -> bool:
-    """A person can answer: stdin and stderr on a terminal, and not CI."""
-    ci = env.get("CI", "").lower() not in ("", "0", "false")
-    return sys.stdin.isatty() and sys.stderr.isatty() and not ci
+    """A person can answer on stderr (where `ask` asks): the same test as `chatcli cmd`'s."""
+    from chatcli.cli.shellcmd import interactive
+
+    return interactive(env, screen=sys.stderr)
 
 
 def toolbox(settings: Settings, flags: Flags, diag: Diagnostics, *, console: Any = None,
@@ -114,7 +116,7 @@ def toolbox(settings: Settings, flags: Flags, diag: Diagnostics, *, console: Any
     progress = Progress(console.print if console is not None else _plain(diag), terminal)
     box = ToolBox(picked, approve=approve, pre_approved=settings.approve_tools, yes=bool(flags.yes),
                   budget_tokens=settings.tool_output_tokens,
-                  context=Context(cwd=_cwd(), env=without_keys(os.environ, settings)),
+                  context=Context(cwd=Path.cwd(), env=without_keys(os.environ, settings)),
                   progress=progress, fallback=settings.tool_fallback, confirm=ask)
     return box, tools
 
@@ -124,12 +126,6 @@ def _plain(diag: Diagnostics) -> Any:
         diag.usage(text)
 
     return write
-
-
-def _cwd() -> Any:
-    from pathlib import Path
-
-    return Path.cwd()
 
 
 class Progress:
@@ -143,14 +139,14 @@ class Progress:
         self._started: str | None = None  # the call whose first line is on the screen
 
     def __call__(self, tool: Tool, call: ToolCall, result: ToolResult | None) -> None:
-        from chatcli.render import Waiting
+        from chatcli.render import NullSink, Waiting
 
         if result is None or self._started != call.id:
             self._line(f"▸ {tool.name} {_brief(call.arguments)}", "dim")
             self._started = call.id
         if result is None:
             if self._terminal is not None:
-                self._ticker = Waiting(_Nothing(), self._terminal, tool.name,
+                self._ticker = Waiting(NullSink(), self._terminal, tool.name,
                                        what=f"running {shown(tool.name)}")
             return
         if self._ticker is not None:
@@ -160,14 +156,6 @@ class Progress:
 
     def _line(self, text: str, style: str) -> None:
         self._print(text, style=style, markup=False, highlight=False, crop=False, soft_wrap=True)
-
-
-class _Nothing:
-    def event(self, event: Any) -> None:
-        pass
-
-    def end(self) -> None:
-        pass
 
 
 def describe(result: ToolResult) -> str:

@@ -78,8 +78,7 @@ def list_files(args: dict[str, Any], ctx: Context) -> str:
     pattern = args.get("pattern") if isinstance(args.get("pattern"), str) else None
     root = ctx.cwd.resolve()
     found: list[str] = []
-    for folder, dirs, files in os.walk(base):
-        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS)
+    for folder, _, files in _walk(base):
         for name in sorted(files):
             path = Path(folder) / name
             if pattern is None or path.match(pattern):
@@ -120,6 +119,7 @@ def search_files(args: dict[str, Any], ctx: Context) -> str:
 
 
 def _walk(base: Path) -> Any:
+    """os.walk in name order, without version-control and cache directories."""
     for folder, dirs, files in os.walk(base):
         dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS)
         yield folder, dirs, files
