@@ -115,6 +115,8 @@ class Settings:
     tools: tuple[str, ...] = ()  # the tools offered: [tools] enabled, a role's, -T
     approve_tools: tuple[str, ...] = ()  # read-only tools that run without asking
     custom_tools: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # [tools.NAME]
+    mcp_servers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # [mcp.servers.NAME]
+    mcp: tuple[str, ...] | None = None  # a role's servers (["git", "time:get_*"]); None: each enabled one
     profile: str | None = None
     profiles: tuple[str, ...] = ()  # every profile the file defines, for /profile and Tab
     role: str | None = None
@@ -221,6 +223,8 @@ def parse_config(text: str, path: Path) -> dict[str, Any]:
                 _fail(path, text, (), key, "a string", value)
         elif key == "tools":
             _check_tools(path, text, value)
+        elif key == "mcp":
+            _check_mcp(path, text, (), value)
         elif key in ("profiles", "roles"):
             kind = f"[{key}.NAME]"
             if not isinstance(value, dict):
@@ -228,6 +232,9 @@ def parse_config(text: str, path: Path) -> dict[str, Any]:
             for name, table in value.items():
                 if not isinstance(table, dict):
                     _fail(path, text, (key,), name, f"a {kind} table", table)
+                if key == "profiles" and "mcp" in table:  # a profile's own servers
+                    _check_mcp(path, text, (key, name), table["mcp"])
+                    table = {k: v for k, v in table.items() if k != "mcp"}
                 _check_table(path, text, (key, name), table,
                              ROLE_KEYS_BY_NAME if key == "roles" else KEYS_BY_NAME)
         else:
@@ -246,6 +253,21 @@ def _check_tools(path: Path, text: str, value: Any) -> None:
             _check_table(path, text, ("tools",), {name: item}, TOOLS_KEYS_BY_NAME)
         elif why := problem(name, item):
             raise ConfigError(f"{path}{_locate(text, ('tools',), name)}: tools.{name}: {why}")
+
+
+def _check_mcp(path: Path, text: str, within: tuple[str, ...], value: Any) -> None:
+    """An [mcp] table: its [mcp.servers.NAME] tables (tools/mcp.py says what they hold)."""
+    from chatcli.tools.mcp import problem
+
+    where = (*within, "mcp")
+    if not isinstance(value, dict) or set(value) - {"servers"} or not isinstance(value.get("servers", {}), dict):
+        raise ConfigError(f"{path}{_locate(text, within, 'mcp')}: {'.'.join(where)}: expected [mcp.servers.NAME] "
+                          "tables, one for each MCP server")
+    for name, table in value.get("servers", {}).items():
+        if why := problem(name, table):
+            line = _locate(text, (*where, "servers"), name)
+            raise ConfigError(f"{path}{line}: {'.'.join((*where, 'servers', name))}: {why}",
+                              hint="docs/mcp.md describes a server's table")
 
 
 def _check_table(path: Path, text: str, table: tuple[str, ...], data: dict[str, Any],
@@ -355,7 +377,7 @@ def merge(
     layers: list[tuple[Mapping[str, Any], str]] = [
         ({k.name: k.default for k in KEYS if k.default is not None}, "default"),
         (top, f"{path}"),
-        (table, f"profile {profile}"),
+        ({k: v for k, v in table.items() if k != "mcp"}, f"profile {profile}"),
         (_tools_layer(data.get("tools", {})), f"{path}"),
         # the role's place is here; with_role puts it there, under what the rest set
         *(({name: env[var]}, f"environment {var}") for var, name in ENV_SETTINGS.items()
@@ -382,6 +404,8 @@ def merge(
         **merged,
         custom_tools={name: item for name, item in data.get("tools", {}).items()
                       if name not in TOOLS_KEYS_BY_NAME},
+        # a profile's servers join the file's; one of the same name replaces it
+        mcp_servers={**data.get("mcp", {}).get("servers", {}), **table.get("mcp", {}).get("servers", {})},
         key_source=_key_source(top, table, env, path, profile, merged["base_url"]),
         profile=profile,
         profiles=tuple(sorted(profiles)),

@@ -86,7 +86,7 @@ def all_roles(data: Mapping[str, Any], origin: str = "the config file") -> dict[
     return {name: Role(name, system=table.get("system"), template=table.get("template"),
                        profile=table.get("profile"),
                        settings={**{k: table[k] for k in ROLE_REQUEST_KEYS if k in table},
-                                 **({"tools": tuple(table["tools"])} if "tools" in table else {})},
+                                 **{key: tuple(table[key]) for key in ("tools", "mcp") if key in table}},
                        origin=origin if name in configured else "built in")
             for name, table in tables.items()}
 

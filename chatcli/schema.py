@@ -268,7 +268,7 @@ KEYS: tuple[Key, ...] = (
 )
 KEYS_BY_NAME = {k.name: k for k in KEYS}
 DEFAULTS: dict[str, Any] = {k.name: k.default for k in KEYS}  # config.Settings takes its defaults here
-TOP_LEVEL_ONLY = ("profile", "profiles", "roles", "tools")
+TOP_LEVEL_ONLY = ("profile", "profiles", "roles", "tools", "mcp")
 
 
 def _is_names(v: Any) -> bool:
@@ -302,6 +302,9 @@ ROLE_KEYS: tuple[Key, ...] = (
     *(KEYS_BY_NAME[name] for name in ROLE_REQUEST_KEYS),
     Key("tools", "a list of tool names", _is_names, "The tools the role offers (instead of the "
         "[tools] enabled list).", ["read_file", "run_command"]),
+    Key("mcp", "a list of MCP servers (NAME or NAME:TOOL-GLOB)", _is_names, "The MCP servers the role "
+        "offers tools from, instead of every enabled one: a server's name for all its tools, "
+        "SERVER:GLOB for some ([] offers none).", ["git", "time:get_*"]),
 )
 ROLE_KEYS_BY_NAME = {k.name: k for k in ROLE_KEYS}
 
@@ -400,7 +403,8 @@ def render_template() -> str:
         "key. A role may set:"), ""]
     for key in ROLE_KEYS[:3]:
         out += [*_wrap(f"{key.name}: {key.help}")]
-    out += _wrap(f"{', '.join(ROLE_REQUEST_KEYS)}: as above, for this role. tools: {ROLE_KEYS[-1].help}")
+    out += _wrap(f"{', '.join(ROLE_REQUEST_KEYS)}: as above, for this role. tools: "
+                 f"{ROLE_KEYS_BY_NAME['tools'].help} mcp: {ROLE_KEYS_BY_NAME['mcp'].help}")
     out += ["", "# [roles.translate]"]
     out += [f"# {k} = {toml_value(v)}" for k, v in EXAMPLE_ROLE.items()]
     out += ["", *_wrap(
@@ -412,7 +416,26 @@ def render_template() -> str:
     out += [f"# {key.name} = {toml_value(key.example)}" for key in TOOLS_KEYS]
     out += ["", "# [tools.wordcount]"]
     out += [f"# {k} = {toml_value(v)}" for k, v in EXAMPLE_TOOL.items()]
+    out += ["", *_wrap(
+        "MCP servers (docs/mcp.md): one [mcp.servers.NAME] table each, a program to start "
+        "(command, args, env, cwd) or a URL (url; transport = \"sse\" for older servers; headers, "
+        "key_env or key_command for its key). Their tools are offered as NAME__TOOL, each call "
+        "asked about unless approve = \"never\" (or a list of tools). Also: enabled, tools (globs "
+        "of the tools offered), timeout (seconds, default 60). In a profile: "
+        "[profiles.NAME.mcp.servers.SERVER]. `chatcli mcp import FILE` reads Claude Desktop's "
+        "mcpServers JSON.")]
+    for name, table in EXAMPLE_MCP.items():
+        out += ["", f"# [mcp.servers.{name}]"]
+        out += [f"# {k} = {toml_value(v)}" for k, v in table.items()]
     return "\n".join(out) + "\n"
+
+
+EXAMPLE_MCP: dict[str, dict[str, Any]] = {
+    "time": {"command": "mcp-server-time", "args": ["--local-timezone", "Asia/Shanghai"], "approve": "never"},
+    "git": {"command": "mcp-server-git", "args": ["--repository", "."], "tools": ["git_status", "git_diff*",
+                                                                              "git_log"]},
+    "tracker": {"url": "https://mcp.example.com/mcp", "key_env": "TRACKER_TOKEN", "timeout": 30},
+}
 
 
 EXAMPLE_TOOL: dict[str, Any] = {

@@ -55,6 +55,7 @@ class Flags:
     tools: list[str] | None = None  # -T NAME: tools offered besides the configured ones
     all_tools: bool | None = None  # --tools
     no_tools: bool | None = None  # --no-tools
+    mcp: list[str] | None = None  # --mcp SERVER[:GLOB]: an MCP server offered besides the configured ones
     yes: bool | None = None  # --yes: tool calls run without asking
 
     def over(self, base: Flags | None) -> Flags:
@@ -92,8 +93,8 @@ class Flags:
             raise errors.UsageError("--file needs a path", hint="chatcli ask -f notes.txt \"summarise\"")
         if self.role is not None and not self.role.strip():
             raise errors.UsageError("--role needs a role name", hint="chatcli roles lists them")
-        if self.no_tools and (self.tools or self.all_tools):
-            raise errors.UsageError("--no-tools cannot be used with -T or --tools")
+        if self.no_tools and (self.tools or self.all_tools or self.mcp):
+            raise errors.UsageError("--no-tools cannot be used with -T, --tools or --mcp")
         if self.session is not None and not self.session.strip():
             raise errors.UsageError("--session needs a name or a number",
                                     hint="chatcli sessions list shows them")

@@ -144,7 +144,11 @@ SHARED: tuple[tuple[str, str, Any], ...] = (
         "--tool", "-T", metavar="NAME", help="Offer the model this tool (repeatable): read_file, list_files, "
         "search_files, run_command, write_file, edit_file, fetch_url, or one of your [tools.NAME].")]),
     ("all_tools", "all_tools", _flag("--tools", help="Offer every tool (built in and your own).")),
-    ("no_tools", "no_tools", _flag("--no-tools", help="Offer no tools, whatever the config enables.")),
+    ("no_tools", "no_tools", _flag("--no-tools", help="Offer no tools, whatever the config enables "
+                                                      "(MCP servers' neither).")),
+    ("mcp", "mcp", Annotated[list[str] | None, typer.Option(
+        "--mcp", metavar="SERVER[:TOOL]", help="Offer this MCP server's tools (repeatable; a [mcp.servers."
+        "NAME] of the config, even one not enabled); SERVER:GLOB offers some of them.")]),
     ("yes", "yes", _flag("--yes", "-y", help="Run every tool call without asking (said once on stderr). "
                                              "Without it and without a terminal, calls that need a yes "
                                              "are refused.")),

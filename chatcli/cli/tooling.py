@@ -40,8 +40,94 @@ def catalog(settings: Settings) -> dict[str, Tool]:
 
 
 def offers_tools(settings: Settings, flags: Flags) -> bool:
-    """Whether this command line offers any tool (the config's, the role's, -T, --tools)."""
-    return not flags.no_tools and bool(settings.tools or flags.tools or flags.all_tools)
+    """Whether this command line offers any tool (the config's, the role's, -T, --tools, an
+    MCP server that is on)."""
+    return not flags.no_tools and bool(settings.tools or flags.tools or flags.all_tools
+                                       or mcp_chosen(settings, flags))
+
+
+def mcp_chosen(settings: Settings, flags: Flags) -> dict[str, tuple[str, ...]]:
+    """The MCP servers offered (server -> globs of its tools): the role's `mcp`, else each
+    enabled server; and those --mcp names. None with --no-tools."""
+    from chatcli.tools.mcp import selection
+
+    if flags.no_tools or not (settings.mcp_servers or flags.mcp):
+        return {}
+    if settings.mcp is not None:
+        chosen = selection(settings.mcp)
+    else:
+        chosen = {name: ("*",) for name, table in settings.mcp_servers.items() if table.get("enabled", True)}
+    for server, globs in selection(flags.mcp or ()).items():
+        chosen[server] = (*chosen.get(server, ()), *globs) if server in chosen and "*" not in globs else globs
+    return chosen
+
+
+def mcp_tools(settings: Settings, flags: Flags, say: Any) -> Any:
+    """The MCP servers of this command (tools/mcp.py's McpTools), none started yet; None
+    when there are none or --no-tools. A role or --mcp naming a server that does not exist is
+    a UsageError."""
+    from chatcli.tools.mcp import McpTools, server_of
+
+    if flags.no_tools or not (settings.mcp_servers or flags.mcp):
+        return None
+    chosen = mcp_chosen(settings, flags)
+    unknown = [name for name in chosen if name not in settings.mcp_servers]
+    if unknown:
+        known = ", ".join(settings.mcp_servers) or "none configured"
+        raise errors.UsageError(f"no MCP server named {unknown[0]} (the servers are: {known})",
+                                hint="add a [mcp.servers.NAME] table; `chatcli mcp list` lists them")
+    servers = {name: server_of(name, table) for name, table in settings.mcp_servers.items()}
+    return McpTools(servers, chosen, lambda server: connection(server, settings), say)
+
+
+def connection(server: Any, settings: Settings) -> Any:
+    """A server's connection (not started): its environment or its headers worked out, its
+    stderr going to a log file. A ToolError says what is missing (a variable not set)."""
+    from chatcli.config import data_dir
+    from chatcli.tools.mcp import environment, log_name, substitute
+    from chatcli.tools.mcp_client import Connection, runtime
+
+    refused = api_key_variables(settings)
+    env = environment(server, os.environ, refused) if not server.url else {}
+    headers = {name: substitute(value, os.environ, what=f"[mcp.servers.{server.name}] headers {name}",
+                                forbidden=refused) for name, value in server.headers.items()}
+    key = _server_key(server, refused)
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    log = data_dir(os.environ, settings) / "logs" / log_name(server.name)
+    return Connection(server, env=env, headers=headers, log=log, runtime=runtime())
+
+
+def _server_key(server: Any, refused: set[str]) -> str:
+    """A remote server's key: from the variable key_env names, or what key_command prints."""
+    if server.key_env:
+        if server.key_env in refused:
+            raise ToolError(f"key_env names {server.key_env}, an API key chatcli sends to its endpoint; "
+                            "an MCP server gets its own key")
+        key = os.environ.get(server.key_env, "").strip()
+        if not key:
+            raise ToolError(f"key_env names {server.key_env}, which is not set")
+        return key
+    if server.key_command:
+        from chatcli.config import KeySource, _run_key_command
+
+        try:
+            return _run_key_command(KeySource("cmd", server.key_command,
+                                              f"[mcp.servers.{server.name}] key_command")).strip()
+        except errors.ChatcliError as exc:
+            raise ToolError(exc.message) from None
+    return ""
+
+
+def api_key_variables(settings: Settings) -> set[str]:
+    """The environment variables holding keys chatcli sends to its endpoints: the key in use,
+    OPENAI_API_KEY and the providers' variables. No tool's program or MCP server gets them."""
+    from chatcli.schema import PROVIDERS
+
+    keys = {"OPENAI_API_KEY", *(p["api_key_env"] for p in PROVIDERS.values() if "api_key_env" in p)}
+    if settings.key_source.kind == "env":
+        keys.add(settings.key_source.detail)
+    return keys
 
 
 def chosen(settings: Settings, flags: Flags, tools: dict[str, Tool]) -> list[Tool]:
@@ -72,11 +158,7 @@ def without_keys(env: Any, settings: Settings) -> dict[str, str]:
     """The environment the tools' programs get: yours, less the API keys chatcli knows of (the
     key in use, OPENAI_API_KEY and the providers' variables), so a command the model asks for
     cannot read one and send it to another endpoint."""
-    from chatcli.schema import PROVIDERS
-
-    keys = {"OPENAI_API_KEY", *(p["api_key_env"] for p in PROVIDERS.values() if "api_key_env" in p)}
-    if settings.key_source.kind == "env":
-        keys.add(settings.key_source.detail)
+    keys = api_key_variables(settings)
     return {name: value for name, value in env.items() if name not in keys}
 
 
@@ -95,7 +177,7 @@ def toolbox(settings: Settings, flags: Flags, diag: Diagnostics, *, console: Any
         return None, {}
     tools = catalog(settings)
     picked = chosen(settings, flags, tools)
-    if flags.yes and picked:
+    if flags.yes and (picked or mcp_chosen(settings, flags)):
         diag.warning("--yes: every tool call runs without asking")
     approve: Any = refuse_all
     ask: Any = None
@@ -117,7 +199,8 @@ def toolbox(settings: Settings, flags: Flags, diag: Diagnostics, *, console: Any
     box = ToolBox(picked, approve=approve, pre_approved=settings.approve_tools, yes=bool(flags.yes),
                   budget_tokens=settings.tool_output_tokens,
                   context=Context(cwd=Path.cwd(), env=without_keys(os.environ, settings)),
-                  progress=progress, fallback=settings.tool_fallback, confirm=ask)
+                  progress=progress, fallback=settings.tool_fallback, confirm=ask,
+                  mcp=mcp_tools(settings, flags, progress.line))
     return box, tools
 
 
@@ -142,7 +225,7 @@ class Progress:
         from chatcli.render import NullSink, Waiting
 
         if result is None or self._started != call.id:
-            self._line(f"▸ {tool.name} {_brief(call.arguments)}", "dim")
+            self.line(f"▸ {tool.name} {_brief(call.arguments)}", "dim")
             self._started = call.id
         if result is None:
             if self._terminal is not None:
@@ -152,9 +235,9 @@ class Progress:
         if self._ticker is not None:
             self._ticker.stop()
             self._ticker = None
-        self._line(f"  {describe(result)}", "dim" if result.status == "ok" else "yellow")
+        self.line(f"  {describe(result)}", "dim" if result.status == "ok" else "yellow")
 
-    def _line(self, text: str, style: str) -> None:
+    def line(self, text: str, style: str) -> None:
         self._print(text, style=style, markup=False, highlight=False, crop=False, soft_wrap=True)
 
 

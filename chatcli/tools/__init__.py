@@ -2,7 +2,7 @@
 
 A `Tool` is a name, a description, a JSON schema for its arguments, what kind of effect
 it has and a function that runs it. Built-in tools (builtin.py), the user's own command
-tools (command.py) and, later, MCP servers are providers of tools; `ToolBox` (box.py)
+tools (command.py) and MCP servers (mcp.py) are providers of tools; `ToolBox` (box.py)
 is what chat.py's loop calls: it checks the arguments, asks the shell layer's approval
 callback, runs the tool, and cuts long output to the budget. Nothing here imports cli/,
 repl or render, or reads the keyboard. Standard library only.
@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 # read: looks at files or lists them; write: changes files; run: runs a program; network:
-# fetches from the network. Only read tools may run without asking (config `approve`).
-Effect = Literal["read", "write", "run", "network"]
+# fetches from the network; mcp: a tool of an MCP server, which may do any of these. Only read
+# tools may run without asking ([tools] approve), and an MCP server's that its table trusts.
+Effect = Literal["read", "write", "run", "network", "mcp"]
 
 
 class ToolError(Exception):
@@ -54,6 +55,11 @@ class Tool:
     # and a diff for a change to a file (write_file, edit_file), from the arguments.
     subject: str | None = None
     preview: Callable[[dict[str, Any], Context], str] | None = field(default=None, compare=False)
+    # An MCP server's tool: the server, the tool's own name there, and whether the server says
+    # it only reads (shown with the call, never trusted).
+    server: str = ""
+    remote_name: str = ""
+    hint_read_only: bool = False
 
     def spec(self) -> dict[str, Any]:
         """The tool as a request offers it."""

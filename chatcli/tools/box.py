@@ -14,12 +14,15 @@ import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from chatcli.conversation import ToolCall, ToolResult, estimate_tokens
 from chatcli.schema import ToolFallback as Fallback
 from chatcli.textsafe import without_controls
 from chatcli.tools import Context, Stopped, Tool, ToolError
+
+if TYPE_CHECKING:
+    from chatcli.tools.mcp import McpTools
 
 Answer = Literal["yes", "no", "always"]
 
@@ -50,8 +53,9 @@ class ToolBox:
     def __init__(self, tools: Sequence[Tool], *, approve: Approver = refuse_all,
                  pre_approved: Sequence[str] = (), yes: bool = False, budget_tokens: int = 4000,
                  context: Context, progress: Progress | None = None, fallback: Fallback = "ask",
-                 confirm: Callable[[str], bool] | None = None) -> None:
+                 confirm: Callable[[str], bool] | None = None, mcp: McpTools | None = None) -> None:
         self.tools: dict[str, Tool] = {tool.name: tool for tool in tools}
+        self.mcp = mcp  # the MCP servers' tools, offered besides these (started on first use)
         self._approve = approve
         self.always = {name for name in pre_approved if name in self.tools and self.tools[name].read_only}
         self.yes = yes
@@ -70,11 +74,19 @@ class ToolBox:
             if not self._confirm(f"{said}: ask without tools, for the rest of this session? [y/N] "):
                 return False
             self.tools.clear()  # not offered again to be refused again (/tools turns them on)
+            if self.mcp is not None:
+                self.mcp.choose({})
             return True
         return self.fallback == "answer"
 
+    def available(self) -> dict[str, Tool]:
+        """The tools offered now: these, then the MCP servers' (started if not yet)."""
+        if self.mcp is None or not self.mcp.on:
+            return self.tools
+        return {**self.tools, **{name: tool for name, tool in self.mcp.tools().items() if name not in self.tools}}
+
     def offered(self) -> list[dict[str, Any]]:
-        return [tool.spec() for tool in self.tools.values()]
+        return [tool.spec() for tool in self.available().values()]
 
     def stopped(self) -> ToolResult | None:
         """The result of the call Ctrl-C stopped (what it printed), once."""
@@ -82,9 +94,10 @@ class ToolBox:
         return result
 
     def run(self, call: ToolCall) -> ToolResult:
-        tool = self.tools.get(call.name)
+        available = self.available()
+        tool = available.get(call.name)
         if tool is None:
-            names = ", ".join(self.tools) or "none"
+            names = ", ".join(available) or "none"
             return ToolResult(f"error: there is no tool named {without_controls(call.name)[:80]!r} "
                               f"(the tools are: {names})", status="error")
         try:
@@ -92,7 +105,7 @@ class ToolBox:
         except ToolError as exc:
             return ToolResult(f"error: {exc}", status="error")
         edited = False
-        if not (self.yes or call.name in self.always):
+        if not (self.yes or call.name in self.always or (self.mcp is not None and self.mcp.trusted(tool))):
             decision = self._approve(tool, call, arguments)
             if decision.answer == "no":
                 refused = ToolResult(f"refused: {decision.reason}", status="refused")
