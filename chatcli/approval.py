@@ -33,7 +33,16 @@ SETTLE_SECONDS = 0.3
 NO_KEYS = ("n", "\r", "\n", "\x1b", "\x04", "q")
 ANSWER_KEYS = ("y", "a", "e", "x", "v", "\x03", *NO_KEYS)
 EFFECTS = {"read": "reads files", "write": "changes files", "run": "runs a program",
-           "network": "fetches from the network"}
+           "network": "fetches from the network", "mcp": "a tool of an MCP server"}
+
+
+def effect_of(tool: Tool) -> str:
+    """What a call does, as the menu says it: an MCP tool names its server, and what the
+    server says of it (a hint, never trusted)."""
+    if tool.effect != "mcp":
+        return EFFECTS[tool.effect]
+    said = "; the server says it only reads" if tool.hint_read_only else ""
+    return f"{shown(tool.remote_name)} of the MCP server {tool.server}{said}"
 
 
 def discard_typeahead(fd: int, settle: float, *outputs: Any) -> None:
@@ -159,7 +168,7 @@ class TerminalApproval:
     def _draw(self, tool: Tool, call: ToolCall, args: dict[str, Any]) -> int:
         """The call as it will run; how many lines it took."""
         console = self.console
-        console.print(f"▶ the model calls {shown(tool.name)} ({EFFECTS[tool.effect]}):", style="bold",
+        console.print(f"▶ the model calls {shown(tool.name)} ({effect_of(tool)}):", style="bold",
                       markup=False, highlight=False)
         body = _body(tool, args, self._context())
         text = visible_code(body)
@@ -181,7 +190,7 @@ class TerminalApproval:
     def _page(self, tool: Tool, args: dict[str, Any]) -> bool:
         """The call whole in $PAGER (less by default), signs for hidden characters as on the
         screen; True once the pager has shown it and exited."""
-        text = f"{tool.name} ({EFFECTS[tool.effect]}):\n" + visible_code(_body(tool, args, self._context()))
+        text = f"{tool.name} ({effect_of(tool)}):\n" + visible_code(_body(tool, args, self._context()))
         pager = shlex.split(self.env.get("PAGER") or "less") or ["less"]
         try:
             done = subprocess.run(pager, input=text.encode("utf-8"), check=False)

@@ -346,6 +346,21 @@ def _tools(session: Session, value: Any) -> Output:
     return Output(lines=lines, table=Table(("tool", "offered", "effect", "approval", "what it does"), rows))
 
 
+def _mcp(session: Session, value: Any) -> Output:
+    """`/mcp`: the MCP servers, whether each is on, running or failed, and its tools;
+    `/mcp NAME` turns one on (tried again, if it failed) or off (stopped)."""
+    servers = session.mcp()
+    lines: tuple[str, ...] = ()
+    if value:
+        on = session.toggle_server(value)
+        said = "on: it starts with the next question" if on else "off: stopped, its tools not offered"
+        lines = (f"{value} is {said}",)
+    rows = []
+    for name, server in servers.servers.items():
+        rows.append((name, servers.state(name), server.approval(), _preview(server.where())))
+    return Output(lines=lines, table=Table(("server", "state", "approval", "where"), rows))
+
+
 def _tool_output(session: Session, value: Any) -> Output:
     """`/tool-output [n]`: the whole output of tool call n (default: the last), as /history
     numbers them."""
@@ -572,6 +587,8 @@ COMMANDS: tuple[Command, ...] = (
             "how hard a reasoning model thinks (reasoning_effort)", _effort),
     Command("tools", Arg("text", "name", words=("all", "none")),
             "the tools the model may call; a name turns one on or off", _tools),
+    Command("mcp", Arg("text", "name"), "the MCP servers and how each stands; a name turns one on or off",
+            _mcp),
     Command("tool-output", Arg("number", "n", what="the tool call number"),
             "the whole output of tool call n (default: the last), as /history numbers them", _tool_output),
 )

@@ -260,9 +260,10 @@ def _check_mcp(path: Path, text: str, within: tuple[str, ...], value: Any) -> No
     from chatcli.tools.mcp import problem
 
     where = (*within, "mcp")
-    if not isinstance(value, dict) or set(value) - {"servers"} or not isinstance(value.get("servers", {}), dict):
-        raise ConfigError(f"{path}{_locate(text, within, 'mcp')}: {'.'.join(where)}: expected [mcp.servers.NAME] "
-                          "tables, one for each MCP server")
+    if not isinstance(value, dict) or set(value) - {"servers"} or not isinstance(value.get("servers", {}),
+                                                                                  dict):
+        raise ConfigError(f"{path}{_locate(text, within, 'mcp')}: {'.'.join(where)}: expected "
+                          "[mcp.servers.NAME] tables, one for each MCP server")
     for name, table in value.get("servers", {}).items():
         if why := problem(name, table):
             line = _locate(text, (*where, "servers"), name)

@@ -322,6 +322,7 @@ class Repl:
     def _turn(self, run: Callable[[Sink], TurnResult], *, after: str = "") -> None:
         """One request, its reply drawn as it arrives; `after`: the text it continues."""
         settings = self.session.settings
+        self.session.start_tools()  # an MCP server not yet running says so before the waiting line
         # self.markdown was decided by render.drawing when the session began
         sink: Sink = reply_sink("markdown" if self.markdown else "plain", self.console.file,
                                 reasoning=settings.reasoning, console=self.console,

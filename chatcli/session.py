@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chatcli import attachments, errors
 from chatcli.chat import (
@@ -43,6 +43,9 @@ from chatcli.schema import LOCAL
 from chatcli.store import ConversationInfo, Store
 from chatcli.tools import Tool
 from chatcli.tools.box import ToolBox
+
+if TYPE_CHECKING:
+    from chatcli.tools.mcp import McpTools
 
 ClientFactory = Callable[[Settings], Any]
 PROBE_TOKENS = 1024  # a request this large could overflow a small local server's context
@@ -208,6 +211,34 @@ class Session:
             self.tools.tools.pop(name, None)
         return on
 
+    def start_tools(self) -> None:
+        """Start the MCP servers the next request offers tools from, if they are not running
+        (before the reply's waiting line is drawn, so what they say has the screen)."""
+        if self.tools is not None:
+            self.tools.available()
+
+    def stop_tools(self) -> None:
+        """Stop the MCP servers this session started (chatcli is leaving)."""
+        if self.tools is not None and self.tools.mcp is not None:
+            self.tools.mcp.close()
+
+    def mcp(self) -> McpTools:
+        """The session's MCP servers, or a UsageError when none are configured."""
+        box = self.ensure_tools()
+        if box is None or box.mcp is None:
+            raise errors.UsageError("no MCP server is configured",
+                                    hint="add a [mcp.servers.NAME] table to the config (docs/mcp.md), or "
+                                         "`chatcli mcp import FILE`")
+        return box.mcp
+
+    def toggle_server(self, name: str) -> bool:
+        """Turn MCP server `name` on or off from the next request on; whether it is on."""
+        servers = self.mcp()
+        if name not in servers.servers:
+            raise errors.UsageError(f"no MCP server named {name!r} (the servers are: "
+                                    f"{', '.join(servers.servers)})")
+        return servers.toggle(name)
+
     def _offer(self, names: tuple[str, ...]) -> None:
         """Offer exactly the tools `names` (those that exist), from the next turn on."""
         if self.ensure_tools() is not None:
@@ -355,6 +386,12 @@ class Session:
         self._window = None
         if self.settings.tools != before.tools:
             self._offer(self.settings.tools)  # a role chooses its tools; leaving it, they go back
+        if self.settings.mcp != before.mcp and self.ensure_tools() is not None:
+            from chatcli.tools.mcp import selection
+
+            assert self.tools is not None
+            if self.tools.mcp is not None:  # and its MCP servers
+                self.tools.mcp.choose(None if self.settings.mcp is None else selection(self.settings.mcp))
         if resumed:
             return []
         self._save_conversation(role=name)

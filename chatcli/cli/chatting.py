@@ -146,11 +146,19 @@ def with_template(settings: Settings, question: str, piped: str | None,
 
 def answer(question: str | None, piped: str | None, flags: Flags, settings: Settings) -> None:
     """Send one message and print the reply: the body of `ask` and of piped `chatcli`."""
-    from chatcli.render import drawing, reply_sink
-
     diag = diagnostics()
     key = key_for(settings)  # fail before saving a question that cannot be sent
     session = open_session(flags, settings, diag, key=key)
+    try:
+        _answer(session, question, piped, flags, settings, diag, key)
+    finally:
+        session.stop_tools()  # the MCP servers it started stop with it
+
+
+def _answer(session: Session, question: str | None, piped: str | None, flags: Flags, settings: Settings,
+            diag: Diagnostics, key: str | None) -> None:
+    from chatcli.render import drawing, reply_sink
+
     if key is None:
         _ = session.client  # the local model: loaded (or found) before the question is saved
     if flags.debug:
@@ -160,6 +168,7 @@ def answer(question: str | None, piped: str | None, flags: Flags, settings: Sett
     attach_all(session, flags.files, piped, diag)
     how = drawing(sys.stdout, os.environ, markdown=settings.markdown and not flags.no_markdown,
                   quiet=bool(flags.json or flags.code))
+    session.start_tools()  # MCP servers say they are starting before the waiting line is drawn
     # The waiting line on the terminal only, never into a pipe or a log.
     sink = reply_sink(how, sys.stdout, reasoning=settings.reasoning, thinking=sys.stderr,
                       waiting=None if flags.json else sys.stderr, model=settings.model)
@@ -243,7 +252,10 @@ def interact(flags: Flags, settings: Settings | None = None, *, first: str | Non
         input=keyboard,
         on_first_draw=client.warm_up,
     )
-    code = loop.run(first_message=first)
+    try:
+        code = loop.run(first_message=first)
+    finally:
+        session.stop_tools()
     if not keep_unsaved(session, diag, data_dir(env, settings)):
         return code
     return errors.EXIT_STORAGE if code == errors.EXIT_OK and must_save(flags) else code

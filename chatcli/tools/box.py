@@ -83,7 +83,8 @@ class ToolBox:
         """The tools offered now: these, then the MCP servers' (started if not yet)."""
         if self.mcp is None or not self.mcp.on:
             return self.tools
-        return {**self.tools, **{name: tool for name, tool in self.mcp.tools().items() if name not in self.tools}}
+        served = self.mcp.tools()
+        return {**self.tools, **{name: tool for name, tool in served.items() if name not in self.tools}}
 
     def offered(self) -> list[dict[str, Any]]:
         return [tool.spec() for tool in self.available().values()]

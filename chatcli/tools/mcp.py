@@ -76,6 +76,14 @@ class Server:
     def offers(self, tool: str) -> bool:
         return any(fnmatch.fnmatchcase(tool, glob) for glob in self.tools)
 
+    def approval(self) -> str:
+        """Its approve, as a listing says it."""
+        if self.approve == "always":
+            return "asks each time"
+        if self.approve == "never":
+            return "runs without asking"
+        return f"{', '.join(self.approve)} without asking; the rest ask"
+
     def trusts(self, tool: str) -> bool:
         """Whether calls to `tool` run without asking (the table's approve says so)."""
         if self.approve == "never":
@@ -105,7 +113,8 @@ def problem(name: str, table: Any) -> str | None:
     if table.get("transport", "streamable-http") not in TRANSPORTS:
         return f"transport: expected {' or '.join(map(repr, TRANSPORTS))}"
     for key in ("args", "tools"):
-        if key in table and not (isinstance(table[key], list) and all(isinstance(x, str) for x in table[key])):
+        if key in table and not (isinstance(table[key], list)
+                                 and all(isinstance(x, str) for x in table[key])):
             return f"{key}: expected a list of strings"
     for key in ("env", "headers"):
         if key in table and not (isinstance(table[key], dict)
@@ -133,13 +142,15 @@ def problem(name: str, table: Any) -> str | None:
 
 def server_of(name: str, table: Mapping[str, Any]) -> Server:
     """The server a checked table describes."""
-    approve = table.get("approve", "always")
+    given = table.get("approve", "always")
+    approve: Approve | tuple[str, ...] = "never" if given == "never" else "always" if given == "always" \
+        else tuple(given)
     return Server(name, command=table.get("command", ""), args=tuple(table.get("args", ())),
                   env=dict(table.get("env", {})), cwd=table.get("cwd", ""), url=table.get("url", ""),
                   transport=table.get("transport", "streamable-http"), headers=dict(table.get("headers", {})),
                   key_env=table.get("key_env", ""), key_command=table.get("key_command", ""),
                   enabled=table.get("enabled", True), tools=tuple(table.get("tools", ("*",))),
-                  approve=approve if isinstance(approve, str) else tuple(approve),
+                  approve=approve,
                   timeout=float(table.get("timeout", DEFAULT_TIMEOUT)))
 
 
@@ -256,7 +267,8 @@ def describe_content(part: Mapping[str, Any]) -> str:
         size = len(str(part.get("data", ""))) * 3 // 4
         return f"[{kind}: {part.get('mimeType') or part.get('mime_type') or 'unknown type'}, {_size(size)}]"
     if kind == "resource_link":
-        return f"[a link to the resource {part.get('uri')}" + (f" ({part['name']})" if part.get("name") else "") + "]"
+        named = f" ({part['name']})" if part.get("name") else ""
+        return f"[a link to the resource {part.get('uri')}{named}]"
     if kind == "resource":
         resource = part.get("resource") or {}
         uri = resource.get("uri", "")
@@ -360,8 +372,8 @@ class McpTools:
                 continue
             key = (name, globs)
             if key not in self._offered:
-                self._offered[key] = {tool.name: tool for tool in
-                                      tools_of(self.servers[name], connection.listed, globs, connection.call)[0]}
+                tools = tools_of(self.servers[name], connection.listed, globs, connection.call)[0]
+                self._offered[key] = {tool.name: tool for tool in tools}
             offered.update(self._offered[key])
         return offered
 

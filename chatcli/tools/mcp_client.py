@@ -154,7 +154,7 @@ class Connection:
                 self._session = session
                 ready.set_result(listed)
                 await self._stop.wait()
-        except BaseException as exc:  # noqa: BLE001 - every way a server fails is one line
+        except BaseException as exc:
             reason = explain(exc, self.server)
             if not ready.done():
                 ready.set_exception(ToolError(reason))
@@ -196,8 +196,9 @@ class Connection:
             for task in list(self._calls):
                 task.cancel()
 
-    def _with_log(self, reason: str) -> str:
-        """`reason`, with the first line the server wrote to its stderr since it was started."""
+    def _with_log(self, reason: str, *, last: bool = False) -> str:
+        """`reason`, with the first line the server wrote to its stderr since it was started
+        (or the last, for a server that died once running)."""
         if self.server.url:
             return reason
         try:
@@ -207,7 +208,7 @@ class Connection:
         except OSError:
             return reason
         said = [line.strip() for line in lines[1:] if line.strip()]
-        return f"{reason}; it said: {said[0][:200]}" if said else reason
+        return f"{reason}; it said: {said[-1 if last else 0][:200]}" if said else reason
 
     # -- calls -------------------------------------------------------------------------------
 
@@ -221,7 +222,8 @@ class Connection:
         self._malformed = ""
         future = self._runtime.submit(self._call(tool, arguments))
         try:
-            return future.result(self.server.timeout + 5)
+            text: str = future.result(self.server.timeout + 5)
+            return text
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise ToolError(self._timed_out()) from None
@@ -250,14 +252,15 @@ class Connection:
             if exc.error.code == CONNECTION_CLOSED:
                 self.failure = "it exited"
                 raise ToolError(self._with_log(f"the MCP server {self.server.name} exited during the "
-                                               "call")) from None
+                                               "call", last=True)) from None
             raise ToolError(f"the MCP server {self.server.name} said: {exc.error.message}") from None
         finally:
             self._calls.discard(task)
         dumped = result.model_dump(mode="json", by_alias=True)
         text = result_text(dumped.get("content") or [], dumped.get("structuredContent"))
         if len(text) > MAX_RESULT_CHARS:
-            text = text[:MAX_RESULT_CHARS] + f"\n[… {len(text) - MAX_RESULT_CHARS:,} more characters not kept]"
+            left = len(text) - MAX_RESULT_CHARS
+            text = text[:MAX_RESULT_CHARS] + f"\n[… {left:,} more characters not kept]"
         if getattr(result, "is_error", False):
             raise ToolError(text)
         return text
