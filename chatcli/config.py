@@ -771,22 +771,32 @@ def add_provider(path: Path, name: str) -> str:
     table = f"\n[profiles.{name}]\n" + "".join(f"{key} = {toml_value(value)}\n"
                                              for key, value in PROVIDERS[name].items())
     default = "profile" not in data
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        before = path.read_text(encoding="utf-8") if path.exists() else ""
-        text = (f'profile = "{name}"\n' if default else "") + before + table
-        import tempfile
-
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".config-")  # 0600
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(temporary, path)  # whole or not at all: the old file is never half written
-    except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
+    append_to_config(path, table, first=f'profile = "{name}"\n' if default else "")
     key = PROVIDERS[name].get("api_key_env")
     return (f"added [profiles.{name}] to {path}" + (", the default profile" if default else
                                                     f"; use it with -p {name}")
             + (f"; set {key} to your key" if key else "; a server on this machine needs no key"))
+
+
+def append_to_config(path: Path, tables: str, *, first: str = "") -> None:
+    """Add `tables` at the end of the config file (`first` before all of it), nothing else of
+    it changed; the file is created (0600) when there is none. The new text is checked as a
+    config before it is written, and it is written whole or not at all."""
+    import tempfile
+
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        before = path.read_text(encoding="utf-8") if path.exists() else ""
+        if before and not before.endswith("\n"):
+            before += "\n"
+        text = first + before + tables
+        parse_config(text, path)
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".config-")  # 0600
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temporary, path)  # the old file is never half written
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
 
 
 def write_template(path: Path) -> None:

@@ -42,9 +42,11 @@ def run_checks(
     make_client: Callable[[Settings, str], Any],
     env: Mapping[str, str],
     progress: Callable[[str], None] = lambda text: None,
+    start_server: Callable[[Any, Settings], Any] | None = None,
 ) -> list[Check]:
     """The checks in order; `load` reads and merges the config, `make_client` builds a client,
-    `progress` hears about each step that waits for the network."""
+    `progress` hears about each step that waits for the network, `start_server` starts an MCP
+    server (cli/mcpcmd.start) for its check."""
     checks: list[Check] = []
     try:
         settings, data = load()
@@ -53,6 +55,8 @@ def run_checks(
     checks.append(_config_check(settings, data))
     if settings.save:
         checks.append(_storage_check(data_dir(env, settings)))
+    if start_server is not None:
+        checks += _mcp_checks(settings, start_server, progress)
     if settings.base_url == LOCAL:
         local, served = _local_checks(settings, env, progress)
         checks += local
@@ -80,6 +84,32 @@ def run_checks(
     if models is not None:
         checks.append(_model_check(settings, models, answered=streamed[0].ok is True))
     return checks + streamed
+
+
+def _mcp_checks(settings: Settings, start: Callable[[Any, Settings], Any],
+                progress: Callable[[str], None]) -> list[Check]:
+    """Each configured MCP server: started, its tools listed, stopped (a disabled one named)."""
+    from chatcli.tools.mcp import server_of
+
+    checks = []
+    for name, table in settings.mcp_servers.items():
+        server = server_of(name, table)
+        if not server.enabled:
+            checks.append(Check(f"MCP server {name}", None, "disabled (enabled = false)"))
+            continue
+        progress(f"starting MCP server {name}...")
+        try:
+            running = start(server, settings)
+        except errors.ChatcliError as exc:
+            why = exc.message.removeprefix(f"MCP server {name}: ")
+            checks.append(Check(f"MCP server {name}", False, why, exc.hint or f"chatcli mcp test {name}",
+                                exc.exit_code))
+            continue
+        count = len(running.listed)
+        tools = f"{count} tool{'' if count == 1 else 's'}"
+        checks.append(Check(f"MCP server {name}", True, f"{tools}, started in {running.seconds:.1f} s"))
+        running.close()
+    return checks
 
 
 def _local_checks(settings: Settings, env: Mapping[str, str],

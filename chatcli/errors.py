@@ -54,6 +54,12 @@ class ConfigError(ChatcliError):
     exit_code = EXIT_USAGE
 
 
+class ToolServerError(ChatcliError):
+    """An MCP server could not be started or spoken to (`chatcli mcp test`, `mcp tools`)."""
+
+    exit_code = EXIT_SERVER
+
+
 class AuthError(ChatcliError):
     """The server refused the key (401) or the key may not do this (403)."""
 

@@ -20,7 +20,7 @@ def run() -> None:
 def typer_app() -> Any:
     """The typer app with every command registered. Imported only when a command line
     needs typer: `chatcli ask QUESTION` and the session start without it (__main__)."""
-    from chatcli.cli import manage  # noqa: F401 (registers its commands)
+    from chatcli.cli import manage, mcpcmd  # noqa: F401 (register their commands)
     from chatcli.cli.app import app
 
     return app

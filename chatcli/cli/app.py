@@ -122,6 +122,9 @@ local_app = typer.Typer(help="The local model: list the models on this machine, 
                         "programs.", no_args_is_help=True)
 app.add_typer(roles_app, name="roles")
 app.add_typer(local_app, name="local")
+mcp_app = typer.Typer(help="MCP servers: list them and their tools, test one, import Claude Desktop's "
+                      "mcpServers JSON.", no_args_is_help=True)
+app.add_typer(mcp_app, name="mcp")
 
 
 # --- chatcli and chatcli ask --------------------------------------------------------

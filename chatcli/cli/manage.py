@@ -344,7 +344,10 @@ def doctor(ctx: typer.Context, model: ModelOpt = None, profile: ProfileOpt = Non
         REDACT.add(key, *settings.headers.values(), *url_secrets(settings.base_url))
         return OpenAIClient(endpoint_of(settings, key))
 
-    checks = run_checks(lambda: load_settings(flags), make_client, os.environ, progress=diagnostics().note)
+    from chatcli.cli.mcpcmd import start
+
+    checks = run_checks(lambda: load_settings(flags), make_client, os.environ, progress=diagnostics().note,
+                        start_server=start)
     marks = {True: "ok", False: "FAIL", None: "note"}
     # What a check found may quote the server (model names, error messages): data.
     rows = [(c.name, marks[c.ok],
