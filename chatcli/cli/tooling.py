@@ -87,6 +87,10 @@ def connection(server: Any, settings: Settings) -> Any:
     from chatcli.tools.mcp import environment, log_name, substitute
     from chatcli.tools.mcp_client import Connection, runtime
 
+    import importlib.util
+
+    if importlib.util.find_spec("mcp") is None:
+        raise ToolError("the MCP SDK is not installed: pip install 'chatcli[mcp]' (or pipx inject chatcli mcp)")
     refused = api_key_variables(settings)
     env = environment(server, os.environ, refused) if not server.url else {}
     headers = {name: substitute(value, os.environ, what=f"[mcp.servers.{server.name}] headers {name}",

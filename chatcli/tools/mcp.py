@@ -10,8 +10,6 @@ does, and only when a server is started. Standard library only.
 
 from __future__ import annotations
 
-import fnmatch
-import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -70,11 +68,13 @@ class Server:
     def where(self) -> str:
         """The server as a listing names it: its URL, or its command line."""
         if self.url:
-            return self.url
+            from chatcli.textsafe import url_shown
+
+            return url_shown(self.url)  # without a key in its query or userinfo
         return " ".join([self.command, *self.args])
 
     def offers(self, tool: str) -> bool:
-        return any(fnmatch.fnmatchcase(tool, glob) for glob in self.tools)
+        return matches(tool, self.tools)
 
     def approval(self) -> str:
         """Its approve, as a listing says it."""
@@ -90,7 +90,14 @@ class Server:
             return True
         if self.approve == "always":
             return False
-        return any(fnmatch.fnmatchcase(tool, glob) for glob in self.approve)
+        return matches(tool, self.approve)
+
+
+def matches(name: str, globs: Iterable[str]) -> bool:
+    """Whether `name` matches one of the globs (`git_*`, `*`)."""
+    from fnmatch import fnmatchcase
+
+    return any(fnmatchcase(name, glob) for glob in globs)
 
 
 def problem(name: str, table: Any) -> str | None:
@@ -187,6 +194,8 @@ def tool_name(server: str, tool: str) -> str:
     clean = re.sub(r"[^A-Za-z0-9_-]", "_", tool)
     name = f"{server}{SEPARATOR}{clean}"
     if clean != tool or len(name) > 64:
+        import hashlib
+
         digest = hashlib.sha256(tool.encode("utf-8", "surrogatepass")).hexdigest()[:6]
         name = f"{name[:64 - 7]}-{digest}" if len(name) > 64 else f"{name}-{digest}"
     return name
@@ -223,7 +232,7 @@ def tools_of(server: Server, listed: Sequence[Listed], globs: Sequence[str],
     out. `call(tool, arguments)` runs one on the server."""
     notes: list[str] = []
     allowed = [item for item in listed if server.offers(item.name)
-               and any(fnmatch.fnmatchcase(item.name, glob) for glob in globs)]
+               and matches(item.name, globs)]
     large = [item.name for item in allowed if len(json.dumps(item.schema)) > MAX_SCHEMA]
     if large:
         notes.append(f"{len(large)} tool{'s' if len(large) > 1 else ''} with a schema over "
@@ -393,6 +402,7 @@ class McpTools:
                       f"(/mcp {name} tries again)", "yellow")
             return
         self.running[name] = connection
+        self._offered = {key: tools for key, tools in self._offered.items() if key[0] != name}
         tools, notes = tools_of(server, connection.listed, self.on.get(name, ("*",)), connection.call)
         self._say(f"MCP server {name}: {len(tools)} tool{'' if len(tools) == 1 else 's'}, started in "
                   f"{connection.seconds:.1f} s", "dim")

@@ -26,6 +26,7 @@ from chatcli.tools.mcp import MAX_LISTED, Listed, Server, result_text
 
 MAX_RESULT_CHARS = 8_000_000  # kept of one result's text; the rest is named, not held
 STOP_SECONDS = 5.0  # how long chatcli's exit waits for its servers to stop
+START_SECONDS = 30.0  # a start may take this long even when calls may not (npx fetching a package)
 
 
 class Runtime:
@@ -91,6 +92,7 @@ class Connection:
         self.listed: list[Listed] = []
         self.seconds = 0.0  # how long the start took
         self._log_start = 0
+        self._status = 0  # a remote server's last HTTP error status (the SDK says only "an error")
 
     @property
     def alive(self) -> bool:
@@ -108,12 +110,12 @@ class Connection:
             self._log_start = self.log.stat().st_size
         self._main = self._runtime.submit(self._hold(ready))
         self._runtime.connections.append(self)
+        limit = max(self.server.timeout, START_SECONDS)
         try:
-            self.listed = ready.result(self.server.timeout)
+            self.listed = ready.result(limit)
         except concurrent.futures.TimeoutError:
             self.close()
-            raise ToolError(self._with_log(f"did not finish starting within {self.server.timeout:g} s "
-                                           "(timeout in its table)")) from None
+            raise ToolError(self._with_log(f"did not finish starting within {limit:g} s")) from None
         except KeyboardInterrupt:
             self.close()
             raise
@@ -148,14 +150,14 @@ class Connection:
                 read, write = await stack.enter_async_context(self._transport(stack))
                 session = await stack.enter_async_context(
                     ClientSession(read, write, message_handler=self._message,
-                                  read_timeout_seconds=self.server.timeout))
+                                  read_timeout_seconds=max(self.server.timeout, START_SECONDS)))
                 await session.initialize()
                 listed = await _list_tools(session)
                 self._session = session
                 ready.set_result(listed)
                 await self._stop.wait()
         except BaseException as exc:
-            reason = explain(exc, self.server)
+            reason = explain(exc, self.server, self._status)
             if not ready.done():
                 ready.set_exception(ToolError(reason))
             elif not self.failure:
@@ -175,7 +177,8 @@ class Connection:
                 return sse_client(server.url, headers=self._headers, timeout=server.timeout)
             from mcp.client.streamable_http import streamable_http_client
 
-            client = httpx2.AsyncClient(headers=self._headers, timeout=timeout)
+            client = httpx2.AsyncClient(headers=self._headers, timeout=timeout,
+                                        event_hooks={"response": [self._response]})
             stack.push_async_callback(client.aclose)
             return streamable_http_client(server.url, http_client=client)
         from mcp.client.stdio import StdioServerParameters, stdio_client
@@ -186,6 +189,10 @@ class Connection:
         parameters = StdioServerParameters(command=server.command, args=list(server.args), env=self._env,
                                            cwd=server.cwd or None)
         return stdio_client(parameters, errlog=errlog)
+
+    async def _response(self, response: Any) -> None:
+        if response.status_code >= 400:
+            self._status = response.status_code
 
     async def _message(self, message: Any) -> None:
         """The SDK hands over what it could not read as a message: the call waiting for an
@@ -253,6 +260,8 @@ class Connection:
                 self.failure = "it exited"
                 raise ToolError(self._with_log(f"the MCP server {self.server.name} exited during the "
                                                "call", last=True)) from None
+            if self._status in (401, 403):
+                raise ToolError(explain(exc, self.server, self._status)) from None
             raise ToolError(f"the MCP server {self.server.name} said: {exc.error.message}") from None
         finally:
             self._calls.discard(task)
@@ -284,16 +293,16 @@ async def _list_tools(session: Any) -> list[Listed]:
     return listed[:MAX_LISTED]
 
 
-def explain(exc: BaseException, server: Server) -> str:
+def explain(exc: BaseException, server: Server, http_status: int = 0) -> str:
     """Why a server could not be used, in one line (the SDK raises groups of groups)."""
     leaves = list(_leaves(exc))
-    for leaf in leaves:
-        status = getattr(getattr(leaf, "response", None), "status_code", None)
+    for leaf in [*leaves, None]:
+        status = getattr(getattr(leaf, "response", None), "status_code", None) if leaf else http_status or None
         if status in (401, 403):
-            return (f"{server.url} refused the connection: it needs authorization (HTTP {status}); "
+            return (f"{_shown(server.url)} refused the connection: it needs authorization (HTTP {status}); "
                     f"set key_env, key_command or headers in [mcp.servers.{server.name}]")
         if status is not None:
-            return f"{server.url} answered HTTP {status}"
+            return f"{_shown(server.url)} answered HTTP {status}"
     for leaf in leaves:
         if isinstance(leaf, FileNotFoundError) and not server.url:
             return f"the command `{server.command}` was not found (command in [mcp.servers.{server.name}])"
@@ -304,7 +313,7 @@ def explain(exc: BaseException, server: Server) -> str:
     for leaf in leaves:
         name = type(leaf).__name__
         if name in ("ConnectError", "ConnectTimeout"):
-            return f"cannot connect to {server.url}: {leaf}"
+            return f"cannot connect to {_shown(server.url)}: {leaf}"
         if name == "MCPError":
             message = getattr(getattr(leaf, "error", None), "message", str(leaf))
             if "closed" in message.lower():
@@ -314,6 +323,12 @@ def explain(exc: BaseException, server: Server) -> str:
             return "it was stopped before it was ready"
     first = leaves[0] if leaves else exc
     return f"{type(first).__name__}: {' '.join(str(first).split())[:200]}"
+
+
+def _shown(url: str) -> str:
+    from chatcli.textsafe import url_shown
+
+    return url_shown(url)
 
 
 def _leaves(exc: BaseException) -> Any:
