@@ -15,6 +15,7 @@ import atexit
 import concurrent.futures
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -187,7 +188,7 @@ class Connection:
         errlog.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {server.where()}\n")
         errlog.flush()
         parameters = StdioServerParameters(command=server.command, args=list(server.args), env=self._env,
-                                           cwd=server.cwd or None)
+                                           cwd=os.path.expanduser(server.cwd) if server.cwd else None)
         return stdio_client(parameters, errlog=errlog)
 
     async def _response(self, response: Any) -> None:
