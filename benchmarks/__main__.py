@@ -49,7 +49,23 @@ def chatcli(*args: str) -> list[str]:
     return [CHATCLI, *args]
 
 
-def cases(env: dict[str, str], sdk: str) -> list[Case]:
+# Three MCP servers, configured and not used: start-up must not notice them (none is started
+# before a question offers its tools, and the SDK is not imported until one is).
+MCP_SERVERS = ('[mcp.servers.time]\ncommand = "mcp-server-time"\n',
+               '[mcp.servers.git]\ncommand = "mcp-server-git"\nargs = ["--repository", "."]\n',
+               '[mcp.servers.tracker]\nurl = "https://mcp.example.com/mcp"\nkey_env = "TRACKER_TOKEN"\n')
+
+
+def mcp_env(env: dict[str, str], work: Path, enabled: bool) -> dict[str, str]:
+    """`env` with a config file of the three servers, enabled or not."""
+    path = work / f"mcp-{'on' if enabled else 'off'}.toml"
+    path.write_text("".join(table + ("" if enabled else "enabled = false\n") for table in MCP_SERVERS))
+    return {**env, "CHATCLI_CONFIG": str(path)}
+
+
+def cases(env: dict[str, str], sdk: str, work: Path) -> list[Case]:
+    mcp_on, mcp_off = mcp_env(env, work, True), mcp_env(env, work, False)
+
     def extra_cpu(results: dict[str, Sample], name: str) -> float:
         return results[name].cpu - results["ask one line (terminal)"].cpu
 
@@ -65,10 +81,20 @@ def cases(env: dict[str, str], sdk: str) -> list[Case]:
              "import prompt_toolkit, rich, typer", "floor + 0.1 s",
              lambda r: r["time to the REPL prompt (terminal)"].wall
              <= r["import prompt_toolkit, rich, typer"].wall + 0.1),
+        Case("time to the REPL prompt, three MCP servers configured (terminal)",
+             lambda: run_on_pty(chatcli(), mcp_on, until=PROMPT_DRAWN, then=b"\x04"),
+             "time to the REPL prompt (terminal)", "+ 0.03 s at most",
+             lambda r: r["time to the REPL prompt, three MCP servers configured (terminal)"].wall
+             <= r["time to the REPL prompt (terminal)"].wall + 0.03),
         Case("openai SDK script, one line (pipe)", lambda: run_piped([PY, sdk, "capital?"], env)),
         Case("ask one line (pipe)", lambda: run_piped(chatcli("ask", "--no-save", "capital?"), env),
              "openai SDK script, one line (pipe)", "<= 1.1x",
              lambda r: r["ask one line (pipe)"].wall <= 1.1 * r["openai SDK script, one line (pipe)"].wall),
+        Case("ask one line, three MCP servers configured, not enabled (pipe)",
+             lambda: run_piped(chatcli("ask", "--no-save", "capital?"), mcp_off),
+             "ask one line (pipe)", "<= 1.03x",
+             lambda r: r["ask one line, three MCP servers configured, not enabled (pipe)"].wall
+             <= 1.03 * r["ask one line (pipe)"].wall),
         # The same question with an option that takes a value: typer reads that command line
         # (the one above is read without typer). The difference is what typer costs.
         Case("ask one line, read by typer (pipe)",
@@ -212,7 +238,7 @@ def main() -> None:
             env.update(OPENAI_BASE_URL=port_file.read_text(), OPENAI_API_KEY="sk-bench",
                        CHATCLI_MODEL="test-model", CHATCLI_DATA_DIR=str(work / "data"),
                        CHATCLI_CONFIG=str(work / "none.toml"), NO_PROXY="127.0.0.1")
-            all_cases = cases(env, str(sdk)) + local.cases(work, env, chatcli, Case)
+            all_cases = cases(env, str(sdk), work) + local.cases(work, env, chatcli, Case)
             if args.only:
                 wanted = {c.name for c in all_cases if args.only in c.name}
                 wanted |= {c.baseline for c in all_cases if c.name in wanted and c.baseline}

@@ -1,5 +1,5 @@
 """An MCP server built with the SDK, for the ways a server goes wrong: run as
-`python tests/mcp_server.py [--http PORT] [--tools N] [--die "message"]`.
+`python tests/mcp_server.py [--http PORT [--sse]] [--tools N] [--die "message"] [--garbage]`.
 
 Its tools: echo (the text back), fail (a result marked isError), image (a PNG part and a
 line of text), huge (a result of `size` characters), crash (the process exits mid-call),
@@ -24,6 +24,7 @@ PIXEL = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQV
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--http", type=int, default=0)
+    parser.add_argument("--sse", action="store_true", help="with --http: the older SSE transport")
     parser.add_argument("--tools", type=int, default=0)
     parser.add_argument("--die", default="")
     parser.add_argument("--garbage", action="store_true")
@@ -87,7 +88,9 @@ def main() -> None:
         server.add_tool(lambda number=number: f"many {number}", name=f"many_{number}",
                         description=f"Tool number {number}.")
 
-    if options.http:
+    if options.http and options.sse:
+        server.run("sse", host="127.0.0.1", port=options.http)
+    elif options.http:
         server.run("streamable-http", host="127.0.0.1", port=options.http)
     else:
         server.run()

@@ -175,7 +175,7 @@ def test_example_file_documents_every_key_and_loads():
     for name in data["profiles"]:
         merge(data, {}, {"profile": name}, path=P)
     # every example value is valid too: uncomment them all and load again
-    uncommented = re.sub(r"(?m)^# (\w+ = |\[(roles|tools)(\.\w+)?\]$)", r"\1", text)
+    uncommented = re.sub(r"(?m)^# (\w+ = |\[(roles|tools|mcp\.servers)(\.\w+)?\]$)", r"\1", text)
     settings = merge(parse_config(uncommented, P), {}, {}, path=P)
     assert settings.profile == "deepseek"
     assert settings.model == "deepseek-chat"
@@ -183,6 +183,7 @@ def test_example_file_documents_every_key_and_loads():
     assert with_role.template == "Translate into English:\n\n{input}" and with_role.temperature == 0.2
     assert settings.tools == ("read_file", "list_files", "search_files")  # the [tools] example
     assert settings.approve_tools == ("read_file",) and "wordcount" in settings.custom_tools
+    assert set(settings.mcp_servers) == {"time", "git", "tracker"}  # the [mcp.servers.NAME] examples
 
 
 DS = {"profiles": {"ds": {"base_url": "https://api.deepseek.com", "api_key_env": "DEEPSEEK_API_KEY"},

@@ -326,11 +326,12 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def http_server():
+@pytest.fixture(params=["streamable-http", "sse"])
+def http_server(request):
     port = _free_port()
-    process = subprocess.Popen([*FAULTS, "--http", str(port)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    sse = request.param == "sse"
+    process = subprocess.Popen([*FAULTS, "--http", str(port), *(["--sse"] if sse else [])],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(600):
             with socket.socket() as sock:
@@ -339,14 +340,15 @@ def http_server():
             if process.poll() is not None:
                 pytest.fail("the HTTP MCP server did not start")
             threading.Event().wait(0.05)
-        yield f"http://127.0.0.1:{port}/mcp"
+        yield (f'url = "http://127.0.0.1:{port}/sse"\ntransport = "sse"' if sse
+               else f'url = "http://127.0.0.1:{port}/mcp"')
     finally:
         process.terminate()
         process.wait(10)
 
 
-def test_the_same_server_over_streamable_http(http_server, tmp_path, monkeypatch):
-    servers, _ = _servers(f'[mcp.servers.web]\nurl = "{http_server}"\n', tmp_path, monkeypatch)
+def test_the_same_server_over_streamable_http_and_sse(http_server, tmp_path, monkeypatch):
+    servers, _ = _servers(f'[mcp.servers.web]\n{http_server}\n', tmp_path, monkeypatch)
     try:
         tools = servers.tools()
         assert tools["web__echo"].run({"text": "over HTTP"}, None) == "echo: over HTTP"
