@@ -278,6 +278,9 @@ def test_a_server_that_cannot_start_says_why_in_one_line_and_the_rest_go_on(tmp_
         assert any("MCP server dies:" in line and "boom: no token configured" in line for line in warned)
         assert any("`no-such-mcp-server-here` was not found" in line for line in warned)
         assert servers.state("dies").startswith("failed:") and servers.state("fine").startswith("running")
+        said = [text for text, _ in lines]
+        first_done = next(i for i, text in enumerate(said) if "started in" in text or "exited" in text)
+        assert all(i < first_done for i, text in enumerate(said) if text.startswith("starting"))  # together
         log = (tmp_path / "data" / "logs" / "mcp-dies.log").read_text()
         assert "boom: no token configured" in log
         servers.tools()

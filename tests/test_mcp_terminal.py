@@ -49,7 +49,7 @@ def test_ctrl_c_cancels_a_call_that_hangs_and_the_session_goes_on(endpoint, tmp_
     assert "starting MCP server" not in child.before
     sent = endpoint.chat_requests[-1]["messages"]
     assert sent[-1] == {"role": "tool", "tool_call_id": "c1", "content": "echo: 你好"}
-    hung = [m for m in sent if m["role"] == "tool"][0]
+    hung = next(m for m in sent if m["role"] == "tool")
     assert "stopped by the user" in hung["content"]
     child.sendcontrol("d")
     child.expect(pexpect.EOF)

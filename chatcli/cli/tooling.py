@@ -83,14 +83,15 @@ def mcp_tools(settings: Settings, flags: Flags, say: Any) -> Any:
 def connection(server: Any, settings: Settings) -> Any:
     """A server's connection (not started): its environment or its headers worked out, its
     stderr going to a log file. A ToolError says what is missing (a variable not set)."""
+    import importlib.util
+
     from chatcli.config import data_dir
     from chatcli.tools.mcp import environment, log_name, substitute
     from chatcli.tools.mcp_client import Connection, runtime
 
-    import importlib.util
-
     if importlib.util.find_spec("mcp") is None:
-        raise ToolError("the MCP SDK is not installed: pip install 'chatcli[mcp]' (or pipx inject chatcli mcp)")
+        raise ToolError("the MCP SDK is not installed: pip install 'chatcli[mcp]' "
+                        "(or pipx inject chatcli mcp)")
     refused = api_key_variables(settings)
     env = environment(server, os.environ, refused) if not server.url else {}
     headers = {name: substitute(value, os.environ, what=f"[mcp.servers.{server.name}] headers {name}",

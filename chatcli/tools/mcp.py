@@ -318,6 +318,10 @@ class Connection(Protocol):
 
     def start(self) -> list[Listed]: ...
 
+    def begin(self) -> None: ...
+
+    def finish(self) -> list[Listed]: ...
+
     def call(self, tool: str, arguments: dict[str, Any]) -> str: ...
 
     def close(self) -> None: ...
@@ -367,9 +371,8 @@ class McpTools:
     def tools(self) -> dict[str, Tool]:
         """The tools offered now (starting the servers that are on and not yet started)."""
         offered: dict[str, Tool] = {}
+        self._start([name for name in self.on if name not in self.running and name not in self.failed])
         for name, globs in self.on.items():
-            if name not in self.running and name not in self.failed:
-                self._start(name)
             connection = self.running.get(name)
             if connection is None:
                 continue
@@ -386,21 +389,42 @@ class McpTools:
             offered.update(self._offered[key])
         return offered
 
-    def _start(self, name: str) -> None:
+    def _start(self, names: Sequence[str]) -> None:
+        """Start these servers, all at once, and say how each did."""
+        starting: dict[str, Connection] = {}
+        for name in names:
+            server = self.servers[name]
+            self._say(f"starting MCP server {name} ({short(server.where(), 80)})…", "dim")
+            try:
+                starting[name] = self._connect(server)
+                starting[name].begin()
+            except ToolError as exc:
+                starting.pop(name, None)
+                self._failed(name, str(exc))
+        for name, connection in starting.items():
+            if name in self.failed:  # Ctrl-C stopped the start of every server still starting
+                connection.close()
+                continue
+            try:
+                connection.finish()
+            except ToolError as exc:
+                self._failed(name, str(exc))
+                continue
+            except KeyboardInterrupt:
+                for other in [n for n in starting if n not in self.running and n not in self.failed]:
+                    self.failed[other] = "its start was stopped (Ctrl-C)"
+                    self._say(f"MCP server {other}: start stopped; its tools are not offered "
+                              f"(/mcp {other} tries again)", "yellow")
+                connection.close()
+                continue
+            self._started(name, connection)
+
+    def _failed(self, name: str, why: str) -> None:
+        self.failed[name] = why
+        self._say(f"MCP server {name}: {why}; its tools are not offered", "yellow")
+
+    def _started(self, name: str, connection: Connection) -> None:
         server = self.servers[name]
-        self._say(f"starting MCP server {name} ({short(server.where(), 80)})…", "dim")
-        try:
-            connection = self._connect(server)
-            connection.start()
-        except ToolError as exc:
-            self.failed[name] = str(exc)
-            self._say(f"MCP server {name}: {exc}; its tools are not offered", "yellow")
-            return
-        except KeyboardInterrupt:
-            self.failed[name] = "its start was stopped (Ctrl-C)"
-            self._say(f"MCP server {name}: start stopped; its tools are not offered "
-                      f"(/mcp {name} tries again)", "yellow")
-            return
         self.running[name] = connection
         self._offered = {key: tools for key, tools in self._offered.items() if key[0] != name}
         tools, notes = tools_of(server, connection.listed, self.on.get(name, ("*",)), connection.call)

@@ -104,16 +104,24 @@ class Connection:
     def start(self) -> list[Listed]:
         """Start the server and list its tools; a ToolError says in one line why it could not
         be done (with the first line of the server's stderr, for one started here)."""
-        started = time.monotonic()
-        ready: concurrent.futures.Future[list[Listed]] = concurrent.futures.Future()
-        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self.begin()
+        return self.finish()
+
+    def begin(self) -> None:
+        """Start the server, without waiting for it (servers started together start at once)."""
+        self._started = time.monotonic()
+        self._ready: concurrent.futures.Future[list[Listed]] = concurrent.futures.Future()
         with contextlib.suppress(OSError):
+            self.log.parent.mkdir(parents=True, exist_ok=True)
             self._log_start = self.log.stat().st_size
-        self._main = self._runtime.submit(self._hold(ready))
+        self._main = self._runtime.submit(self._hold(self._ready))
         self._runtime.connections.append(self)
+
+    def finish(self) -> list[Listed]:
+        """Wait for the server `begin` started to be ready: its tools, or a ToolError."""
         limit = max(self.server.timeout, START_SECONDS)
         try:
-            self.listed = ready.result(limit)
+            self.listed = self._ready.result(max(limit - (time.monotonic() - self._started), 0.1))
         except concurrent.futures.TimeoutError:
             self.close()
             raise ToolError(self._with_log(f"did not finish starting within {limit:g} s")) from None
@@ -123,7 +131,7 @@ class Connection:
         except ToolError as exc:
             self.close()
             raise ToolError(self._with_log(str(exc))) from None
-        self.seconds = time.monotonic() - started
+        self.seconds = time.monotonic() - self._started
         return self.listed
 
     def close(self) -> None:
@@ -298,7 +306,8 @@ def explain(exc: BaseException, server: Server, http_status: int = 0) -> str:
     """Why a server could not be used, in one line (the SDK raises groups of groups)."""
     leaves = list(_leaves(exc))
     for leaf in [*leaves, None]:
-        status = getattr(getattr(leaf, "response", None), "status_code", None) if leaf else http_status or None
+        response = getattr(leaf, "response", None)
+        status = getattr(response, "status_code", None) if leaf else http_status or None
         if status in (401, 403):
             return (f"{_shown(server.url)} refused the connection: it needs authorization (HTTP {status}); "
                     f"set key_env, key_command or headers in [mcp.servers.{server.name}]")
