@@ -281,8 +281,8 @@ def test_a_server_that_cannot_start_says_why_in_one_line_and_the_rest_go_on(tmp_
         said = [text for text, _ in lines]
         first_done = next(i for i, text in enumerate(said) if "started in" in text or "exited" in text)
         assert all(i < first_done for i, text in enumerate(said) if text.startswith("starting"))  # together
-        log = (tmp_path / "data" / "logs" / "mcp-dies.log").read_text()
-        assert "boom: no token configured" in log
+        log = tmp_path / "data" / "logs" / "mcp-dies.log"
+        assert "boom: no token configured" in log.read_text() and log.stat().st_mode & 0o077 == 0
         servers.tools()
         assert len([line for line in lines if "MCP server dies:" in line[0]]) == 1  # not tried again
     finally:

@@ -112,7 +112,7 @@ class Connection:
         self._started = time.monotonic()
         self._ready: concurrent.futures.Future[list[Listed]] = concurrent.futures.Future()
         with contextlib.suppress(OSError):
-            self.log.parent.mkdir(parents=True, exist_ok=True)
+            self.log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._log_start = self.log.stat().st_size
         self._main = self._runtime.submit(self._hold(self._ready))
         self._runtime.connections.append(self)
@@ -192,7 +192,11 @@ class Connection:
             return streamable_http_client(server.url, http_client=client)
         from mcp.client.stdio import StdioServerParameters, stdio_client
 
-        errlog = stack.enter_context(self.log.open("a", encoding="utf-8", errors="replace"))
+        try:  # only you may read it: a server may print what its environment gave it
+            errlog = stack.enter_context(open(self.log, "a", encoding="utf-8", errors="replace",  # noqa: SIM115
+                                              opener=lambda path, flags: os.open(path, flags, 0o600)))
+        except OSError:  # a data directory that cannot be written: the stderr is thrown away
+            errlog = stack.enter_context(open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
         errlog.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {server.where()}\n")
         errlog.flush()
         parameters = StdioServerParameters(command=server.command, args=list(server.args), env=self._env,
