@@ -465,3 +465,21 @@ def test_servers_configured_but_unused_do_not_load_the_sdk(endpoint, tmp_path):
     assert "chatcli.cli.base" in imported  # the import log is what it seems
     sdk = {name for name in imported if name.split(".")[0] in ("mcp", "mcp_types")}
     assert not sdk and "chatcli.tools.mcp_client" not in imported
+
+
+def test_switching_roles_in_a_session_switches_their_servers(server, tmp_path):
+    from chatcli.tools import Context
+    from chatcli.tools.box import ToolBox
+    from tests.test_repl import Harness
+
+    tables = {"time": {"command": "t"}, "git": {"command": "g"}, "off": {"command": "o", "enabled": False}}
+    harness = Harness(server, tmp_path, mcp={"servers": tables},
+                      roles={"clock": {"system": "Tell the time.", "mcp": ["time:get_*", "off"]}})
+    servers = McpTools({name: server_of(name, table) for name, table in tables.items()}, None,
+                       lambda server: pytest.fail("nothing starts here"), lambda text, style: None)
+    harness.session.tools = ToolBox([], context=Context(cwd=tmp_path), mcp=servers)
+    assert servers.on == {"time": ("*",), "git": ("*",)}
+    harness.session.set_role("clock")
+    assert servers.on == {"time": ("get_*",), "off": ("*",)}
+    harness.session.set_role(None)
+    assert servers.on == {"time": ("*",), "git": ("*",)}
