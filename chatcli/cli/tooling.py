@@ -48,7 +48,7 @@ def offers_tools(settings: Settings, flags: Flags) -> bool:
 
 def mcp_chosen(settings: Settings, flags: Flags) -> dict[str, tuple[str, ...]]:
     """The MCP servers offered (server -> globs of its tools): the role's `mcp`, else each
-    enabled server; and those --mcp names. None with --no-tools."""
+    enabled server; and those --mcp names, their globs added. Nothing with --no-tools."""
     from chatcli.tools.mcp import selection
 
     if flags.no_tools or not (settings.mcp_servers or flags.mcp):
@@ -58,7 +58,7 @@ def mcp_chosen(settings: Settings, flags: Flags) -> dict[str, tuple[str, ...]]:
     else:
         chosen = {name: ("*",) for name, table in settings.mcp_servers.items() if table.get("enabled", True)}
     for server, globs in selection(flags.mcp or ()).items():
-        chosen[server] = (*chosen.get(server, ()), *globs) if server in chosen and "*" not in globs else globs
+        chosen[server] = (*chosen.get(server, ()), *globs)
     return chosen
 
 
