@@ -268,7 +268,7 @@ def test_a_huge_result_is_cut_for_the_model_and_kept_whole(endpoint, run, tmp_pa
 
 
 def test_a_server_that_cannot_start_says_why_in_one_line_and_the_rest_go_on(tmp_path, monkeypatch):
-    text = (_faults_table("dies", "--die", "boom: no token configured")
+    text = (_faults_table("dies", "--die", "boom: no token configured \x1b[2J\u202e")
             + '[mcp.servers.missing]\ncommand = "no-such-mcp-server-here"\n' + _faults_table("fine"))
     servers, lines = _servers(text, tmp_path, monkeypatch)
     try:
@@ -276,6 +276,7 @@ def test_a_server_that_cannot_start_says_why_in_one_line_and_the_rest_go_on(tmp_
         assert "fine__echo" in tools and not any(name.startswith(("dies", "missing")) for name in tools)
         warned = [text for text, style in lines if style == "yellow"]
         assert any("MCP server dies:" in line and "boom: no token configured" in line for line in warned)
+        assert not any("\x1b" in line or "\u202e" in line for line in warned)  # its stderr is data
         assert any("`no-such-mcp-server-here` was not found" in line for line in warned)
         assert servers.state("dies").startswith("failed:") and servers.state("fine").startswith("running")
         said = [text for text, _ in lines]

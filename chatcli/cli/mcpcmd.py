@@ -125,7 +125,7 @@ def mcp_tools(ctx: typer.Context, name: Annotated[str | None, typer.Argument(
             asks = "runs without asking" if server.trusts(tool.remote_name) else "asks"
             rows.append((tool.name, asks, visible(short(" ".join(tool.description.split()), 90))))
         for note in notes:
-            diagnostics().warning(f"MCP server {server.name}: {note}")
+            diagnostics().warning(visible(f"MCP server {server.name}: {note}"))
     sys.stdout.write(columns(rows))
 
 
@@ -145,7 +145,7 @@ def mcp_test(ctx: typer.Context, name: NameArg, config: ConfigOpt = None) -> Non
           f"in {running.seconds:.2f} s")
     print(f"{name}: offered to the model: {', '.join(t.name for t in tools) or 'none'}")
     for note in notes:
-        print(f"{name}: {note}")
+        print(visible(f"{name}: {note}"))
     stopped = time.monotonic()
     running.close()
     print(f"{name}: stopped in {time.monotonic() - stopped:.2f} s")

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from chatcli.textsafe import shown
 from chatcli.tools import Tool, ToolError
 
 SEPARATOR = "__"  # between the server's name and the tool's: git__git_status
@@ -340,7 +341,9 @@ class McpTools:
                  connect: Callable[[Server], Connection], say: Say) -> None:
         self.servers = dict(servers)
         self._connect = connect
-        self._say = say
+        # What a server says (its stderr, its errors) is data: no escape sequence or bidi
+        # character of it reaches the screen.
+        self._say: Say = lambda text, style: say(shown(text), style)
         self.running: dict[str, Connection] = {}
         self.failed: dict[str, str] = {}  # server -> why it is not running
         self._offered: dict[tuple[str, tuple[str, ...]], dict[str, Tool]] = {}
