@@ -227,31 +227,17 @@ def converted(name: str, entry: Any, *, keep_secrets: bool) -> tuple[dict[str, A
         table["url"] = str(entry["url"])
         if str(entry.get("type") or entry.get("transport") or "").lower() == "sse":
             table["transport"] = "sse"
-        headers = _strings(entry.get("headers"))
-        if headers:
-            table["headers"] = {}
-            for header, value in headers.items():
-                if SECRET.search(header) and not keep_secrets:
-                    variable = re.sub(r"[^A-Z0-9]+", "_", f"MCP_{name}_{header}".upper())
-                    schemed = value.lower().startswith(("bearer ", "basic "))
-                    scheme = value.split(" ", 1)[0] + " " if schemed else ""
-                    table["headers"][header] = f"{scheme}${{{variable}}}"
-                    needed.append(variable)
-                else:
-                    table["headers"][header] = value
+        if headers := _strings(entry.get("headers")):
+            prefix = f"MCP_{name}_"
+            table["headers"] = _hidden(headers, keep_secrets, needed, schemes=True,
+                                       variable_for=lambda header: re.sub(r"[^A-Z0-9]+", "_",
+                                                                          (prefix + header).upper()))
     elif entry.get("command"):
         table["command"] = str(entry["command"])
         if entry.get("args"):
             table["args"] = [str(arg) for arg in entry["args"]]
-        env = _strings(entry.get("env"))
-        if env:
-            table["env"] = {}
-            for variable, value in env.items():
-                if SECRET.search(variable) and not keep_secrets and not value.startswith("${"):
-                    table["env"][variable] = f"${{{variable}}}"
-                    needed.append(variable)
-                else:
-                    table["env"][variable] = value
+        if env := _strings(entry.get("env")):
+            table["env"] = _hidden(env, keep_secrets, needed, schemes=False, variable_for=str)
         if entry.get("cwd"):
             table["cwd"] = str(entry["cwd"])
     else:
@@ -262,6 +248,23 @@ def converted(name: str, entry: Any, *, keep_secrets: bool) -> tuple[dict[str, A
     if why:
         raise ValueError(why)
     return table, needed
+
+
+def _hidden(values: Mapping[str, str], keep: bool, needed: list[str], *, schemes: bool,
+            variable_for: Any) -> dict[str, str]:
+    """`values` with each one named like a key (unless `keep`) replaced by ${VAR}, keeping a
+    header's scheme when `schemes` (`Bearer ${VAR}`); the variables are added to `needed`."""
+    out = {}
+    for name, value in values.items():
+        if keep or not SECRET.search(name) or value.startswith("${"):
+            out[name] = value
+            continue
+        variable = variable_for(name)
+        schemed = schemes and value.lower().startswith(("bearer ", "basic "))
+        scheme = value.split(" ", 1)[0] + " " if schemed else ""
+        out[name] = f"{scheme}${{{variable}}}"
+        needed.append(variable)
+    return out
 
 
 def _strings(value: Any) -> dict[str, str]:

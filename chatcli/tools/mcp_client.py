@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from chatcli.textsafe import url_shown
 from chatcli.tools import Stopped, ToolError
 from chatcli.tools.mcp import MAX_LISTED, Listed, Server, result_text
 
@@ -313,10 +314,10 @@ def explain(exc: BaseException, server: Server, http_status: int = 0) -> str:
         response = getattr(leaf, "response", None)
         status = getattr(response, "status_code", None) if leaf else http_status or None
         if status in (401, 403):
-            return (f"{_shown(server.url)} refused the connection: it needs authorization (HTTP {status}); "
-                    f"set key_env, key_command or headers in [mcp.servers.{server.name}]")
+            return (f"{url_shown(server.url)} refused the connection: it needs authorization "
+                    f"(HTTP {status}); set key_env, key_command or headers in [mcp.servers.{server.name}]")
         if status is not None:
-            return f"{_shown(server.url)} answered HTTP {status}"
+            return f"{url_shown(server.url)} answered HTTP {status}"
     for leaf in leaves:
         if isinstance(leaf, FileNotFoundError) and not server.url:
             return f"the command `{server.command}` was not found (command in [mcp.servers.{server.name}])"
@@ -327,7 +328,7 @@ def explain(exc: BaseException, server: Server, http_status: int = 0) -> str:
     for leaf in leaves:
         name = type(leaf).__name__
         if name in ("ConnectError", "ConnectTimeout"):
-            return f"cannot connect to {_shown(server.url)}: {leaf}"
+            return f"cannot connect to {url_shown(server.url)}: {leaf}"
         if name == "MCPError":
             message = getattr(getattr(leaf, "error", None), "message", str(leaf))
             if "closed" in message.lower():
@@ -337,12 +338,6 @@ def explain(exc: BaseException, server: Server, http_status: int = 0) -> str:
             return "it was stopped before it was ready"
     first = leaves[0] if leaves else exc
     return f"{type(first).__name__}: {' '.join(str(first).split())[:200]}"
-
-
-def _shown(url: str) -> str:
-    from chatcli.textsafe import url_shown
-
-    return url_shown(url)
 
 
 def _leaves(exc: BaseException) -> Any:
