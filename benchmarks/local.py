@@ -95,7 +95,10 @@ def cases(work: Path, env: dict[str, str], chatcli: Callable[..., list[str]], ca
     # A first run's ask (nothing configured: the local model answers), its sampling settings in
     # the file, so the command line is the commonest one, read without typer.
     (work / "first-run.toml").write_text(f"temperature = 0\nmax_tokens = {TOKENS}\n")
-    first_env = {**local_env, "CHATCLI_CONFIG": str(work / "first-run.toml")}
+    # A runtime directory of its own: the serve the other cases start is not a first run's.
+    (work / "run-first").mkdir(exist_ok=True)
+    first_env = {**local_env, "CHATCLI_CONFIG": str(work / "first-run.toml"),
+                 "XDG_RUNTIME_DIR": str(work / "run-first")}
     first_env = {k: v for k, v in first_env.items() if k not in ("OPENAI_BASE_URL", "OPENAI_API_KEY")}
     ask = chatcli("ask", "--no-save", "--usage", PROMPT)
     raw_name = "raw xllamacpp script, 64 tokens (pipe)"

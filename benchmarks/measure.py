@@ -15,6 +15,7 @@ import struct
 import termios
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 CPR_REQUEST = b"\x1b[6n"
 
@@ -25,6 +26,7 @@ class Sample:
     cpu: float
     rss_mb: float
     rate: float | None = None  # decode tokens a second, where a case measures it
+    lag: float | None = None  # seconds from the server's last byte to the program's last output
 
 
 def run_decoding(command: list[str], env: dict[str, str]) -> Sample:
@@ -94,9 +96,12 @@ def run_piped(command: list[str], env: dict[str, str]) -> Sample:
 
 
 def run_on_pty(command: list[str], env: dict[str, str], *, until: bytes | None = None,
-               then: bytes = b"", timeout: float = 120) -> Sample:
+               then: bytes = b"", timeout: float = 120, mark: Path | None = None) -> Sample:
     """Run on a 120x40 pseudo-terminal; with `until`, the clock stops when that output appears
-    and `then` is typed (Ctrl-D, to leave a prompt)."""
+    and `then` is typed (Ctrl-D, to leave a prompt). With `mark`, the file where the test
+    server writes the time.monotonic() of its last byte, the sample's lag is the time from
+    then to the last output the program wrote (its final frame): CLOCK_MONOTONIC is one
+    clock for every process of the machine."""
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
     started = time.perf_counter()
@@ -104,6 +109,7 @@ def run_on_pty(command: list[str], env: dict[str, str], *, until: bytes | None =
     os.close(slave)
     stopped = None
     tail = b""
+    last_output = 0.0
     deadline = started + timeout
     try:
         while True:
@@ -117,6 +123,7 @@ def run_on_pty(command: list[str], env: dict[str, str], *, until: bytes | None =
                 break
             if not data:
                 break
+            last_output = time.monotonic()
             tail = tail[-32:] + data
             if CPR_REQUEST in tail:
                 os.write(master, b"\x1b[1;1R")
@@ -126,4 +133,9 @@ def run_on_pty(command: list[str], env: dict[str, str], *, until: bytes | None =
                 os.write(master, then)
     finally:
         os.close(master)
-    return _reap(pid, started, stopped, command)
+    sample = _reap(pid, started, stopped, command)
+    if mark is None:
+        return sample
+    last_byte = float(mark.read_text())
+    mark.unlink()
+    return Sample(sample.wall, sample.cpu, sample.rss_mb, lag=last_output - last_byte)

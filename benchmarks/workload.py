@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 TEXT = ("the stream renders each block once so long answers stay fast while the terminal "
@@ -46,6 +47,31 @@ def tiny_events(count: int) -> bytes:
     return event * count + end
 
 
+FAST_TOKENS_A_SECOND = 5000  # as Groq and Cerebras stream
+
+
+def paced(text: str, per_second: int, mark: Path) -> Iterator[bytes]:
+    """`text` as a stream of four-character tokens at `per_second`, kept to the clock (what is
+    due goes out together, as a fast server's bytes arrive); then the usage, and the
+    time.monotonic() of the last byte written into `mark`."""
+    import time
+
+    pieces = [text[i:i + 4] for i in range(0, len(text), 4)]
+    start = time.monotonic()
+    sent = 0
+    while sent < len(pieces):
+        due = min(len(pieces), int((time.monotonic() - start) * per_second) + 1)
+        if due <= sent:
+            time.sleep((sent - due + 1) / per_second)
+            continue
+        yield b"".join(b'data: %s\n\n' % json.dumps({"choices": [{"index": 0, "delta": {"content": piece}}]})
+                       .encode() for piece in pieces[sent:due])
+        sent = due
+    yield (b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],'
+           b'"usage":{"prompt_tokens":5,"completion_tokens":%d}}\n\ndata: [DONE]\n\n' % len(pieces))
+    mark.write_text(repr(time.monotonic()))
+
+
 def serve(port_file: str) -> None:
     """Run the test server with replies picked by the question (in a process of its own)."""
     import threading
@@ -61,6 +87,8 @@ def serve(port_file: str) -> None:
     # Many tiny events (a fast server, one character each): time linear, memory flat.
     tiny = {"tiny250k": 250_000, "tiny1m": 1_000_000}
     streams: dict[str, bytes] = {}
+    fast = {"fast2000": answers["md2000"], "fast8000": answers["md8000"]}
+    mark = Path(port_file).with_name("last-byte")
 
     def respond(body: dict) -> Reply:
         first = next((m for m in body["messages"] if m["role"] == "user"), {})
@@ -76,6 +104,8 @@ def serve(port_file: str) -> None:
         if question in tiny:
             data = streams.setdefault(question, tiny_events(tiny[question]))
             return Reply(body=lambda: (data[i:i + 65536] for i in range(0, len(data), 65536)))
+        if question in fast:
+            return Reply(body=lambda: paced(fast[question], FAST_TOKENS_A_SECOND, mark))
         if question in paragraphs:
             return Reply(text=paragraphs[question], chunk_chars=64)
         if question == "think2000":  # 2,000 words of thinking, then the 2,000-word answer
@@ -101,6 +131,17 @@ for chunk in stream:
         sys.stdout.write(chunk.choices[0].delta.content)
         sys.stdout.flush()
 sys.stdout.write("\\n")
+"""
+
+
+# The floor of the REPL's start: prompt_toolkit's prompt alone, with a bottom toolbar that
+# ends in the text the benchmark waits for (chatcli's ends in it too).
+BARE_PROMPT = """
+from prompt_toolkit import PromptSession
+try:
+    PromptSession().prompt("> ", bottom_toolbar=" | /help")
+except EOFError:
+    pass
 """
 
 
