@@ -626,10 +626,16 @@ _CJK = ("\u1100-\u115f\u2e80-\u303e\u3041-\u33ff\u3400-\u4dbf\u4e00-\u9fff\ua960
 _NO_LINE_START = ("、。，．：；？！）］｝〕〉》」』】〙〗〟’”｠»ー…‥・"
                   "ぁぃぅぇぉっゃゅょゎァィゥェォッャュョヮ%,.:;?!)]}")
 _NO_LINE_END = "（［｛〔〈《「『【〘〖〝‘“｟«([{"
-_BREAKABLE = re.compile(
-    rf"\s*(?:[{re.escape(_NO_LINE_END)}]*[{_CJK}]|[{re.escape(_NO_LINE_END)}]*[^\s{_CJK}]+|\S)"
-    rf"[{re.escape(_NO_LINE_START)}]*\s*")
-_HAS_CJK = re.compile(f"[{_CJK}]")
+
+
+@functools.cache
+def _line_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """(any CJK character, one piece a line may end after). Compiled when first wrapped, not
+    at import: the two take about 5 ms, which `ask` into a pipe never needs."""
+    breakable = re.compile(
+        rf"\s*(?:[{re.escape(_NO_LINE_END)}]*[{_CJK}]|[{re.escape(_NO_LINE_END)}]*[^\s{_CJK}]+|\S)"
+        rf"[{re.escape(_NO_LINE_START)}]*\s*")
+    return re.compile(f"[{_CJK}]"), breakable
 
 
 def divide_line(text: str, width: int, fold: bool = True) -> list[int]:
@@ -639,11 +645,12 @@ def divide_line(text: str, width: int, fold: bool = True) -> list[int]:
     from rich._wrap import divide_line as by_words
     from rich.cells import cell_len
 
-    if not _HAS_CJK.search(text):
+    has_cjk, breakable = _line_patterns()
+    if not has_cjk.search(text):
         return by_words(text, width, fold)
     breaks: list[int] = []
     used = 0  # cells on the current line
-    for match in _BREAKABLE.finditer(text):
+    for match in breakable.finditer(text):
         start, piece = match.start(), match.group()
         size = cell_len(piece.rstrip())
         if used + size <= width:

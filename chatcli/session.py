@@ -38,13 +38,12 @@ from chatcli.conversation import (
     turns,
     user_message,
 )
-from chatcli.recorder import Recorder
 from chatcli.schema import LOCAL
-from chatcli.store import ConversationInfo, Store
-from chatcli.tools import Tool
-from chatcli.tools.box import ToolBox
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # a session without a store or tools never imports them (`ask --no-save`)
+    from chatcli.store import ConversationInfo, Store
+    from chatcli.tools import Tool
+    from chatcli.tools.box import ToolBox
     from chatcli.tools.mcp import McpTools
 
 ClientFactory = Callable[[Settings], Any]
@@ -434,6 +433,8 @@ class Session:
     def _recorder(self, conversation_id: int | None, name: str | None = None) -> Journal:
         if self.store is None:
             return NoJournal()
+        from chatcli.recorder import Recorder
+
         return Recorder(self.store, conversation_id, meta=self._meta, name=name,
                         messages=lambda: self.conversation.messages,
                         on_failure=self._saving_failed, on_recovery=self._saving_recovered)
@@ -451,11 +452,15 @@ class Session:
     @property
     def not_saving(self) -> bool:
         """Saving fails now (the bottom bar says so)."""
+        from chatcli.recorder import Recorder
+
         return isinstance(self._journal, Recorder) and self._journal.broken
 
     def unsaved(self) -> list[Message]:
         """What this conversation holds that is not saved (after one more try, when saving
         failed): empty when everything is saved, or when nothing is being saved on purpose."""
+        from chatcli.recorder import Recorder
+
         if not isinstance(self._journal, Recorder):
             return []
         self._journal.retry()

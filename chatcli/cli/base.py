@@ -309,3 +309,30 @@ def build_settings(flags: Flags, diag: Diagnostics | None = None) -> Settings:
     if diag is not None and path is not None and (problem := readable_secret(path, data)):
         diag.warning(problem)
     return settings
+
+
+def offers_tools(settings: Settings, flags: Flags) -> bool:
+    """Whether this command line offers any tool (the config's, the role's, -T, --tools, an
+    MCP server that is on). Here, not in tooling.py: a command that offers none imports
+    nothing of tools/."""
+    return not flags.no_tools and bool(settings.tools or flags.tools or flags.all_tools
+                                       or mcp_chosen(settings, flags))
+
+
+def mcp_chosen(settings: Settings, flags: Flags) -> dict[str, tuple[str, ...]]:
+    """The MCP servers offered (server -> globs of its tools): the role's `mcp`, else each
+    enabled server; and those --mcp names, their globs added. Nothing with --no-tools."""
+    if flags.no_tools or not (settings.mcp_servers or flags.mcp):
+        return {}
+    chosen: dict[str, tuple[str, ...]] = {}
+    if settings.mcp is None:
+        chosen = {name: ("*",) for name, table in settings.mcp_servers.items() if table.get("enabled", True)}
+        if not flags.mcp:
+            return chosen  # tools/mcp.py is imported only when there are globs to read
+    from chatcli.tools.mcp import selection
+
+    if settings.mcp is not None:
+        chosen = selection(settings.mcp)
+    for server, globs in selection(flags.mcp or ()).items():
+        chosen[server] = (*chosen.get(server, ()), *globs)
+    return chosen

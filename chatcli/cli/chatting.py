@@ -11,9 +11,16 @@ import sys
 from typing import Any
 
 from chatcli import __version__, errors
-from chatcli.cli.base import Flags, build_settings, diagnostics, key_for, read_stdin, resolve_key
+from chatcli.cli.base import (
+    Flags,
+    build_settings,
+    diagnostics,
+    key_for,
+    offers_tools,
+    read_stdin,
+    resolve_key,
+)
 from chatcli.config import Settings, data_dir, endpoint_of
-from chatcli.export import last_exchange
 from chatcli.render import (
     Diagnostics,
     answer_note,
@@ -87,8 +94,6 @@ def open_session(flags: Flags, settings: Settings, diag: Diagnostics, *,
     password manager that asks each time it runs."""
     from chatcli import client
     from chatcli.quirks import FILE_NAME, Quirks, cache_dir
-    from chatcli.store import open_store
-
     env = os.environ
     quirks = Quirks(cache_dir(env) / FILE_NAME)  # what each endpoint's models refuse, remembered
 
@@ -106,6 +111,8 @@ def open_session(flags: Flags, settings: Settings, diag: Diagnostics, *,
 
     store = None
     if saving(flags, settings):
+        from chatcli.store import open_store
+
         try:
             store = open_store(data_dir(env, settings))
         except errors.StorageError as exc:
@@ -114,9 +121,9 @@ def open_session(flags: Flags, settings: Settings, diag: Diagnostics, *,
             diag.warning(f"{exc.line()}; this conversation will not be saved")
     # A one-shot answer that must be saved says so once, at the end, as its exit code.
     warn = (lambda text: None) if must_save(flags) and not interactive else diag.warning
-    from chatcli.cli.tooling import offers_tools, toolbox
-
     def make_tools() -> Any:
+        from chatcli.cli.tooling import toolbox
+
         return toolbox(settings, flags, diag, console=console, keyboard=keyboard, interactive=interactive)
 
     # A session that offers none builds its tools when /tools or a role first asks for them.
@@ -236,6 +243,8 @@ def interact(flags: Flags, settings: Settings | None = None, *, first: str | Non
                    "message (/detach drops)")
     info = session.info()
     if info is not None:
+        from chatcli.export import last_exchange
+
         diag.usage(f"resumed {info.id}: {info.label} "
                    f"({counted(info.message_count, 'message')})")
         for line in last_exchange(session.conversation.messages):

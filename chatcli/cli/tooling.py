@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from chatcli import errors
-from chatcli.cli.base import Flags
+from chatcli.cli.base import Flags, mcp_chosen, offers_tools
 from chatcli.config import Settings
 from chatcli.conversation import ToolCall, ToolResult
 from chatcli.render import Diagnostics
@@ -39,37 +39,14 @@ def catalog(settings: Settings) -> dict[str, Tool]:
     return tools
 
 
-def offers_tools(settings: Settings, flags: Flags) -> bool:
-    """Whether this command line offers any tool (the config's, the role's, -T, --tools, an
-    MCP server that is on)."""
-    return not flags.no_tools and bool(settings.tools or flags.tools or flags.all_tools
-                                       or mcp_chosen(settings, flags))
-
-
-def mcp_chosen(settings: Settings, flags: Flags) -> dict[str, tuple[str, ...]]:
-    """The MCP servers offered (server -> globs of its tools): the role's `mcp`, else each
-    enabled server; and those --mcp names, their globs added. Nothing with --no-tools."""
-    from chatcli.tools.mcp import selection
-
-    if flags.no_tools or not (settings.mcp_servers or flags.mcp):
-        return {}
-    if settings.mcp is not None:
-        chosen = selection(settings.mcp)
-    else:
-        chosen = {name: ("*",) for name, table in settings.mcp_servers.items() if table.get("enabled", True)}
-    for server, globs in selection(flags.mcp or ()).items():
-        chosen[server] = (*chosen.get(server, ()), *globs)
-    return chosen
-
-
 def mcp_tools(settings: Settings, flags: Flags, say: Any) -> Any:
     """The MCP servers of this command (tools/mcp.py's McpTools), none started yet; None
     when there are none or --no-tools. A role or --mcp naming a server that does not exist is
     a UsageError."""
-    from chatcli.tools.mcp import McpTools, server_of
-
     if flags.no_tools or not (settings.mcp_servers or flags.mcp):
         return None
+    from chatcli.tools.mcp import McpTools, server_of
+
     chosen = mcp_chosen(settings, flags)
     unknown = [name for name in chosen if name not in settings.mcp_servers]
     if unknown:

@@ -26,19 +26,19 @@ if TYPE_CHECKING:
 # length"), llama.cpp (exceed_context_size_error, "exceeds the available
 # context size"), Moonshot ("exceeded model token limit"), TGI, Anthropic-style.
 _CONTEXT_CODES = {"context_length_exceeded", "exceed_context_size_error", "string_above_max_length"}
-_CONTEXT_PHRASES = re.compile(
-    r"maximum context length|context[ _-]?(length|size|window)|too many tokens|"
+# The patterns here are strings, compiled when first searched (re's own cache): an answer
+# that never fails never pays for compiling them.
+_CONTEXT_PHRASES = (
+    r"(?i)maximum context length|context[ _-]?(length|size|window)|too many tokens|"
     r"prompt is too long|input is too long|exceeded model token limit|"
-    r"tokens \+ `?max_new_tokens|reduce the length of the messages",
-    re.IGNORECASE,
-)
+    r"tokens \+ `?max_new_tokens|reduce the length of the messages")
 
 
 def is_context_too_long(code: str | None, type_: str | None, message: str) -> bool:
     """Recognise a context-length error whatever the server calls it."""
     if (code or "") in _CONTEXT_CODES or (type_ or "") in _CONTEXT_CODES:
         return True
-    return bool(_CONTEXT_PHRASES.search(message))
+    return bool(re.search(_CONTEXT_PHRASES, message))
 
 
 
@@ -91,13 +91,14 @@ def translate(
     return errors.ChatcliError(f"request failed: {redact(str(exc)) or type(exc).__name__}")
 
 
-_IMAGE_WORDS = re.compile(r"image|vision|multi-?modal|mmproj", re.IGNORECASE)
+_IMAGE_WORDS = r"(?i)image|vision|multi-?modal|mmproj"
 
 
 def images_refused(error: errors.ChatcliError, request: ChatRequest | None) -> errors.ChatcliError:
     """A request with images that the server rejected in words about images: the model
     reads no images. Said as that, naming the model; nothing is sent again without them."""
-    if request is None or type(error) is not errors.RequestError or not _IMAGE_WORDS.search(error.message):
+    if (request is None or type(error) is not errors.RequestError
+            or not re.search(_IMAGE_WORDS, error.message)):
         return error
     if not any(isinstance(m.get("content"), list) and any(p.get("type") == "image_url" for p in m["content"])
                for m in request.messages):
@@ -134,7 +135,7 @@ def from_body(error: BodyError, endpoint: Endpoint, model: str, redact: Callable
     status = error.status if error.status is not None and 400 <= error.status < 600 else None
     if status is None and ("quota" in words or "rate_limit" in words or "rate limit" in words):
         status = 429
-    elif status is None and _AUTH_WORDS.search(f"{error.code} {error.type}"):
+    elif status is None and re.search(_AUTH_WORDS, f"{error.code} {error.type}"):
         status = 401
     if status is not None:
         return classify(status, message, error.code, error.type, endpoint, model, quota="quota" in words,
@@ -144,7 +145,7 @@ def from_body(error: BodyError, endpoint: Endpoint, model: str, redact: Callable
                               hint="try again; --debug shows what came back")
 
 
-_AUTH_WORDS = re.compile(r"api[ _-]?key|unauthori[sz]ed|authenticat|permission|forbidden", re.IGNORECASE)
+_AUTH_WORDS = r"(?i)api[ _-]?key|unauthori[sz]ed|authenticat|permission|forbidden"
 
 
 def classify(status: int, message: str, code: str | None, type_: str | None, endpoint: Endpoint,
@@ -183,12 +184,11 @@ def classify(status: int, message: str, code: str | None, type_: str | None, end
 
 
 # How servers state the model's context size, and how much the request took.
-_LIMIT_PHRASES = re.compile(
-    r"maximum context length is (\d+)|context (?:window|size|length)(?: is| of)? (\d+)|"
-    r"token limit:? (\d+)|max(?:imum)?[_ ]?(?:input|model)[_ ]?(?:length|tokens)(?: is|:)? (\d+)",
-    re.IGNORECASE)
-_USED_PHRASES = re.compile(r"resulted in (\d+) tokens|you requested (\d+) tokens|"
-                           r"prompt (?:has|contains|is) (\d+) tokens", re.IGNORECASE)
+_LIMIT_PHRASES = (
+    r"(?i)maximum context length is (\d+)|context (?:window|size|length)(?: is| of)? (\d+)|"
+    r"token limit:? (\d+)|max(?:imum)?[_ ]?(?:input|model)[_ ]?(?:length|tokens)(?: is|:)? (\d+)")
+_USED_PHRASES = (r"(?i)resulted in (\d+) tokens|you requested (\d+) tokens|"
+                 r"prompt (?:has|contains|is) (\d+) tokens")
 
 
 def stated_sizes(message: str, details: Any = None) -> tuple[int | None, int | None]:
@@ -204,8 +204,8 @@ def stated_sizes(message: str, details: Any = None) -> tuple[int | None, int | N
                 return int(value)
         return None
 
-    limit_match = _LIMIT_PHRASES.search(message)
-    used_match = _USED_PHRASES.search(message)
+    limit_match = re.search(_LIMIT_PHRASES, message)
+    used_match = re.search(_USED_PHRASES, message)
     limit = number(fields.get("n_ctx"), *(limit_match.groups() if limit_match else ()))
     used = number(fields.get("n_prompt_tokens"), *(used_match.groups() if used_match else ()))
     return limit, used
