@@ -86,6 +86,21 @@ def test_answering_into_a_pipe_never_imports_rich(endpoint):
     assert not any(name.split(".")[0] == "rich" for name in imported)
 
 
+def test_an_ask_that_offers_no_tools_and_saves_nothing_imports_neither(endpoint):
+    """What a one-line answer does not use, it does not import (its start-up is the SDK's
+    plus chatcli's own work): no tools/ without tools, no store without saving, and the
+    patterns only a failure or a CJK line needs are not compiled."""
+    endpoint.queue(Reply(text="Paris."))
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "chatcli", "ask", "--no-save", "hi"],
+                          capture_output=True, timeout=60, env=os.environ.copy(), stdin=subprocess.DEVNULL)
+    assert done.returncode == 0 and done.stdout == b"Paris.\n"
+    imported = {line.split("|")[-1].strip() for line in done.stderr.decode().splitlines()
+                if line.startswith("import time:")}
+    assert {"chatcli.session", "chatcli.client", "openai"} <= imported  # the log is what it seems
+    assert not imported & {"chatcli.tools", "chatcli.tools.box", "chatcli.tools.mcp", "chatcli.cli.tooling",
+                           "chatcli.store", "chatcli.recorder", "chatcli.export", "sqlite3"}
+
+
 def test_version_imports_neither_typer_nor_openai():
     done = subprocess.run([sys.executable, "-X", "importtime", "-m", "chatcli", "--version"],
                           capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
