@@ -385,7 +385,7 @@ class MarkdownSink:
         self._call_name = piece.name if piece.name and not self._call_name else self._call_name
         self._call_chars += len(piece.arguments)
         now = self._clock()
-        if now - self._last_draw < self._refresh:
+        if now - self._last_draw < self._interval:
             return
         self._last_draw = now
         from rich.text import Text
@@ -393,13 +393,14 @@ class MarkdownSink:
         with _uninterrupted():
             self._show_live(Text(f"calling {shown(self._call_name or 'a tool')}… "
                                  f"{self._call_chars:,} characters", style="dim"))
+        self._paced(now)
 
     def reasoning(self, delta: str) -> None:
         """The thinking, while it lasts: its last lines, dim, in the live view (or only how
         long it has been, with reasoning = "hide")."""
         self._thought.add(visible(delta))
         now = self._clock()
-        if now - self._last_draw < self._refresh:
+        if now - self._last_draw < self._interval:
             return
         self._last_draw = now
         from rich.text import Text
@@ -414,6 +415,7 @@ class MarkdownSink:
                          _Tail(Text(self._thought.tail, style="dim italic"), height - 1))
         with _uninterrupted():
             self._show_live(view)
+        self._paced(now)
 
     def _fold_thinking(self) -> None:
         """The answer begins (or the reply ended): the thinking becomes one line, after its
@@ -431,7 +433,7 @@ class MarkdownSink:
     def text(self, delta: str) -> None:
         blocks = self._splitter.feed(visible(delta))
         now = self._clock()
-        if not blocks and now - self._last_draw < self._refresh:
+        if not blocks and now - self._last_draw < self._interval:
             return  # most chunks: nothing to draw, so nothing to protect from Ctrl-C
         self._last_draw = now
         with _uninterrupted():
@@ -440,7 +442,17 @@ class MarkdownSink:
                 self._live.update("", refresh=True)  # the old view must not reappear below
             for block in blocks:
                 self._print_block(block)
+            started = self._clock()
             self._draw_open()
+        self._paced(started)
+
+    def _paced(self, started: float) -> None:
+        """After a redraw of the live view that began at `started`: the next waits at least ten
+        times as long as this one took (a slow terminal, a long open block), and never more
+        than a second, so redrawing takes a tenth of the time at most and the view still
+        moves. Finished blocks are printed when they finish, whatever this says."""
+        took = self._clock() - started
+        self._interval = min(max(self._refresh, 10 * took), 1.0)
 
     def resume_after(self, text: str) -> None:
         """The reply goes on from `text` (/continue): its last, unfinished block is taken up
@@ -482,6 +494,7 @@ class MarkdownSink:
         from chatcli.mdblocks import BlockSplitter
 
         self._splitter = BlockSplitter()
+        self._interval = self._refresh  # between redraws of the live view: see _paced
         self._thought = _Thought(self._clock)
         self._cut = False
         self._shown_before = ""  # the open block as it was on the screen before /continue

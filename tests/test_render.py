@@ -103,6 +103,34 @@ def test_live_view_shows_the_open_block_then_leaves_each_line_once_in_the_scroll
     assert lines == expected
 
 
+def test_a_slow_redraw_is_not_repeated_twelve_times_a_second():
+    """On a terminal where drawing the open block takes 0.1 s, the live view is redrawn at
+    most about once a second (ten times its cost), not at its usual 12 a second, which would
+    spend all the time drawing; the answer still ends whole."""
+    now = [0.0]
+    out = io.StringIO()
+    console = Console(file=out, width=60, height=12, force_terminal=True, color_system="standard")
+    sink = MarkdownSink(console, clock=lambda: now[0])
+    draw = sink._draw_open
+    drawn = []
+
+    def slow_draw():
+        drawn.append(now[0])
+        draw()
+        now[0] += 0.1  # what this redraw cost
+
+    sink._draw_open = slow_draw
+    text = "word " * 500  # one open paragraph, 5 s of stream: a chunk every 0.01 s
+    for part in chunks(text, 5):
+        now[0] += 0.01
+        sink.text(part)
+    sink.end()
+    stream_seconds = now[0]
+    assert len(drawn) * 0.1 <= 0.15 * stream_seconds  # drawing: a tenth of the time, not all of it
+    assert all(b - a >= 1.0 for a, b in itertools.pairwise(drawn))
+    assert out.getvalue().count("word") >= 500
+
+
 def test_chinese_text_wraps_by_display_width():
     text = "你好世界" * 30  # 120 CJK characters, 240 columns
     output = render_offline([text], width=40)
