@@ -242,7 +242,9 @@ def in_process(kind: str, env: dict[str, str]) -> Sample:
     """benchmarks/rounds.py's figures for `kind`: CPU and wall time a request, peak RSS."""
     import json
 
-    done = subprocess.run([PY, "-m", "benchmarks.rounds", kind, "10", env["OPENAI_BASE_URL"]], cwd=ROOT,
+    # A turn's request takes milliseconds: forty turns of those, ten of the large outputs.
+    count = "40" if kind in ("plain", "tools") else "10"
+    done = subprocess.run([PY, "-m", "benchmarks.rounds", kind, count, env["OPENAI_BASE_URL"]], cwd=ROOT,
                           env=env, capture_output=True, text=True, check=True)
     figures = json.loads(done.stdout)
     return Sample(figures["wall"], figures["cpu"], figures["rss_mb"])
