@@ -232,6 +232,16 @@ def test_a_private_ca_is_trusted_with_ca_bundle_and_through_https_proxy(run, pri
         assert proxy.seen == [f"CONNECT {server.base_url.split('//')[1].split('/')[0]}"]
 
 
+def test_a_ca_bundle_that_cannot_be_read_is_one_line_naming_it(run, endpoint, tmp_path):
+    """The TLS context is built in a thread while openai is imported: its failure still
+    reaches the user as the one line it always was, and nothing is sent."""
+    missing = tmp_path / "no-such-ca.pem"
+    result = run("ask", "--config", config(tmp_path, f'ca_bundle = "{missing}"\n'), "hi")
+    assert result.code == 2  # a configuration that cannot work, as every config error
+    assert f"ca_bundle {missing} cannot be used" in result.stderr and "Traceback" not in result.stderr
+    assert endpoint.chat_requests == []
+
+
 # --- doctor ----------------------------------------------------------------------------
 
 
