@@ -155,10 +155,6 @@ def answer(question: str | None, piped: str | None, flags: Flags, settings: Sett
     """Send one message and print the reply: the body of `ask` and of piped `chatcli`."""
     diag = diagnostics()
     key = key_for(settings)  # fail before saving a question that cannot be sent
-    if settings.base_url != LOCAL:
-        from chatcli.client import prepare_tls
-
-        prepare_tls(settings.ca_bundle)  # built in a thread while openai is imported
     session = open_session(flags, settings, diag, key=key)
     try:
         _answer(session, question, piped, flags, settings, diag, key)
@@ -263,7 +259,7 @@ def interact(flags: Flags, settings: Settings | None = None, *, first: str | Non
         keep_history=saving(flags, settings) and session.store is not None,
         vi_mode=settings.vi_mode,
         input=keyboard,
-        on_first_draw=lambda: client.warm_up(settings.ca_bundle),
+        on_first_draw=client.warm_up,
     )
     try:
         code = loop.run(first_message=first)

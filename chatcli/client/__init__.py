@@ -75,7 +75,7 @@ class OpenAIClient:
             s = self.endpoint
             # HTTPS_PROXY, HTTP_PROXY and NO_PROXY are honoured by the HTTP client itself.
             http_client = openai.DefaultHttpxClient(
-                verify=tls_context(s.ca_bundle),
+                verify=_trust(s.ca_bundle) if s.ca_bundle else True,
                 event_hooks={"request": [self._on_request], "response": [capped_body]},
             )
             # A query in base_url (`?api-version=...`, a gateway's `?token=...`) goes with every
@@ -395,68 +395,14 @@ def _trust(ca_bundle: str) -> ssl.SSLContext:
                                  hint="point ca_bundle at a PEM file of CA certificates") from None
 
 
-# The TLS context of a client, built ahead in a thread of its own (prepare_tls): loading the
-# certificate authorities is about 17 ms of OpenSSL, which runs without the GIL, so it is done
-# beside the import of openai instead of after it. ca_bundle ("" for the system's) -> it.
-_prepared: dict[str, Any] = {}
-
-
-def prepare_tls(ca_bundle: str | None = None) -> None:
-    """Start building the TLS context for `ca_bundle` (the system's authorities when ""): what
-    the HTTP client would build itself, the same call (httpx2.create_ssl_context), or the
-    bundle's. tls_context takes it; an error is raised there, as it would have been."""
-    import threading
-    from concurrent.futures import Future
-
-    ca_bundle = ca_bundle or ""
-    if ca_bundle in _prepared:
-        return
-    future: Future[ssl.SSLContext] = Future()
-
-    def build() -> None:
-        import sys
-        import time
-
-        # The main thread imports httpx2 early in importing openai: this thread waits for that
-        # (importing it here too would only make the two threads take turns with the GIL),
-        # then builds the context while the rest of openai is imported.
-        for _ in range(2000):
-            if "httpx2" in sys.modules:
-                break
-            time.sleep(0.002)
-        try:
-            future.set_result(_build_tls(ca_bundle))
-        except BaseException as exc:  # handed to the caller of tls_context
-            future.set_exception(exc)
-
-    _prepared[ca_bundle] = future
-    threading.Thread(target=build, name="tls-context", daemon=True).start()
-
-
-def tls_context(ca_bundle: str | None = None) -> ssl.SSLContext:
-    """The TLS context for `ca_bundle`: the one prepare_tls started, or built now."""
-    future = _prepared.pop(ca_bundle or "", None)
-    return future.result() if future is not None else _build_tls(ca_bundle or "")
-
-
-def _build_tls(ca_bundle: str) -> ssl.SSLContext:
-    if ca_bundle:
-        return _trust(ca_bundle)
-    import httpx2
-
-    return httpx2.create_ssl_context()
-
-
-def warm_up(ca_bundle: str | None = None) -> None:
-    """Import openai in the background, so the REPL's prompt need not wait for it; then the
-    TLS context, whose loading runs beside whatever the main thread does."""
+def warm_up() -> None:
+    """Import openai in the background, so the REPL's prompt need not wait for it."""
     import contextlib
     import threading
 
     def load() -> None:
         with contextlib.suppress(Exception):  # the first request will report it properly
             import openai  # noqa: F401
-        prepare_tls(ca_bundle)
 
     threading.Thread(target=load, name="import-openai", daemon=True).start()
 
