@@ -9,7 +9,6 @@ first (box.py), showing a diff or the command whole.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from pathlib import Path
@@ -155,6 +154,8 @@ def _new_text(args: dict[str, Any], ctx: Context) -> tuple[Path, str, str]:
 
 def change_preview(args: dict[str, Any], ctx: Context) -> str:
     """The change as a unified diff (a new file: all of it added)."""
+    import difflib  # here: an answer that offers write_file and never calls it needs none
+
     path, old, new = _new_text(args, ctx)
     name = str(path.relative_to(ctx.cwd.resolve()))
     diff = difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
