@@ -324,15 +324,13 @@ def mcp_chosen(settings: Settings, flags: Flags) -> dict[str, tuple[str, ...]]:
     enabled server; and those --mcp names, their globs added. Nothing with --no-tools."""
     if flags.no_tools or not (settings.mcp_servers or flags.mcp):
         return {}
-    chosen: dict[str, tuple[str, ...]] = {}
-    if settings.mcp is None:
-        chosen = {name: ("*",) for name, table in settings.mcp_servers.items() if table.get("enabled", True)}
-        if not flags.mcp:
-            return chosen  # tools/mcp.py is imported only when there are globs to read
+    enabled: dict[str, tuple[str, ...]] = {name: ("*",) for name, table in settings.mcp_servers.items()
+                                           if table.get("enabled", True)}
+    if settings.mcp is None and not flags.mcp:
+        return enabled  # tools/mcp.py is imported only when there are globs to read
     from chatcli.tools.mcp import selection
 
-    if settings.mcp is not None:
-        chosen = selection(settings.mcp)
+    chosen = selection(settings.mcp) if settings.mcp is not None else enabled
     for server, globs in selection(flags.mcp or ()).items():
         chosen[server] = (*chosen.get(server, ()), *globs)
     return chosen
