@@ -155,7 +155,9 @@ def answer(question: str | None, piped: str | None, flags: Flags, settings: Sett
     """Send one message and print the reply: the body of `ask` and of piped `chatcli`."""
     diag = diagnostics()
     key = key_for(settings)  # fail before saving a question that cannot be sent
-    import openai  # noqa: F401 - here, a few calls deep: see the note below answer()
+    from chatcli.client import load_sdk
+
+    load_sdk()  # here, a few calls deep: see the note below answer()
     session = open_session(flags, settings, diag, key=key)
     try:
         _answer(session, question, piped, flags, settings, diag, key)
@@ -163,7 +165,7 @@ def answer(question: str | None, piped: str | None, flags: Flags, settings: Sett
         session.stop_tools()  # the MCP servers it started stop with it
 
 
-# Why answer() imports openai itself: CPython 3.11 keeps the frames of running calls in 16 kB
+# Why answer() has openai imported itself: CPython 3.11 keeps the frames of running calls in 16 kB
 # chunks and frees a chunk as soon as the stack returns below it. Imported from ~25 calls deep
 # (where the client first needs it), openai's thousand nested imports cross a chunk's edge
 # again and again: ~3,500 more mmap/munmap pairs than at the top of a script, 40-60 ms of a
