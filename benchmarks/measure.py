@@ -27,6 +27,17 @@ class Sample:
     rss_mb: float
     rate: float | None = None  # decode tokens a second, where a case measures it
     lag: float | None = None  # seconds from the server's last byte to the program's last output
+    streaming: float | None = None  # CPU seconds after the program's first output (run_on_pty)
+
+
+def cpu_so_far(pid: int) -> float | None:
+    """The CPU seconds a running process has used (user and system, from /proc; None where
+    there is no /proc). Clock ticks: 10 ms on most machines."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def run_decoding(command: list[str], env: dict[str, str]) -> Sample:
@@ -101,7 +112,8 @@ def run_on_pty(command: list[str], env: dict[str, str], *, until: bytes | None =
     and `then` is typed (Ctrl-D, to leave a prompt). With `mark`, the file where the test
     server writes the time.monotonic() of its last byte, the sample's lag is the time from
     then to the last output the program wrote (its final frame): CLOCK_MONOTONIC is one
-    clock for every process of the machine."""
+    clock for every process of the machine. The sample's `streaming` is the CPU the program
+    used after its first output: what a longer answer costs, without the start-up's noise."""
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
     started = time.perf_counter()
@@ -110,6 +122,7 @@ def run_on_pty(command: list[str], env: dict[str, str], *, until: bytes | None =
     stopped = None
     tail = b""
     last_output = 0.0
+    before_output = None
     deadline = started + timeout
     try:
         while True:
@@ -124,6 +137,8 @@ def run_on_pty(command: list[str], env: dict[str, str], *, until: bytes | None =
             if not data:
                 break
             last_output = time.monotonic()
+            if before_output is None and data.replace(CPR_REQUEST, b""):
+                before_output = cpu_so_far(pid)
             tail = tail[-32:] + data
             if CPR_REQUEST in tail:
                 os.write(master, b"\x1b[1;1R")
@@ -134,8 +149,9 @@ def run_on_pty(command: list[str], env: dict[str, str], *, until: bytes | None =
     finally:
         os.close(master)
     sample = _reap(pid, started, stopped, command)
-    if mark is None:
-        return sample
-    last_byte = float(mark.read_text())
-    mark.unlink()
-    return Sample(sample.wall, sample.cpu, sample.rss_mb, lag=last_output - last_byte)
+    streaming = None if before_output is None else max(sample.cpu - before_output, 0.0)
+    lag = None
+    if mark is not None:
+        lag = last_output - float(mark.read_text())
+        mark.unlink()
+    return Sample(sample.wall, sample.cpu, sample.rss_mb, lag=lag, streaming=streaming)

@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 TEXT = ("the stream renders each block once so long answers stay fast while the terminal "
         "keeps every line exactly where it was printed and nothing flickers")
@@ -90,8 +91,8 @@ def serve(port_file: str) -> None:
     fast = {"fast2000": answers["md2000"], "fast8000": answers["md8000"]}
     mark = Path(port_file).with_name("last-byte")
 
-    def respond(body: dict) -> Reply:
-        first = next((m for m in body["messages"] if m["role"] == "user"), {})
+    def respond(body: dict[str, Any]) -> Reply:
+        first: dict[str, Any] = next((m for m in body["messages"] if m["role"] == "user"), {})
         if first.get("content") in ("tools3", "out1m", "out4m"):  # benchmarks/rounds.py
             rounds = sum(1 for m in body["messages"] if m["role"] == "tool")
             if rounds < (3 if first["content"] == "tools3" else 1):
