@@ -45,11 +45,11 @@ def main() -> None:
     from chatcli.cli.base import simple_ask
 
     if (simple := simple_ask(args)) is not None:  # `chatcli ask words`: no typer needed
-        from chatcli.cli.base import guard
+        from chatcli.cli.base import guard, leave
         from chatcli.cli.chatting import ask_words
 
         flags, words = simple
-        sys.exit(guard(lambda: ask_words(flags, words), debug=bool(flags.debug)))
+        leave(guard(lambda: ask_words(flags, words), debug=bool(flags.debug)))
     from chatcli.cli import run
 
     run()

@@ -221,6 +221,16 @@ class Session:
         if self.tools is not None and self.tools.mcp is not None:
             self.tools.mcp.close()
 
+    def close(self) -> None:
+        """chatcli is leaving: the MCP servers this session started stop, and the store is
+        closed (every write was committed as it was made; closing folds SQLite's log back
+        into the database), so nothing is left for the interpreter's teardown to do."""
+        try:
+            self.stop_tools()
+        finally:
+            if self.store is not None:
+                self.store.close()
+
     def mcp(self) -> McpTools:
         """The session's MCP servers, or a UsageError when none are configured."""
         box = self.ensure_tools()

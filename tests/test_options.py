@@ -150,10 +150,11 @@ def test_the_switches_read_without_typer_are_the_ones_typer_declares():
     ["ask", "-x", "a jq filter"], ["ask", "a", "--code"],
 ])
 def test_ask_without_typer_reads_what_typer_reads(argv, run, endpoint, monkeypatch):
+    import chatcli.cli.app
     from chatcli.cli.base import simple_ask
 
     seen = []
-    monkeypatch.setattr(sys.modules["chatcli.cli.app"], "ask_words",
+    monkeypatch.setattr(chatcli.cli.app, "ask_words",
                         lambda flags, words: seen.append((flags, words)))
     assert run(*argv).code == 0
     assert simple_ask(argv) == seen[0]
@@ -170,9 +171,10 @@ def test_anything_else_is_left_to_typer(argv):
 def test_chatcli_ask_words_answers_without_importing_typer(endpoint, tmp_path):
     import subprocess
 
-    probe = ("import atexit, sys; atexit.register(lambda: sys.stderr.write('typer loaded: %s' % "
-             "('typer' in sys.modules))); sys.argv = ['chatcli', 'ask', '--no-save', 'hi']; "
-             "from chatcli.__main__ import main; main()")
+    # `ask` ends with os._exit once its answer is out (cli/base.leave): the probe speaks then.
+    probe = ("import os, sys; end = os._exit; os._exit = lambda code: (sys.stderr.write('typer loaded: %s' % "
+             "('typer' in sys.modules)), sys.stderr.flush(), end(code)); "
+             "sys.argv = ['chatcli', 'ask', '--no-save', 'hi']; from chatcli.__main__ import main; main()")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
                           env={**os.environ, "OPENAI_BASE_URL": endpoint.base_url, "OPENAI_API_KEY": TEST_KEY,
                                "CHATCLI_MODEL": "test-model", "CHATCLI_DATA_DIR": str(tmp_path)},

@@ -76,6 +76,24 @@ def test_a_closed_pipe_on_stdout_ends_quietly(endpoint):
     assert b"Traceback" not in done.stderr and b"Error" not in done.stderr
 
 
+def test_ask_leaves_with_its_whole_answer_out_and_the_conversation_saved_and_closed(endpoint, db):
+    """`ask` ends without the interpreter's teardown (cli/base.leave): what it wrote still
+    reaches the pipe whole, the usage line is there, and the conversation is in a database
+    that was closed (SQLite's log folded back in, no -wal file left), so the next ask has it."""
+    text = "".join(f"line {n} of a long answer\n" for n in range(10000))  # far over a pipe's 64 kB
+    endpoint.queue(Reply(text=text, chunk_chars=5000))
+    done = chatcli("ask", "--usage", "the long one")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode() == text
+    assert done.stderr.startswith(b"tokens: ")
+    assert db.exists() and not db.with_name(db.name + "-wal").exists()
+    endpoint.queue(Reply(text="Again."))
+    assert chatcli("ask", "-c", "once more").returncode == 0
+    sent = endpoint.chat_requests[-1]["messages"]
+    assert [m["content"] for m in sent if m["role"] == "user"] == ["the long one", "once more"]
+    assert sent[-2] == {"role": "assistant", "content": text}
+
+
 def test_answering_into_a_pipe_never_imports_rich(endpoint):
     done = subprocess.run([sys.executable, "-X", "importtime", "-m", "chatcli", "ask", "hi"],
                           capture_output=True, timeout=60, env=os.environ.copy(), stdin=subprocess.DEVNULL)

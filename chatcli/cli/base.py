@@ -8,6 +8,7 @@ typer app in app.py, which uses the same pieces.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -15,7 +16,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from chatcli import errors
 from chatcli.attachments import decode, read_at_most
@@ -237,6 +238,25 @@ def _typer_outcome(exc: Exception, diag: Diagnostics) -> int | None:
 
 class PipeClosed(Exception):
     """stdout's reader left; typer would turn the BrokenPipeError into exit 1 (a bug)."""
+
+
+def leave(code: int) -> NoReturn:
+    """End the process with `code` once everything is written, without the interpreter's
+    teardown: freeing a thousand modules' objects (openai's types, pydantic's) takes about a
+    tenth of a second after the answer is out, and a pipe's reader or the shell waits for it.
+    Only for a command whose work is closed by then (`ask`: answer() closes its session):
+    nothing that runs at exit is left to run."""
+    code = code if isinstance(code, int) else errors.EXIT_UNEXPECTED
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader left before the end: as the boundary says it
+        _silence_stdout()
+        code = code or errors.EXIT_PIPE_CLOSED
+    except (OSError, ValueError):  # stdout closed or gone: nothing more can be written to it
+        pass
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.flush()
+    os._exit(code)
 
 
 def _silence_stdout() -> None:

@@ -162,10 +162,10 @@ def answer(question: str | None, piped: str | None, flags: Flags, settings: Sett
     try:
         _answer(session, question, piped, flags, settings, diag, key)
     finally:
-        session.stop_tools()  # the MCP servers it started stop with it
+        session.close()  # the MCP servers it started stop with it; the store is closed
 
 
-# Why answer() has openai imported itself: CPython 3.11 keeps the frames of running calls in 16 kB
+# Why answer() loads the SDK itself: CPython 3.11 keeps the frames of running calls in 16 kB
 # chunks and frees a chunk as soon as the stack returns below it. Imported from ~25 calls deep
 # (where the client first needs it), openai's thousand nested imports cross a chunk's edge
 # again and again: ~3,500 more mmap/munmap pairs than at the top of a script, 40-60 ms of a
