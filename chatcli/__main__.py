@@ -45,14 +45,18 @@ def main() -> None:
     from chatcli.cli.base import simple_ask
 
     if (simple := simple_ask(args)) is not None:  # `chatcli ask words`: no typer needed
-        from chatcli.cli.base import guard, leave
+        from chatcli.cli.base import finish, guard
         from chatcli.cli.chatting import ask_words
 
         flags, words = simple
-        leave(guard(lambda: ask_words(flags, words), debug=bool(flags.debug)))
+        finish(guard(lambda: ask_words(flags, words), debug=bool(flags.debug)))
     from chatcli.cli import run
+    from chatcli.cli.base import finish
 
-    run()
+    try:
+        run()
+    except SystemExit as done:  # the typer app's exit code, after its error boundary
+        finish(done.code)
 
 
 if __name__ == "__main__":

@@ -76,13 +76,14 @@ def test_a_closed_pipe_on_stdout_ends_quietly(endpoint):
     assert b"Traceback" not in done.stderr and b"Error" not in done.stderr
 
 
-def test_ask_leaves_with_its_whole_answer_out_and_the_conversation_saved_and_closed(endpoint, db):
-    """`ask` ends without the interpreter's teardown (cli/base.leave): what it wrote still
+@pytest.mark.parametrize("options", [(), ("-m", "test-model")], ids=["read without typer", "read by typer"])
+def test_ask_leaves_with_its_whole_answer_out_and_the_conversation_saved_and_closed(endpoint, db, options):
+    """`ask` ends without the interpreter's teardown (cli/base.finish): what it wrote still
     reaches the pipe whole, the usage line is there, and the conversation is in a database
     that was closed (SQLite's log folded back in, no -wal file left), so the next ask has it."""
     text = "".join(f"line {n} of a long answer\n" for n in range(10000))  # far over a pipe's 64 kB
     endpoint.queue(Reply(text=text, chunk_chars=5000))
-    done = chatcli("ask", "--usage", "the long one")
+    done = chatcli("ask", *options, "--usage", "the long one")
     assert done.returncode == 0, done.stderr
     assert done.stdout.decode() == text
     assert done.stderr.startswith(b"tokens: ")

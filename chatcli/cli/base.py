@@ -240,13 +240,25 @@ class PipeClosed(Exception):
     """stdout's reader left; typer would turn the BrokenPipeError into exit 1 (a bug)."""
 
 
-def leave(code: int) -> NoReturn:
-    """End the process with `code` once everything is written, without the interpreter's
-    teardown: freeing a thousand modules' objects (openai's types, pydantic's) takes about a
-    tenth of a second after the answer is out, and a pipe's reader or the shell waits for it.
-    Only for a command whose work is closed by then (`ask`: answer() closes its session):
-    nothing that runs at exit is left to run."""
-    code = code if isinstance(code, int) else errors.EXIT_UNEXPECTED
+# Set by a command that has closed everything it opened (answer(): its session's MCP servers
+# and its store), so that nothing is left for the interpreter's teardown to do.
+_all_closed = False
+
+
+def all_closed() -> None:
+    """Say that what this command opened is closed: `finish` may end the process at once."""
+    global _all_closed
+    _all_closed = True
+
+
+def finish(code: int | str | None) -> NoReturn:
+    """End the program (chatcli.__main__ only: never a process that merely imports chatcli)
+    with `code`. After a command that closed what it opened (all_closed), at once, once
+    stdout and stderr are written: the interpreter's teardown (freeing openai's and pydantic's
+    thousand modules' objects) takes 0.1-0.2 s after the answer is out, and the shell or a
+    pipe's reader waits for it. Otherwise as usual, atexit handlers and all."""
+    if not _all_closed or not isinstance(code, int):
+        sys.exit(code)
     try:
         sys.stdout.flush()
     except BrokenPipeError:  # the reader left before the end: as the boundary says it

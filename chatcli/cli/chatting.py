@@ -13,6 +13,7 @@ from typing import Any
 from chatcli import __version__, errors
 from chatcli.cli.base import (
     Flags,
+    all_closed,
     build_settings,
     diagnostics,
     key_for,
@@ -163,6 +164,7 @@ def answer(question: str | None, piped: str | None, flags: Flags, settings: Sett
         _answer(session, question, piped, flags, settings, diag, key)
     finally:
         session.close()  # the MCP servers it started stop with it; the store is closed
+        all_closed()  # so the process may end without a teardown (base.finish)
 
 
 # Why answer() loads the SDK itself: CPython 3.11 keeps the frames of running calls in 16 kB
