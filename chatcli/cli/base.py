@@ -256,8 +256,9 @@ def finish(code: int | str | None) -> NoReturn:
     with `code`. After a command that closed what it opened (all_closed), at once, once
     stdout and stderr are written: the interpreter's teardown (freeing openai's and pydantic's
     thousand modules' objects) takes 0.1-0.2 s after the answer is out, and the shell or a
-    pipe's reader waits for it. Otherwise as usual, atexit handlers and all."""
-    if not _all_closed or not isinstance(code, int):
+    pipe's reader waits for it. Otherwise as usual, atexit handlers and all; so too under a
+    profiler or a tracer (cProfile, coverage), which write what they found at exit."""
+    if not _all_closed or not isinstance(code, int) or sys.getprofile() or sys.gettrace():
         sys.exit(code)
     try:
         sys.stdout.flush()
