@@ -233,8 +233,8 @@ def test_a_private_ca_is_trusted_with_ca_bundle_and_through_https_proxy(run, pri
 
 
 def test_a_ca_bundle_that_cannot_be_read_is_one_line_naming_it(run, endpoint, tmp_path):
-    """The TLS context is built in a thread while openai is imported: its failure still
-    reaches the user as the one line it always was, and nothing is sent."""
+    """A CA file that cannot be read fails when the TLS context is built: one line that
+    names it, a configuration error's exit code, and nothing is sent."""
     missing = tmp_path / "no-such-ca.pem"
     result = run("ask", "--config", config(tmp_path, f'ca_bundle = "{missing}"\n'), "hi")
     assert result.code == 2  # a configuration that cannot work, as every config error

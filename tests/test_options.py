@@ -171,7 +171,7 @@ def test_anything_else_is_left_to_typer(argv):
 def test_chatcli_ask_words_answers_without_importing_typer(endpoint, tmp_path):
     import subprocess
 
-    # `ask` ends with os._exit once its answer is out (cli/base.leave): the probe speaks then.
+    # `ask` ends with os._exit once its answer is out (cli/base.finish): the probe speaks then.
     probe = ("import os, sys; end = os._exit; os._exit = lambda code: (sys.stderr.write('typer loaded: %s' % "
              "('typer' in sys.modules)), sys.stderr.flush(), end(code)); "
              "sys.argv = ['chatcli', 'ask', '--no-save', 'hi']; from chatcli.__main__ import main; main()")
