@@ -89,10 +89,10 @@ def cases(env: dict[str, str], sdk: str, work: Path, llm: tuple[list[str], dict[
     fast = "ask 2,000-word Markdown from a 5,000 tokens/s server (terminal)"
     fast_long = "ask 8,000-word Markdown from a 5,000 tokens/s server (terminal)"
 
-    def linear(longer: str, shorter: str, most: float) -> Callable[[dict[str, Sample]], bool]:
+    def linear(r: dict[str, Sample], longer: str, shorter: str, most: float) -> bool:
         """The CPU after the first output (the answer's own cost, without the start-up and its
         noise) of `longer` at most `most` times `shorter`'s."""
-        return lambda r: (r[longer].streaming or 0) <= most * (r[shorter].streaming or 0)
+        return (r[longer].streaming or 0) <= most * (r[shorter].streaming or 0)
 
     def within(ratio: float, name: str, base: str = sdk_one) -> Callable[[dict[str, Sample]], bool]:
         return lambda r: r[name].wall <= ratio * r[base].wall
@@ -159,8 +159,8 @@ def cases(env: dict[str, str], sdk: str, work: Path, llm: tuple[list[str], dict[
              lambda: run_on_pty(chatcli("ask", "--no-save", "md8000"), env),
              "openai SDK script, 8,000 words (terminal)",
              "streaming CPU <= 4.5x the 2,000-word's; RSS < 100 MB",
-             lambda r: linear("ask 8,000-word Markdown (terminal)",
-                              "ask 2,000-word Markdown (terminal)", 4.5)(r)
+             lambda r: linear(r, "ask 8,000-word Markdown (terminal)",
+                              "ask 2,000-word Markdown (terminal)", 4.5)
              and r["ask 8,000-word Markdown (terminal)"].rss_mb < 100),
         # A fast server: the final frame within 50 ms of the last byte, CPU linear in the length.
         Case("openai SDK script, 2,000 words from a 5,000 tokens/s server (terminal)",
@@ -170,7 +170,7 @@ def cases(env: dict[str, str], sdk: str, work: Path, llm: tuple[list[str], dict[
              "final frame <= 50 ms after the last byte", lambda r: keeps_up(r, fast)),
         Case(fast_long, lambda: run_on_pty(chatcli("ask", "--no-save", "fast8000"), env, mark=mark),
              fast, "final frame <= 50 ms; streaming CPU <= 4.5x the 2,000-word's",
-             lambda r: keeps_up(r, fast_long) and linear(fast_long, fast, 4.5)(r)),
+             lambda r: keeps_up(r, fast_long) and linear(r, fast_long, fast, 4.5)),
         # A paragraph that never ends: the live view is redrawn all the while it streams.
         Case("ask a 1 MB paragraph (terminal)",
              lambda: run_on_pty(chatcli("ask", "--no-save", "para1m"), env)),
@@ -178,7 +178,7 @@ def cases(env: dict[str, str], sdk: str, work: Path, llm: tuple[list[str], dict[
              lambda: run_on_pty(chatcli("ask", "--no-save", "para4m"), env),
              "ask a 1 MB paragraph (terminal)",
              "streaming CPU <= 8x the 1 MB's (linear 4x, quadratic 16x); RSS < 150 MB",
-             lambda r: linear("ask a 4 MB paragraph (terminal)", "ask a 1 MB paragraph (terminal)", 8)(r)
+             lambda r: linear(r, "ask a 4 MB paragraph (terminal)", "ask a 1 MB paragraph (terminal)", 8)
              and r["ask a 4 MB paragraph (terminal)"].rss_mb < 150),
         # A million events of one character each, into a pipe: time linear in the events,
         # memory flat (nothing is held per event).

@@ -408,7 +408,7 @@ def warm_up() -> None:
 
     def load() -> None:
         with contextlib.suppress(Exception):  # the first request will report it properly
-            import openai  # noqa: F401
+            load_sdk()
 
     threading.Thread(target=load, name="import-openai", daemon=True).start()
 
